@@ -1,0 +1,88 @@
+"""Map botocore errors to typed ConnectorErrors with a hint at the fix."""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from connector.errors import ConnectorError, ErrorCode
+
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+    }
+)
+ACCESS_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+    }
+)
+NOT_FOUND_CODES = frozenset(
+    {"ResourceNotFoundException", "NoSuchEntity", "NotFoundException", "ResourceNotFound", "AccountNotFoundException"}
+)
+CONFLICT_CODES = frozenset(
+    {"ConflictException", "ResourceInUseException", "ConcurrentModificationException", "OptimisticLockException"}
+)
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def classify_aws_error(exc: BaseException) -> ConnectorError | None:
+    """A ConnectorError for botocore failures, or None for anything else."""
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        op = exc.operation_name
+        message = str(exc.response.get("Error", {}).get("Message", ""))[:400]
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        text = f"{op}: {code}: {message}"
+        if code in THROTTLING_CODES:
+            return ConnectorError(ErrorCode.THROTTLED, f"{text} (throttled after retries)")
+        if code in ACCESS_DENIED_CODES:
+            return ConnectorError(
+                ErrorCode.ACCESS_DENIED,
+                f"{text}. Check the connector role's permissions, the role trust policy and any service control policy.",
+                retryable=False,
+            )
+        if code in NOT_FOUND_CODES:
+            return ConnectorError(ErrorCode.NOT_FOUND, text, retryable=False)
+        if code in CONFLICT_CODES:
+            return ConnectorError(ErrorCode.CONFLICT, text)
+        if status >= 500:
+            return ConnectorError(ErrorCode.UNAVAILABLE, text)
+        return ConnectorError(ErrorCode.INVALID_JOB if status == 400 else ErrorCode.INTERNAL, text, retryable=False)
+    if isinstance(exc, NoCredentialsError):
+        return ConnectorError(
+            ErrorCode.ACCESS_DENIED,
+            "no AWS credentials found for the connector identity (ECS task role, IRSA, EKS Pod Identity or env)",
+            retryable=False,
+        )
+    if isinstance(exc, (BotoConnectionError, ReadTimeoutError)):
+        return ConnectorError(ErrorCode.UNAVAILABLE, f"AWS endpoint unreachable: {type(exc).__name__}")
+    if isinstance(exc, BotoCoreError):
+        return ConnectorError(ErrorCode.UNAVAILABLE, f"{type(exc).__name__}: {str(exc)[:300]}")
+    return None

@@ -1,0 +1,217 @@
+"""Agent configuration: environment variables (12-factor), optionally a TOML file with the same keys.
+
+This module is the one source of truth for the variable names: the ECS task definition, the
+CloudFormation template and the Helm chart are checked against `ENV_VARS` by tests. Validation happens
+at start-up and every message names the variable to fix. Secrets (the token) are SecretStr: they never
+appear in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CONNECTOR_"
+
+
+class ConfigError(Exception):
+    """Start-up configuration is invalid. The message names each variable and what to fix."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class AgentConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    id: str = Field(description="Connector id the control plane knows this connector by (CONNECTOR_ID).")
+    control_plane_url: str = Field(
+        validation_alias="CONTROL_PLANE_URL",
+        description="https://host:port of the control plane; http:// only to a loopback address with "
+        "CONNECTOR_ALLOW_INSECURE_LOOPBACK=true.",
+    )
+    token: SecretStr | None = Field(default=None, description="Bearer token (prefer CONNECTOR_TOKEN_FILE).")
+    token_file: Path | None = Field(default=None, description="File holding the bearer token.")
+    allow_insecure_loopback: bool = Field(default=False, description="Permit plaintext http:// to loopback.")
+    tls_ca_file: Path | None = Field(
+        default=None, description="CA bundle to verify the control plane (default: system roots)."
+    )
+    tls_client_cert_file: Path | None = Field(default=None, description="Client certificate for mTLS.")
+    tls_client_key_file: Path | None = Field(default=None, description="Client key for mTLS.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Jobs run at once by this replica.")
+    health_addr: str = Field(default="127.0.0.1:8080", description="host:port of /healthz, /readyz, /metrics.")
+    drain_grace_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="On SIGTERM, how long running jobs may take to finish."
+    )
+    host_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", description="Replica id.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_format: str = Field(default="auto", description="json, console, or auto (console on a TTY).")
+    guardrails_file: Path | None = Field(default=None, description="Customer policy file enforced on every grant.")
+    job_signing_keys: str = Field(
+        default="", description="Comma-separated base64 Ed25519 public keys that jobs must be signed with."
+    )
+    state_dir: Path | None = Field(default=None, description="Writable directory for local state (optional).")
+
+    @field_validator("control_plane_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must look like https://host:port (or http://127.0.0.1:port for local testing)")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("must be one of debug, info, warning, error")
+        return value.lower()
+
+    @field_validator("log_format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value.lower() not in ("auto", "json", "console"):
+            raise ValueError("must be one of auto, json, console")
+        return value.lower()
+
+    @field_validator("health_addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> AgentConfig:
+        parts = urlsplit(self.control_plane_url)
+        if parts.scheme == "http":
+            if not _is_loopback(parts.hostname or ""):
+                raise ValueError(
+                    "CONTROL_PLANE_URL: plaintext http:// is only allowed to a loopback address; use https://"
+                )
+            if not self.allow_insecure_loopback:
+                raise ValueError(
+                    "CONTROL_PLANE_URL: http:// needs CONNECTOR_ALLOW_INSECURE_LOOPBACK=true (local testing only)"
+                )
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("CONNECTOR_TOKEN / CONNECTOR_TOKEN_FILE: set exactly one of them")
+        if self.token_file is not None and not self.token_file.is_file():
+            raise ValueError(f"CONNECTOR_TOKEN_FILE: no readable file at {self.token_file}")
+        if (self.tls_client_cert_file is None) != (self.tls_client_key_file is None):
+            raise ValueError(
+                "CONNECTOR_TLS_CLIENT_CERT_FILE / CONNECTOR_TLS_CLIENT_KEY_FILE: set both for mTLS, or neither"
+            )
+        for name, path in (
+            ("CONNECTOR_TLS_CA_FILE", self.tls_ca_file),
+            ("CONNECTOR_TLS_CLIENT_CERT_FILE", self.tls_client_cert_file),
+            ("CONNECTOR_TLS_CLIENT_KEY_FILE", self.tls_client_key_file),
+            ("CONNECTOR_GUARDRAILS_FILE", self.guardrails_file),
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no readable file at {path}")
+        return self
+
+    @property
+    def plaintext(self) -> bool:
+        return urlsplit(self.control_plane_url).scheme == "http"
+
+    @property
+    def target(self) -> str:
+        """host:port for grpc.aio channels."""
+        parts = urlsplit(self.control_plane_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname or ""
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def read_token(self) -> str:
+        """The bearer token, read fresh from the file each time (so a rotated Secret is picked up)."""
+        if self.token is not None:
+            value = self.token.get_secret_value()
+        else:
+            assert self.token_file is not None
+            value = self.token_file.read_text(encoding="utf-8")
+        value = value.strip()
+        if not value:
+            raise ConfigError("CONNECTOR_TOKEN / CONNECTOR_TOKEN_FILE: the token is empty")
+        return value
+
+
+def _env_name(field_name: str) -> str:
+    info = AgentConfig.model_fields[field_name]
+    alias = info.validation_alias
+    return alias if isinstance(alias, str) else f"{ENV_PREFIX}{field_name.upper()}"
+
+
+# Every environment variable `connector run` reads, with its description. The deploy tests check the
+# task definition, the CloudFormation template and the Helm chart against this.
+ENV_VARS: dict[str, str] = {
+    _env_name(name): info.description or "" for name, info in AgentConfig.model_fields.items()
+} | {"CONNECTOR_CONFIG_FILE": "Optional TOML file with the same keys; environment variables win."}
+REQUIRED_ENV_VARS = ("CONNECTOR_ID", "CONTROL_PLANE_URL")
+
+
+def load_config(environ: dict[str, str] | None = None) -> AgentConfig:
+    """Build and validate the config. Raises ConfigError with one line per problem, naming variables."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    config_file = env.get("CONNECTOR_CONFIG_FILE")
+    if config_file:
+        try:
+            data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"CONNECTOR_CONFIG_FILE: cannot read {config_file}: {exc}") from None
+        unknown = sorted(set(data) - set(ENV_VARS))
+        if unknown:
+            raise ConfigError(f"CONNECTOR_CONFIG_FILE: unknown keys {unknown}; use the environment variable names")
+        values = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}
+    merged = values | {k: v for k, v in env.items() if k in ENV_VARS}
+    kwargs: dict[str, Any] = {}
+    for name in AgentConfig.model_fields:
+        env_name = _env_name(name)
+        if env_name in merged and merged[env_name] != "":
+            kwargs[name if env_name.startswith(ENV_PREFIX) else env_name] = merged[env_name]
+    try:
+        return _build(kwargs)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _build(kwargs: dict[str, Any]) -> AgentConfig:
+    # _env_file / env parsing is disabled: we pass every value explicitly so the file and env merge above
+    # is the only source, and tests can pass an environment dict.
+    return AgentConfig(_env_prefix="__NO_ENV__", **kwargs)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = err.get("loc") or ()
+        msg = str(err.get("msg", "invalid"))
+        if loc:
+            field_name = str(loc[0])
+            env_name = _env_name(field_name) if field_name in AgentConfig.model_fields else field_name
+            if err.get("type") == "missing":
+                msg = "required but not set"
+            lines.append(f"{env_name}: {msg}")
+        else:
+            lines.append(msg.removeprefix("Value error, "))
+    return "invalid configuration:\n  " + "\n  ".join(lines)

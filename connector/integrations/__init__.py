@@ -1,0 +1,1 @@
+"""One module per integration; each subclasses connector.integrations.base.Integration."""

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code (python protos/generate.py). Do not edit."""
