@@ -635,17 +635,23 @@ class UploadInventoryResponse(_message.Message):
 
     ITEMS_RECEIVED_FIELD_NUMBER: _builtins.int
     DIGEST_OK_FIELD_NUMBER: _builtins.int
+    NEXT_SEQ_FIELD_NUMBER: _builtins.int
     items_received: _builtins.int
+    """Items stored for this job attempt so far."""
     digest_ok: _builtins.bool
+    """Set once the final chunk arrived and its digest matched what was stored."""
+    next_seq: _builtins.int
+    """The next chunk seq the server expects (resume point)."""
     def __init__(
         self,
         *,
         items_received: _builtins.int = ...,
         digest_ok: _builtins.bool = ...,
+        next_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest_ok", b"digest_ok", "items_received", b"items_received"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest_ok", b"digest_ok", "items_received", b"items_received", "next_seq", b"next_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -94,7 +94,9 @@ class ControlPlaneServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UploadInventory(self, request_iterator, context):
-        """Streams a sync job's inventory in bounded chunks; the last chunk carries the digest.
+        """Streams a batch of a sync job's inventory chunks (a few per stream, so the client buffers only one
+        batch and can resend it after a failure: a chunk already stored is ignored, a gap is refused).
+        The last chunk of the job carries the digest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

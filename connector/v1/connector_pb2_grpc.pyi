@@ -45,7 +45,10 @@ class ControlPlaneStub:
     finish for the current attempt is harmless.
     """
     UploadInventory: _grpc.StreamUnaryMultiCallable[_connector_pb2.InventoryChunk, _connector_pb2.UploadInventoryResponse]
-    """Streams a sync job's inventory in bounded chunks; the last chunk carries the digest."""
+    """Streams a batch of a sync job's inventory chunks (a few per stream, so the client buffers only one
+    batch and can resend it after a failure: a chunk already stored is ignored, a gap is refused).
+    The last chunk of the job carries the digest.
+    """
 
 @_typing.type_check_only
 class ControlPlaneAsyncStub(ControlPlaneStub):
@@ -61,7 +64,10 @@ class ControlPlaneAsyncStub(ControlPlaneStub):
     finish for the current attempt is harmless.
     """
     UploadInventory: _aio.StreamUnaryMultiCallable[_connector_pb2.InventoryChunk, _connector_pb2.UploadInventoryResponse]  # type: ignore[assignment]
-    """Streams a sync job's inventory in bounded chunks; the last chunk carries the digest."""
+    """Streams a batch of a sync job's inventory chunks (a few per stream, so the client buffers only one
+    batch and can resend it after a failure: a chunk already stored is ignored, a gap is refused).
+    The last chunk of the job carries the digest.
+    """
 
 class ControlPlaneServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -104,6 +110,9 @@ class ControlPlaneServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_connector_pb2.InventoryChunk],
         context: _ServicerContext,
     ) -> _typing.Union[_connector_pb2.UploadInventoryResponse, _abc.Awaitable[_connector_pb2.UploadInventoryResponse]]:
-        """Streams a sync job's inventory in bounded chunks; the last chunk carries the digest."""
+        """Streams a batch of a sync job's inventory chunks (a few per stream, so the client buffers only one
+        batch and can resend it after a failure: a chunk already stored is ignored, a gap is refused).
+        The last chunk of the job carries the digest.
+        """
 
 def add_ControlPlaneServicer_to_server(servicer: ControlPlaneServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
