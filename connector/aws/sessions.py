@@ -135,6 +135,13 @@ class AwsSessions:
         creds = session.get_credentials()
         return creds.get_frozen_credentials() if creds is not None else None
 
+    def forget(self, session_key: str) -> None:
+        """Drop a session whose AssumeRole failed, so a later job (after the fix) assumes afresh."""
+        with self._lock:
+            self._sessions.pop(session_key, None)
+            self._credentials = {k: v for k, v in self._credentials.items() if self._session_key(k) != session_key}
+            self._clients = {k: v for k, v in self._clients.items() if k[0] != session_key}
+
     def client(self, session_key: str, service: str, region: str | None = None) -> Any:
         ckey = (session_key, service, region or "")
         with self._lock:

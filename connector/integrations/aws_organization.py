@@ -11,8 +11,10 @@ Grants route by target.resource_type to one module per target kind.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from connector.aws.errors import classify_aws_error, error_code
 from connector.aws.sessions import AwsSessions, clamp_session_duration
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
-from connector.integrations import eks_access
+from connector.integrations import eks_access, identity_center_inventory
 from connector.integrations.base import (
     GrantRequest,
     Integration,
@@ -31,13 +33,25 @@ from connector.integrations.base import (
     SyncRequest,
 )
 from connector.integrations.eks_inventory import cluster_items
-from connector.integrations.org_settings import OrgSettings, parse_settings
+from connector.integrations.iam_inventory import role_items
+from connector.integrations.org_settings import RESOURCE_TYPES, OrgSettings, parse_settings
 from connector.integrations.org_tree import Account, OrgUnit, OrgWalk
 from connector.logging import get_logger
 
 log = get_logger("connector.integrations.aws_organization")
+# A member role that failed to assume is not asked again for this long: one sync touches an account in
+# several regions and stages, and each would otherwise repeat the same failing AssumeRole.
+MEMBER_FAILURE_TTL = 60.0
 
-ScopeWork = Callable[[str, str, str], Iterator[InventoryItem]]  # (member session, account, region)
+
+@dataclass(frozen=True)
+class ScopeTask:
+    """One unit of sync work: a stage in one account and region ("global" for IAM)."""
+
+    account_id: str
+    region: str
+    stage: str
+    work: Callable[[str, str], Iterator[InventoryItem]]
 
 
 def scope_error_hint(exc: BaseException, account_id: str, region: str, member_role: str) -> tuple[str, str]:
@@ -74,6 +88,8 @@ class AwsOrganizationIntegration(Integration):
             services.aws = AwsSessions(services.connector_id)
         self.aws: AwsSessions = services.aws
         self.duration_seconds, self.duration_note = clamp_session_duration(self.config.session_duration_hours)
+        self._member_lock = threading.Lock()
+        self._member_failures: dict[str, tuple[float, ClientError]] = {}
 
     # -- credentials -------------------------------------------------------------------------------------
     def management(self) -> str:
@@ -85,13 +101,6 @@ class AwsOrganizationIntegration(Integration):
             external_id=self.config.external_id or self.services.connector_id,
             duration_seconds=self.duration_seconds,
         )
-
-    def member(self, account_id: str) -> str:
-        partition = (self.config.management_account_role_arn or "arn:aws:").split(":")[1]
-        arn = f"arn:{partition}:iam::{account_id}:role/{self.config.member_role_name}"
-        key = self.aws.assume(arn, via=self.management(), duration_seconds=min(self.duration_seconds, 3600))
-        self.aws.credentials_of(key)  # surface AssumeRole failures here, attributed to this account
-        return key
 
     def _management_checked(self) -> str:
         try:
@@ -111,12 +120,17 @@ class AwsOrganizationIntegration(Integration):
     # -- sync --------------------------------------------------------------------------------------------
     def sync(self, request: SyncRequest, ctx: JobContext) -> dict[str, Any]:
         types = set(request.resource_types or self.config.resource_types)
+        unknown = types - set(RESOURCE_TYPES)
+        if unknown:
+            raise InvalidJob(f"sync.resource_types {sorted(unknown)} unknown; choose from {list(RESOURCE_TYPES)}")
         mgmt = self._management_checked()
         org = self.aws.client(mgmt, "organizations", self.config.region)
         counts: dict[str, int] = {}
+        counts_lock = threading.Lock()
 
         def emit(item: InventoryItem) -> None:
-            counts[item.type] = counts.get(item.type, 0) + 1
+            with counts_lock:
+                counts[item.type] = counts.get(item.type, 0) + 1
             ctx.emit(item)
 
         try:
@@ -129,19 +143,22 @@ class AwsOrganizationIntegration(Integration):
                     retryable=False,
                 ) from None
             raise
-        active = [a for a in accounts if a.active]
-        work: list[tuple[str, ScopeWork]] = []
+        active = [a.id for a in accounts if a.active]
+        tasks: list[ScopeTask] = []
         if "eks_cluster" in types:
-            work.append(("eks", self._eks_work))
-        pairs = [(a.id, r) for a in active for r in self._regions()] if work else []
-        errors = self._fan_out(pairs, work, ctx, emit)
+            tasks += [ScopeTask(a, r, "eks", self._eks_task) for a in active for r in self._regions()]
+        if "iam_role" in types:
+            tasks += [ScopeTask(a, "global", "iam", self._iam_task) for a in active]
+        if "identity_center" in types:
+            tasks += self._identity_center_tasks(mgmt, active, emit)
+        errors = self._fan_out(tasks, ctx, emit)
         result: dict[str, Any] = {
             "accounts_total": len(accounts),
             "accounts_active": len(active),
             "accounts_skipped": [{"id": a.id, "state": a.state} for a in accounts if not a.active][:100],
-            "scopes": len(pairs),
+            "scopes": len(tasks),
             "scope_errors": errors,
-            "items": counts,
+            "items": dict(sorted(counts.items())),
         }
         if self.duration_note:
             result["notes"] = [self.duration_note]
@@ -150,7 +167,7 @@ class AwsOrganizationIntegration(Integration):
     def _regions(self) -> tuple[str, ...]:
         regions = self.config.regions
         if regions == "enabled":
-            raise InvalidJob("regions 'enabled' is resolved per account; not supported by this connector version yet")
+            raise InvalidJob("regions 'enabled' is not supported by this connector version yet: list the regions")
         return regions or (self.config.region,)
 
     def _sync_org(
@@ -163,7 +180,8 @@ class AwsOrganizationIntegration(Integration):
             excluded_accounts=frozenset(self.config.excluded_account_ids),
             check=ctx.check_cancelled,
         )
-        if with_items:
+        wanted = set(request.account_ids)
+        if with_items and not wanted:
             emit(
                 InventoryItem(
                     type="aws.organization",
@@ -176,11 +194,11 @@ class AwsOrganizationIntegration(Integration):
                     },
                 )
             )
-        wanted = set(request.account_ids)
         accounts: list[Account] = []
+        scope = self.config.organizational_unit_id
         starts = (
-            [(self.config.organizational_unit_id, walk.path_of(self.config.organizational_unit_id))]
-            if self.config.organizational_unit_id and not self.config.organizational_unit_id.startswith("r-")
+            [(scope, walk.path_of(scope))]
+            if scope and not scope.startswith("r-")
             else [(root["Id"], "Root") for root in walk.roots()]
         )
         for start_id, start_path in starts:
@@ -220,59 +238,96 @@ class AwsOrganizationIntegration(Integration):
                     )
         return accounts
 
-    def _eks_work(self, session: str, account_id: str, region: str) -> Iterator[InventoryItem]:
-        eks = self.aws.client(session, "eks", region)
+    def _eks_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
+        eks = self.aws.client(self.member(account_id), "eks", region)
         yield from cluster_items(eks, account_id, region, lambda: None)
 
-    def _fan_out(
-        self,
-        pairs: list[tuple[str, str]],
-        work: list[tuple[str, ScopeWork]],
-        ctx: JobContext,
-        emit: Callable[[InventoryItem], None],
-    ) -> int:
-        """Run every (account, region) with bounded parallelism; record failures per scope, keep going."""
-        if not pairs:
+    def _iam_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
+        yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
+
+    def _identity_center_tasks(
+        self, mgmt: str, accounts: list[str], emit: Callable[[InventoryItem], None]
+    ) -> list[ScopeTask]:
+        region = self.config.sso_region or self.config.region
+        sso = self.aws.client(mgmt, "sso-admin", region)
+        try:
+            ic = identity_center_inventory.discover(sso)
+            if ic is None:
+                return []
+            for item in identity_center_inventory.directory_items(
+                sso, self.aws.client(mgmt, "identitystore", region), ic
+            ):
+                emit(item)
+        except (ClientError, BotoCoreError) as exc:
+            self._record_error(emit, exc, "management", region, "identity_center")
+            return []
+
+        def assignments(account_id: str, _: str) -> Iterator[InventoryItem]:
+            return identity_center_inventory.assignment_items(sso, ic, account_id)
+
+        return [ScopeTask(a, region, "identity_center", assignments) for a in accounts]
+
+    def _fan_out(self, tasks: list[ScopeTask], ctx: JobContext, emit: Callable[[InventoryItem], None]) -> int:
+        """Run every scope task with bounded parallelism; record failures per scope and keep going."""
+        if not tasks:
             return 0
         lock = threading.Lock()
-        done = 0
-        errors = 0
-        accounts_total = len({a for a, _ in pairs})
+        remaining: dict[str, int] = {}
+        for task in tasks:
+            remaining[task.account_id] = remaining.get(task.account_id, 0) + 1
+        accounts_total = len(remaining)
+        state = {"errors": 0, "accounts_done": 0}
 
-        def run(account_id: str, region: str) -> None:
-            nonlocal errors
+        def run(task: ScopeTask) -> None:
             try:
-                session = self.member(account_id)
-                for name, fn in work:
-                    try:
-                        for item in fn(session, account_id, region):
-                            ctx.check_cancelled()
-                            emit(item)
-                    except (ClientError, BotoCoreError) as exc:
-                        self._record_error(emit, exc, account_id, region, name)
-                        with lock:
-                            errors += 1
+                for item in task.work(task.account_id, task.region):
+                    ctx.check_cancelled()
+                    emit(item)
             except (ClientError, BotoCoreError) as exc:
-                self._record_error(emit, exc, account_id, region, "assume_role")
+                self._record_error(emit, exc, task.account_id, task.region, task.stage)
                 with lock:
-                    errors += 1
+                    state["errors"] += 1
+            finally:
+                with lock:
+                    remaining[task.account_id] -= 1
+                    if remaining[task.account_id] == 0:
+                        state["accounts_done"] += 1
+                        ctx.progress(state["accounts_done"], accounts_total)
 
         with ThreadPoolExecutor(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool:
             pending: set[Future[None]] = set()
-            it = iter(pairs)
-            for account_id, region in it:
-                pending.add(pool.submit(run, account_id, region))
-                if len(pending) >= self.config.max_parallelism * 2:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        f.result()
-                        done += 1
-                    ctx.progress(done * accounts_total // len(pairs), accounts_total)
-                    ctx.check_cancelled()
-            for f in pending:
-                f.result()
-        ctx.progress(accounts_total, accounts_total)
-        return errors
+            try:
+                for task in tasks:
+                    pending.add(pool.submit(run, task))
+                    if len(pending) >= self.config.max_parallelism * 2:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in finished:
+                            f.result()
+                for f in pending:
+                    f.result()
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+        return state["errors"]
+
+    def member(self, account_id: str) -> str:
+        """Session key for the member role in `account_id`; a failed AssumeRole is remembered, not retried."""
+        with self._member_lock:
+            failure = self._member_failures.get(account_id)
+        if failure is not None and time.monotonic() - failure[0] < MEMBER_FAILURE_TTL:
+            raise failure[1]
+        partition = (self.config.management_account_role_arn or "arn:aws:").split(":")[1]
+        arn = f"arn:{partition}:iam::{account_id}:role/{self.config.member_role_name}"
+        key = self.aws.assume(arn, via=self.management(), duration_seconds=min(self.duration_seconds, 3600))
+        try:
+            self.aws.credentials_of(key)  # surface AssumeRole failures here, attributed to this account
+        except ClientError as exc:
+            with self._member_lock:
+                self._member_failures[account_id] = (time.monotonic(), exc)
+            self.aws.forget(key)
+            raise
+        return key
 
     def _record_error(
         self, emit: Callable[[InventoryItem], None], exc: BaseException, account_id: str, region: str, stage: str
