@@ -344,6 +344,18 @@ class AwsOrganizationIntegration(Integration):
             )
         )
 
+    def account_ous(self, account_id: str) -> list[str]:
+        org = self.aws.client(self.management(), "organizations", self.config.region)
+        ous: list[str] = []
+        child = account_id
+        for _ in range(10):  # Organizations nests OUs at most five deep
+            parents = org.list_parents(ChildId=child).get("Parents", [])
+            if not parents or parents[0]["Type"] == "ROOT":
+                break
+            child = parents[0]["Id"]
+            ous.append(child)
+        return ous
+
     # -- grant / revoke ----------------------------------------------------------------------------------
     def _eks_client(self, target: eks_access.EksTarget) -> Any:
         return self.aws.client(self.member(target.account_id), "eks", target.region)
