@@ -33,7 +33,8 @@ from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations.eks_access import GRANT_PREFIX, CallLog, grant_tag_key
 
 PERMISSION_SET_ARN = re.compile(
-    r"^arn:(aws|aws-us-gov|aws-cn):sso:::permissionSet/(ssoins-[a-f0-9-]+)/(ps-[a-f0-9-]+)$"
+    # AWS documents permissionSet/ssoins-.../ps-...; moto (and older consoles) show instance/ssoins-.../ps-...
+    r"^arn:(aws|aws-us-gov|aws-cn):sso:::(?:permissionSet|instance)/(ssoins-[a-z0-9-]+)/(ps-[a-z0-9-]+)$"
 )
 PERMISSION_SET_NAME = re.compile(r"^[\w+=,.@-]{1,32}$")
 PRINCIPAL_ID = re.compile(
