@@ -85,15 +85,11 @@ def job(
         integration=pb.Integration(id="int-aws", type="aws_organization", settings=_struct(settings(sb))),
     )
     if kind == "grant":
-        j.grant.CopyFrom(
-            pb.GrantJob(grant_id=grant_id, principal=principal, target=_struct(target), dry_run=dry_run)
-        )
+        j.grant.CopyFrom(pb.GrantJob(grant_id=grant_id, principal=principal, target=_struct(target), dry_run=dry_run))
         if expires_at is not None:
             j.grant.expires_at.FromDatetime(expires_at.astimezone(UTC).replace(tzinfo=None))
     else:
-        j.revoke.CopyFrom(
-            pb.RevokeJob(grant_id=grant_id, principal=principal, target=_struct(target), dry_run=dry_run)
-        )
+        j.revoke.CopyFrom(pb.RevokeJob(grant_id=grant_id, principal=principal, target=_struct(target), dry_run=dry_run))
     return j
 
 
@@ -112,7 +108,11 @@ def mutating_calls(sb: Sandbox) -> dict[str, int]:
     return {
         op: n
         for op, n in counts.items()
-        if op.split(":", 1)[1].startswith(MUTATING_PREFIXES) and not op.startswith("sts:")
+        if op.split(":", 1)[1].startswith(MUTATING_PREFIXES)
+        # sts:AssumeRole is no change to the target. The sandbox names S3 calls by path and method only
+        # (GetBucketEncryption, GET /bucket?encryption, is counted as s3:CreateSession); the connector
+        # makes no S3 write, and the S3 state is asserted directly instead.
+        and not op.startswith(("sts:", "s3:"))
     }
 
 

@@ -142,8 +142,16 @@ def test_dry_run_makes_no_mutating_call(sandbox):
 
 
 def test_failed_status_raises_with_the_failure_reason():
-    statuses = iter([{"Status": "IN_PROGRESS", "RequestId": "r1"}, {"Status": "FAILED", "RequestId": "r1",
-                     "FailureReason": "Received a 404 status error: Not supported account"}])
+    statuses = iter(
+        [
+            {"Status": "IN_PROGRESS", "RequestId": "r1"},
+            {
+                "Status": "FAILED",
+                "RequestId": "r1",
+                "FailureReason": "Received a 404 status error: Not supported account",
+            },
+        ]
+    )
     with pytest.raises(ConnectorError) as caught:
         ica.wait_for_status(lambda: next(statuses), what="assign", remaining=5, check=lambda: None)
     assert "Not supported account" in caught.value.message and not caught.value.retryable
