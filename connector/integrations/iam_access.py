@@ -14,6 +14,10 @@ one (the product's guardrail; wildcard ARNs count as one), and 10,240 non-whites
 the role's inline policies together. The first check and the size of the new policy itself are checked
 before any AWS call; the aggregate is checked after reading the role's other inline policies, before
 anything is written.
+
+Dry run: the reads that decide the plan still happen (the role's tags and inline policies,
+GetBucketEncryption / GetBucketLocation / DescribeKey for S3 buckets); the writes (TagRole, PutRolePolicy,
+DeleteRolePolicy, UntagRole) are only listed in the result's `calls`.
 """
 
 from __future__ import annotations

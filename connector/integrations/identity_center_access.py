@@ -13,6 +13,10 @@ delete it when no other owning grant for the same (account, principal) remains; 
 existed before, set outside the connector, and is never deleted. A permission set holds at most 50 tags,
 so at most ~50 live grants (minus the customer's own tags) per permission set: the grant is refused with a
 clear message when the set is full. The expiry sweeper reads these tags to revoke expired grants.
+
+Dry run: the reads that decide the plan still happen (ListInstances, permission set lookup, its tags, the
+account's assignments); the writes (TagResource, CreateAccountAssignment / DeleteAccountAssignment,
+UntagResource) are only listed in the result's `calls`.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ from connector.integrations.base import Integration, JobContext, RevokeRequest, 
 from connector.jobs import audit
 from connector.jobs.registry import Registry
 from connector.logging import get_logger
+from connector.v1 import connector_pb2
 
 log = get_logger("connector.jobs.expiry")
 EVENT_TYPE = "grant.expired_revoked"
@@ -77,20 +78,22 @@ class ExpiryEvent:
     retryable: bool = False
     type: str = EVENT_TYPE
 
-    def to_proto_fields(self) -> dict[str, Any]:
-        """Keyword arguments for connector_pb2.ConnectorEvent (the agent converts time and details)."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "type": self.type,
-            "time": self.time,
-            "integration_id": self.integration_id,
-            "grant_id": self.grant_id,
-            "outcome": "OUTCOME_SUCCEEDED" if self.outcome == "succeeded" else "OUTCOME_FAILED",
-            "details": self.details,
-        }
+    def to_proto(self) -> connector_pb2.ConnectorEvent:
+        """The ConnectorEvent to send in ReportEventsRequest.events."""
+        event = connector_pb2.ConnectorEvent(
+            id=self.id,
+            type=self.type,
+            integration_id=self.integration_id,
+            grant_id=self.grant_id,
+            outcome=connector_pb2.OUTCOME_SUCCEEDED if self.outcome == "succeeded" else connector_pb2.OUTCOME_FAILED,
+        )
+        event.time.FromDatetime(self.time.astimezone(UTC).replace(tzinfo=None))
+        event.details.update(json.loads(json.dumps(self.details, default=str)))
         if self.outcome == "failed":
-            out["error"] = {"code": self.error_code, "message": self.error_message, "retryable": self.retryable}
-        return out
+            event.error.CopyFrom(
+                connector_pb2.JobError(code=self.error_code, message=self.error_message, retryable=self.retryable)
+            )
+        return event
 
 
 @dataclass(frozen=True)

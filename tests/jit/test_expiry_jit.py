@@ -12,6 +12,7 @@ from connector.integrations import eks_access, iam_access
 from connector.integrations.base import Services
 from connector.jobs.expiry import ExpirySweeper
 from connector.jobs.registry import build_registry
+from connector.v1 import connector_pb2 as pb
 from tests.jit.conftest import admin, dispatcher, job, mutating_calls, ok, run, settings
 
 pytestmark = pytest.mark.timeout(180)
@@ -68,6 +69,11 @@ def test_sweeper_revokes_expired_grants_once(sandbox, tmp_path):
     assert set(by_grant) == {"exp-eks", "exp-iam", "exp-ic"}, events
     assert all(e.outcome == "succeeded" and e.type == "grant.expired_revoked" for e in events)
     assert by_grant["exp-eks"].details["kind"] == "eks" and by_grant["exp-eks"].id.startswith("expiry-")
+    proto = by_grant["exp-ic"].to_proto()  # what the agent sends in ReportEventsRequest
+    assert (
+        proto.type == "grant.expired_revoked" and proto.grant_id == "exp-ic" and proto.outcome == pb.OUTCOME_SUCCEEDED
+    )
+    assert proto.details["kind"] == "identity_center" and proto.integration_id == "int-aws"
 
     # EKS: the expired grant's namespace is gone, the live grant keeps the entry and its own scope.
     eks = admin(sb, "eks", c.account, c.region)
@@ -130,4 +136,6 @@ def test_failed_expiry_revoke_is_reported_once_and_retried(sandbox):
     third = sweeper.sweep()
     assert [(e.grant_id, e.outcome) for e in third] == [("exp-flaky", "succeeded")]
     assert third[0].id != first[0].id
+    failed = first[0].to_proto()
+    assert failed.outcome == pb.OUTCOME_FAILED and failed.error.code == "ACCESS_DENIED" and not failed.error.retryable
     assert admin(sb, "iam", account).list_role_policies(RoleName="flaky-role")["PolicyNames"] == []
