@@ -380,14 +380,18 @@ class AwsOrganizationIntegration(Integration):
             )
         return str(kind)
 
+    _places_lock = threading.Lock()
+
     def _note_place(self, *place: str) -> None:
-        with self._member_lock:
-            self.__dict__.setdefault("_jit_places", set()).add(place)
+        # Kept in the process-wide Services, so an expiry sweeper built on the same Services sees them too.
+        with self._places_lock:
+            places: dict[str, set[tuple[str, ...]]] = self.services.extra.setdefault("jit_places", {})
+            places.setdefault(self.integration_id, set()).add(place)
 
     def jit_places(self) -> set[tuple[str, ...]]:
-        """Places this instance granted in: ("eks", account, region, cluster) and ("iam", account, role)."""
-        with self._member_lock:
-            return set(self.__dict__.get("_jit_places", ()))
+        """Places this process granted in: ("eks", account, region, cluster) and ("iam", account, role)."""
+        with self._places_lock:
+            return set(self.services.extra.get("jit_places", {}).get(self.integration_id, ()))
 
     def _ps_cache(self) -> dict[str, str]:
         cache: dict[str, str] = self.__dict__.setdefault("_permission_set_names", {})

@@ -10,15 +10,15 @@ replicas:
 API (synchronous; the agent runs it in its worker pool, e.g. every 60 s, and also while it cannot reach the
 control plane):
 
-    sweeper = ExpirySweeper(registry, services, state_file=Path(...))   # state_file optional
-    sweeper.observe(integration_id, integration_type, settings)        # for every job's integration, or
-    sweeper.track(integration_instance)                                # share the dispatcher's instances
+    sweeper = ExpirySweeper(dispatcher.registry, dispatcher.services, state_file=Path(...))  # file optional
+    sweeper.observe(integration_id, integration_type, settings)   # for every job's integration
+    sweeper.track(integration_instance)                           # optional: reuse a live instance
     events = sweeper.sweep()            # -> list[ExpiryEvent]; to_proto_fields() for ReportEvents
 
 What a sweep scans, per aws_organization integration (bounded and cheap):
   - Identity Center: every permission set's tags (one ListTagsForResource per permission set), each sweep.
   - EKS and IAM: the clusters and roles this process granted on (noted by the integration before its first
-    call) on every sweep; everything (accounts x regions x clusters x access entries, accounts x roles) on
+    call, in the shared Services, so build the sweeper on the dispatcher's Services) on every sweep; everything (accounts x regions x clusters x access entries, accounts x roles) on
     the first sweep after start-up and then every `full_scan_interval` (default 1 h), which catches grants
     made by another replica or before a restart. Scan failures in one place are logged and skipped.
 Every expired record is revoked through the integration's own `revoke` (the same idempotent path a revoke

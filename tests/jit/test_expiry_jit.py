@@ -124,9 +124,9 @@ def test_failed_expiry_revoke_is_reported_once_and_retried(sandbox):
         "resources": [f"arn:aws:sqs:us-east-1:{account}:q2"],
     }
     ok(run(d, job(sb, "grant", "exp-flaky", "alice", target, expires_at=datetime.now(UTC) - timedelta(seconds=1))))
-    sweeper = ExpirySweeper(build_registry(), Services(connector_id=info.connector_id))
-    for instance in d._instances.values():  # share the dispatcher's instance: it knows where it granted
-        sweeper.track(instance)
+    # Built on the dispatcher's Services: it knows where this process granted, so every sweep checks there.
+    sweeper = ExpirySweeper(d.registry, d.services, full_scan_interval=3600)
+    sweeper.observe("int-aws", "aws_organization", settings(sb))
     rule = sb.faults.add(kind="error", service="iam", operation="DeleteRolePolicy", status=403, code="AccessDenied")
     first = sweeper.sweep()
     second = sweeper.sweep()
