@@ -303,7 +303,8 @@ class SandboxEKSResponse(EKSResponse):
         return status, {"Content-Type": "application/json"}, json.dumps({k: v for k, v in body.items() if v is not None})
 
     def _error(self, error: EksApiError) -> tuple[int, dict[str, str], str]:
-        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error.code}
+        # moto's call_action takes the HTTP status from the "status" header, not from the tuple.
+        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error.code, "status": str(error.status)}
         return error.status, headers, json.dumps({"message": error.message})
 
     def _body(self) -> dict[str, Any]:
