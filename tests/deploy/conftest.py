@@ -21,7 +21,11 @@ from moto.server import ThreadedMotoServer
 # reused (keyed by version, so bumping the pin makes a fresh one).
 CHECKOV_VERSION = "3.3.30"
 CHECKOV_VENV_ENV = "ACCESS_CONNECTOR_CHECKOV_VENV"
-CHECKOV_OFFLINE_ENV = {"BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false", "PYTHONWARNINGS": "ignore"}
+CHECKOV_OFFLINE_ENV = {
+    "BC_SKIP_MAPPING": "TRUE",
+    "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false",
+    "PYTHONWARNINGS": "ignore",
+}
 
 
 def _checkov_venv() -> Path:

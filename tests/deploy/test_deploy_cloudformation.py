@@ -17,7 +17,7 @@ from deploy_paths import ECS_TEMPLATE, MANAGEMENT_TEMPLATE, MEMBER_TEMPLATE, TEM
 pytestmark = [
     pytest.mark.timeout(300),
     # moto has no CloudFormation support for AWS::SecretsManager::Secret (see AWS_FACTS.md): it skips it.
-    pytest.mark.filterwarnings("ignore:Tried to parse AWS::SecretsManager::Secret:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Tried to parse AWS.+SecretsManager.+Secret:UserWarning"),
 ]
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -45,41 +45,74 @@ ALLOWED_ACTIONS = {
         "sts:AssumeRole",
         *(
             f"organizations:{a}"
-            for a in (
-                "DescribeOrganization ListRoots ListOrganizationalUnitsForParent ListAccountsForParent ListChildren "
-                "ListParents ListAccounts DescribeAccount ListTagsForResource"
-            ).split()
+            for a in [
+                "DescribeOrganization",
+                "ListRoots",
+                "ListOrganizationalUnitsForParent",
+                "ListAccountsForParent",
+                "ListChildren",
+                "ListParents",
+                "ListAccounts",
+                "DescribeAccount",
+                "ListTagsForResource",
+            ]
         ),
-        *(f"identitystore:{a}" for a in "ListUsers ListGroups DescribeUser DescribeGroup".split()),
+        *(f"identitystore:{a}" for a in ["ListUsers", "ListGroups", "DescribeUser", "DescribeGroup"]),
         *(
             f"sso:{a}"
-            for a in (
-                "ListInstances ListPermissionSets DescribePermissionSet ListManagedPoliciesInPermissionSet "
-                "GetInlinePolicyForPermissionSet ListAccountAssignments CreateAccountAssignment "
-                "DeleteAccountAssignment DescribeAccountAssignmentCreationStatus "
-                "DescribeAccountAssignmentDeletionStatus"
-            ).split()
+            for a in [
+                "ListInstances",
+                "ListPermissionSets",
+                "DescribePermissionSet",
+                "ListManagedPoliciesInPermissionSet",
+                "GetInlinePolicyForPermissionSet",
+                "ListAccountAssignments",
+                "CreateAccountAssignment",
+                "DeleteAccountAssignment",
+                "DescribeAccountAssignmentCreationStatus",
+                "DescribeAccountAssignmentDeletionStatus",
+            ]
         ),
         # Dependent actions of Create/DeleteAccountAssignment, scoped to Identity Center's reserved roles.
         *(
             f"iam:{a}"
-            for a in (
-                "GetRole CreateRole DeleteRole AttachRolePolicy DetachRolePolicy PutRolePolicy DeleteRolePolicy "
-                "ListAttachedRolePolicies ListRolePolicies GetSAMLProvider"
-            ).split()
+            for a in [
+                "GetRole",
+                "CreateRole",
+                "DeleteRole",
+                "AttachRolePolicy",
+                "DetachRolePolicy",
+                "PutRolePolicy",
+                "DeleteRolePolicy",
+                "ListAttachedRolePolicies",
+                "ListRolePolicies",
+                "GetSAMLProvider",
+            ]
         ),
     },
     "MemberAccountRole": {
         "ec2:DescribeRegions",
         *(
             f"eks:{a}"
-            for a in (
-                "ListClusters DescribeCluster ListAccessEntries DescribeAccessEntry ListAssociatedAccessPolicies "
-                "ListAccessPolicies CreateAccessEntry DeleteAccessEntry UpdateAccessEntry AssociateAccessPolicy "
-                "DisassociateAccessPolicy TagResource"
-            ).split()
+            for a in [
+                "ListClusters",
+                "DescribeCluster",
+                "ListAccessEntries",
+                "DescribeAccessEntry",
+                "ListAssociatedAccessPolicies",
+                "ListAccessPolicies",
+                "CreateAccessEntry",
+                "DeleteAccessEntry",
+                "UpdateAccessEntry",
+                "AssociateAccessPolicy",
+                "DisassociateAccessPolicy",
+                "TagResource",
+            ]
         ),
-        *(f"iam:{a}" for a in "ListRoles GetRole ListRoleTags PutRolePolicy DeleteRolePolicy GetRolePolicy".split()),
+        *(
+            f"iam:{a}"
+            for a in ["ListRoles", "GetRole", "ListRoleTags", "PutRolePolicy", "DeleteRolePolicy", "GetRolePolicy"]
+        ),
     },
 }
 READ_ONLY_PREFIXES = ("List", "Describe", "Get")
@@ -352,7 +385,11 @@ def test_role_chain_connector_to_management_to_member(aws: Any) -> None:
         aws,
         "chain-management",
         MANAGEMENT_TEMPLATE,
-        {"AponoConnectorId": "conn-chain", "ConnectorRoleArn": connector_role_arn, "OrganizationalUnitId": "ou-ab12-abcdefgh"},
+        {
+            "AponoConnectorId": "conn-chain",
+            "ConnectorRoleArn": connector_role_arn,
+            "OrganizationalUnitId": "ou-ab12-abcdefgh",
+        },
     )
     iam = aws("iam")
     role = iam.get_role(RoleName="access-connector-management")["Role"]
