@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import run_checkov
-from deploy_paths import CFN_DIR, CI_VALUES, ci_values, render_chart
+
+from tests.deploy.conftest import run_checkov
+from tests.deploy.deploy_paths import CFN_DIR, CI_VALUES, ci_values, render_chart
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs checkov (about 30-90 s on a loaded machine)
 

@@ -12,7 +12,9 @@ from urllib.parse import unquote
 
 import pytest
 from cfnlint.api import ManualArgs, lint
-from deploy_paths import ECS_TEMPLATE, MANAGEMENT_TEMPLATE, MEMBER_TEMPLATE, TEMPLATES, load_template
+
+from connector.jobs.guardrails import load_guardrails
+from tests.deploy.deploy_paths import ECS_TEMPLATE, MANAGEMENT_TEMPLATE, MEMBER_TEMPLATE, TEMPLATES, load_template
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -249,6 +251,7 @@ def _declared(template: Path, logical_id: str, *, guardrails: bool = True) -> di
     return {s.get("Sid", str(i)): set(_as_list(s["Action"])) for i, s in enumerate(statements)}
 
 
+GUARDRAILS_JSON = '{"version": 1, "max_duration": "8h", "clusters": ["prod-*"]}'
 ECS_PARAMS = {
     "ControlPlaneUrl": "https://control-plane.example.com",
     "ConnectorToken": "tok-not-a-real-token",
@@ -256,7 +259,7 @@ ECS_PARAMS = {
 }
 
 
-def test_ecs_stack_creates_the_connector_service_with_declared_permissions(aws: Any) -> None:
+def test_ecs_stack_creates_the_connector_service_with_declared_permissions(aws: Any, tmp_path: Path) -> None:
     vpc, subnet = _network(aws)
     stack = _create(
         aws,
@@ -269,7 +272,7 @@ def test_ecs_stack_creates_the_connector_service_with_declared_permissions(aws: 
             "SubnetIds": subnet,
             "DesiredCount": "3",
             "LogRetentionDays": "30",
-            "GuardrailsPolicy": '{"max_resources_per_grant": 100}',
+            "GuardrailsPolicy": GUARDRAILS_JSON,
         },
     )
     physical = stack["physical"]
@@ -310,9 +313,14 @@ def test_ecs_stack_creates_the_connector_service_with_declared_permissions(aws: 
         ("tcp", 443, 443)
     ]
 
-    # Guardrail policy delivered through SSM.
+    # Guardrail policy delivered through SSM; the file the init container writes from it loads with the
+    # connector's own loader.
     parameter = aws("ssm").get_parameter(Name="/access-connector/conn-ecs/guardrails")["Parameter"]
-    assert json.loads(parameter["Value"]) == {"max_resources_per_grant": 100}
+    assert parameter["Value"] == GUARDRAILS_JSON
+    policy_file = tmp_path / "guardrails.yaml"
+    policy_file.write_text(parameter["Value"], encoding="utf-8")
+    guardrails = load_guardrails(policy_file)
+    assert guardrails is not None and guardrails.clusters == ("prod-*",) and guardrails.max_duration == "8h"
 
     # Cluster, task definition and service.
     ecs = aws("ecs")

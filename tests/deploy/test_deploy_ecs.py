@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_paths import DOCKERFILE, ECS_TEMPLATE, TASK_DEFINITION, load_template
 
 from connector.config import ENV_VARS, REQUIRED_ENV_VARS
+from tests.deploy.deploy_paths import DOCKERFILE, ECS_TEMPLATE, TASK_DEFINITION, load_template
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -3,15 +3,17 @@ validate every object with kubernetes-validate --strict, and check what the char
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import helm_python
 import kubernetes_validate
 import pytest
-from deploy_paths import CHART, CI_VALUES, NAMESPACE, ci_values, render_chart
 from kubernetes_validate.utils import latest_version
 
 from connector.config import ENV_VARS, REQUIRED_ENV_VARS
+from connector.jobs.guardrails import load_guardrails
+from tests.deploy.deploy_paths import CHART, CI_VALUES, NAMESPACE, ci_values, render_chart
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -178,7 +180,7 @@ def test_network_policy_denies_ingress_and_allows_egress(scenario: tuple[str, di
     assert ports == {53, *values.get("networkPolicy", {}).get("egressPorts", [443])}
 
 
-def test_guardrails_mounted_from_a_config_map() -> None:
+def test_guardrails_mounted_from_a_config_map(tmp_path: Path) -> None:
     values = ci_values(SCENARIOS["ha"])
     objects = render_chart(values)
     (config_map,) = _kinds(objects)["ConfigMap"]
@@ -188,6 +190,11 @@ def test_guardrails_mounted_from_a_config_map() -> None:
     assert env["CONNECTOR_GUARDRAILS_FILE"] == "/etc/connector/guardrails/guardrails.yaml"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["guardrails"]["configMap"]["name"] == config_map["metadata"]["name"]
+    # The mounted file loads with the connector's own loader.
+    policy_file = tmp_path / "guardrails.yaml"
+    policy_file.write_text(config_map["data"]["guardrails.yaml"], encoding="utf-8")
+    guardrails = load_guardrails(policy_file)
+    assert guardrails is not None and guardrails.kubernetes_roles == ("view", "edit")
 
 
 @pytest.mark.parametrize(
