@@ -48,6 +48,7 @@ class ControlPlaneServer:
         self._engine: Engine | None = None
         self._db: Database | None = None
         self._health: Any = None
+        self._tokens: TokenBook | None = None
 
     @property
     def address(self) -> str:
@@ -60,7 +61,7 @@ class ControlPlaneServer:
         """Opens the store, re-arms leases found in it, starts serving; returns the bound port."""
         settings = self.settings
         self._db = Database(settings.db_path)
-        tokens = TokenBook(self._db, settings.admin_token)
+        tokens = self._tokens = TokenBook(self._db, settings.admin_token)
         for connector_id, token in settings.connector_tokens.items():
             tokens.add(connector_id, token)
         tokens.reload()
@@ -117,6 +118,9 @@ class ControlPlaneServer:
         if self._engine is not None:
             await self._engine.stop()
             self._engine = None
+        if self._tokens is not None:
+            self._tokens.close()
+            self._tokens = None
         if self._db is not None:
             self._db.close()
             self._db = None

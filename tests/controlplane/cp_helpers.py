@@ -54,7 +54,11 @@ class Connector:
     """What an agent replica sends, spelled out with the generated stub."""
 
     def __init__(
-        self, channel: grpc.Channel, connector_id: str = CONNECTOR_ID, token: str = CONNECTOR_TOKEN, host_id: str = "host-a"
+        self,
+        channel: grpc.Channel,
+        connector_id: str = CONNECTOR_ID,
+        token: str = CONNECTOR_TOKEN,
+        host_id: str = "host-a",
     ) -> None:
         self.stub = connector_pb2_grpc.ControlPlaneStub(channel)
         self.connector_id = connector_id

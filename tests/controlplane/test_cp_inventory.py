@@ -12,7 +12,9 @@ from connector.v1 import connector_pb2
 pytestmark = pytest.mark.timeout(60)
 
 
-def items(prefix: str, count: int, account: str = "111122223333", type_: str = "aws.account") -> list[connector_pb2.InventoryItem]:
+def items(
+    prefix: str, count: int, account: str = "111122223333", type_: str = "aws.account"
+) -> list[connector_pb2.InventoryItem]:
     result = []
     for i in range(count):
         item = connector_pb2.InventoryItem(type=type_, id=f"{prefix}-{i}", name=f"{prefix} {i}", account_id=account)
