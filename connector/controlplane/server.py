@@ -36,6 +36,8 @@ from connector.controlplane.settings import ServerSettings, split_host_port
 from connector.logging import get_logger
 from connector.v1 import admin_pb2_grpc, connector_pb2_grpc
 
+__all__ = ["ControlPlaneServer", "ControlPlaneThread", "ServerSettings"]
+
 log = get_logger("connector.controlplane")
 
 

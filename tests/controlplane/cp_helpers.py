@@ -144,8 +144,8 @@ def conn(channel: grpc.Channel) -> Connector:
 
 
 def rpc_code(excinfo: pytest.ExceptionInfo[grpc.RpcError]) -> grpc.StatusCode:
-    return excinfo.value.code()  # type: ignore[attr-defined, no-any-return]
+    return excinfo.value.code()
 
 
 def rpc_details(excinfo: pytest.ExceptionInfo[grpc.RpcError]) -> str:
-    return excinfo.value.details()  # type: ignore[attr-defined, no-any-return]
+    return excinfo.value.details() or ""

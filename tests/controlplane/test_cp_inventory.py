@@ -50,7 +50,7 @@ def test_batches_resends_and_digest(cp: ControlPlaneThread, conn: Connector, syn
     everything_back = cp.admin.inventory("org-1")
     assert everything_back.total == 5
     assert {(i.type, i.id) for i in everything_back.items} == {(i.type, i.id) for i in everything}
-    assert everything_back.items[0].attributes["tags"]["team"] == "platform"
+    assert everything_back.items[0].attributes.fields["tags"].struct_value["team"] == "platform"
     only_ous = cp.admin.inventory("org-1", type="aws.ou")
     assert only_ous.total == 2 and all(i.type == "aws.ou" for i in only_ous.items)
     limited = cp.admin.inventory("org-1", limit=2)

@@ -57,4 +57,4 @@ def test_a_lease_that_expired_while_the_server_was_down_is_requeued_at_start(tmp
         assert job.id == job_id and job.attempt == 2
         with pytest.raises(grpc.RpcError) as excinfo:
             conn.finish(job_id, 1)
-        assert excinfo.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+        assert excinfo.value.code() == grpc.StatusCode.FAILED_PRECONDITION

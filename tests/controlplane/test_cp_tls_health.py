@@ -62,7 +62,7 @@ def test_tls_end_to_end(tmp_path: Path) -> None:
         # A plaintext client cannot talk to the TLS port.
         with grpc.insecure_channel(cp.address) as plain, pytest.raises(grpc.RpcError) as excinfo:
             Connector(plain).hello()
-        assert excinfo.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert excinfo.value.code() == grpc.StatusCode.UNAVAILABLE
         # Nor can a client that does not trust the certificate.
         (tmp_path / "other").mkdir()
         other_cert, _ = make_cert(tmp_path / "other")
