@@ -59,6 +59,11 @@ class ControlPlaneServer:
             host = "127.0.0.1"
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
+    @property
+    def url(self) -> str:
+        """What a connector's CONTROL_PLANE_URL should be."""
+        return f"{'https' if self.settings.tls else 'http'}://{self.address}"
+
     async def start(self) -> int:
         """Opens the store, re-arms leases found in it, starts serving; returns the bound port."""
         settings = self.settings
@@ -149,6 +154,12 @@ class ControlPlaneThread:
     def address(self) -> str:
         assert self._server is not None, "not started"
         return self._server.address
+
+    @property
+    def url(self) -> str:
+        """What a connector's CONTROL_PLANE_URL should be (http:// only for a plaintext loopback server)."""
+        assert self._server is not None, "not started"
+        return self._server.url
 
     @property
     def admin(self) -> AdminClient:
