@@ -119,6 +119,8 @@ class ControlPlaneServer:
     async def stop(self, grace: float = 2.0) -> None:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        if self._engine is not None:
+            self._engine.begin_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

@@ -7,7 +7,7 @@ import time
 
 import grpc
 import pytest
-from cp_helpers import CONNECTOR_ID, OTHER_ID, Connector, rpc_code, rpc_details
+from cp_helpers import CONNECTOR_ID, OTHER_ID, Connector, fast_settings, rpc_code, rpc_details
 
 from connector.controlplane.server import ControlPlaneThread
 from connector.v1 import admin_pb2
@@ -107,3 +107,25 @@ def test_enqueue_without_a_kind_names_the_missing_field(cp: ControlPlaneThread) 
         cp.admin.enqueue(admin_pb2.EnqueueJobRequest(connector_id=CONNECTOR_ID))
     assert rpc_code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
     assert "integration" in rpc_details(excinfo)
+
+
+def test_stopping_the_server_ends_held_polls_with_an_empty_answer() -> None:
+
+    cp = ControlPlaneThread(fast_settings()).start()
+    result: dict[str, object] = {}
+    with grpc.insecure_channel(cp.address) as channel:
+        conn = Connector(channel)
+
+        def poll() -> None:
+            try:
+                result["jobs"] = conn.poll(max_jobs=1, wait=30.0)
+            except grpc.RpcError as exc:
+                result["error"] = exc
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        time.sleep(0.5)
+        cp.stop()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert result == {"jobs": []}
