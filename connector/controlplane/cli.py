@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,10 +58,13 @@ class UsageError(Exception):
 def read_secret_file(path: str | Path, what: str) -> str:
     try:
         value = Path(path).read_text(encoding="utf-8").strip()
+        mode = Path(path).stat().st_mode
     except OSError as exc:
         raise UsageError(f"{what}: cannot read {path}: {exc.strerror}") from None
     if not value:
         raise UsageError(f"{what}: {path} is empty")
+    if mode & 0o077:
+        print(f"warning: {what}: {path} is readable by other users; chmod 600 it", file=sys.stderr)
     return value
 
 
@@ -169,8 +173,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     try:
         asyncio.run(_serve(settings))
-    except OSError as exc:  # e.g. the port is taken, the db directory does not exist
-        raise UsageError(f"cannot serve: {exc}") from None
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+    except (OSError, sqlite3.Error) as exc:  # e.g. the port is taken, the db directory does not exist
+        raise UsageError(f"cannot serve (--bind {settings.bind}, --db {settings.db_path}): {exc}") from None
     return EXIT_OK
 
 
@@ -291,6 +297,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         finally:
             db.close()
         os.write(fd, (token + "\n").encode())
+    except sqlite3.Error as exc:
+        out.unlink(missing_ok=True)
+        raise UsageError(f"--db: cannot store the token hash in {args.db}: {exc}") from None
     finally:
         os.close(fd)
     replaced = " (older tokens of this connector revoked)" if args.replace else ""

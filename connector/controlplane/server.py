@@ -32,7 +32,7 @@ from connector.controlplane.client import AdminClient
 from connector.controlplane.db import Database
 from connector.controlplane.engine import Engine
 from connector.controlplane.service import ControlPlaneService
-from connector.controlplane.settings import ServerSettings, split_host_port
+from connector.controlplane.settings import ServerSettings, SettingsError, split_host_port
 from connector.logging import get_logger
 from connector.v1 import admin_pb2_grpc, connector_pb2_grpc
 
@@ -66,6 +66,13 @@ class ControlPlaneServer:
 
     async def start(self) -> int:
         """Opens the store, re-arms leases found in it, starts serving; returns the bound port."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _start(self) -> int:
         settings = self.settings
         self._db = Database(settings.db_path)
         tokens = self._tokens = TokenBook(self._db, settings.admin_token)
@@ -92,14 +99,23 @@ class ControlPlaneServer:
         names = (CONTROL_PLANE_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
 
+        credentials = None
         if settings.tls:
             assert settings.tls_cert_file is not None and settings.tls_key_file is not None
             key = await asyncio.to_thread(Path(settings.tls_key_file).read_bytes)
             cert = await asyncio.to_thread(Path(settings.tls_cert_file).read_bytes)
+            if b"-----BEGIN CERTIFICATE-----" not in cert:
+                raise SettingsError(f"--tls-cert: {settings.tls_cert_file} holds no PEM certificate")
+            if b"PRIVATE KEY-----" not in key:
+                raise SettingsError(f"--tls-key: {settings.tls_key_file} holds no PEM private key")
             credentials = grpc.ssl_server_credentials([(key, cert)])
-            self.port = server.add_secure_port(settings.bind, credentials)
-        else:
-            self.port = server.add_insecure_port(settings.bind)
+        try:
+            if credentials is not None:
+                self.port = server.add_secure_port(settings.bind, credentials)
+            else:
+                self.port = server.add_insecure_port(settings.bind)
+        except RuntimeError:  # grpc's "Failed to bind to address"
+            self.port = 0
         if not self.port:
             raise OSError(f"could not bind {settings.bind!r} (--bind): address in use or not available")
         await server.start()
