@@ -3,6 +3,7 @@ token create against it, with a connector (the generated stub) doing the work.""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cp_helpers import CONNECTOR_ID, Connector, digest_of
+from cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, Connector, digest_of, fast_settings
 
 from connector.controlplane.cli import main
+from connector.controlplane.server import ControlPlaneThread
+from connector.logging import configure_logging
 from connector.v1 import connector_pb2
 
 pytestmark = pytest.mark.timeout(90)
@@ -187,3 +190,26 @@ def test_serve_refuses_plaintext_off_loopback_and_bad_input_exits_2(tmp_path: Pa
         "--settings", "{not json", "--admin-token-file", str(admin),
     ])  # fmt: skip
     assert bad_json == 2
+
+
+def test_revoke_cancel_and_errors_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    admin = write_secret(tmp_path / "admin.token", ADMIN_TOKEN)
+    configure_logging("info", "json", stream=io.StringIO())  # keep the in-process server's logs off stdout
+    with ControlPlaneThread(fast_settings()) as cp:
+        common = ["--server", cp.address, "--admin-token-file", str(admin)]
+        assert main([
+            "dispatch", "revoke", "--connector-id", CONNECTOR_ID, "--integration-id", "eks-1",
+            "--integration-type", "eks", "--grant-id", "g-1", "--principal", "p", "--dry-run", "--json", *common,
+        ]) == 0  # fmt: skip
+        record = json.loads(capsys.readouterr().out)
+        assert record["state"] == "JOB_STATE_QUEUED" and record["job"]["revoke"]["dry_run"] is True
+        assert main(["jobs", "cancel", record["job"]["id"], *common]) == 0
+        assert "CANCELLED" in capsys.readouterr().out
+        assert main(["jobs", "wait", record["job"]["id"], "--timeout", "1", *common]) == 1
+        capsys.readouterr()
+        assert main(["jobs", "show", "no-such-job", *common]) == 3
+        assert "NOT_FOUND" in capsys.readouterr().err
+        wrong = write_secret(tmp_path / "wrong.token", "not-the-admin-token")
+        assert main(["jobs", "list", "--server", cp.address, "--admin-token-file", str(wrong)]) == 3
+        assert "UNAUTHENTICATED" in capsys.readouterr().err
+        assert main(["jobs", "list", "--state", "bogus", *common]) == 2
