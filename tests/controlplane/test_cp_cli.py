@@ -16,12 +16,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, Connector, digest_of, fast_settings
 
 from connector.controlplane.cli import main
 from connector.controlplane.server import ControlPlaneThread
 from connector.logging import configure_logging
 from connector.v1 import connector_pb2
+from tests.controlplane.cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, Connector, digest_of, fast_settings
 
 pytestmark = pytest.mark.timeout(90)
 
