@@ -97,6 +97,8 @@ class Engine:
                 "state": admin_pb2.JobState.Name(change.state).removeprefix("JOB_STATE_"),
                 "attempt": change.attempt,
             }
+            if change.host_id:
+                fields["host_id"] = change.host_id
             if change.error_code:
                 fields["error_code"] = change.error_code
                 fields["error_message"] = change.error_message
