@@ -206,11 +206,21 @@ class AwsOrganizationIntegration(Integration):
             )
         accounts: list[Account] = []
         scope = self.config.organizational_unit_id
-        starts = (
-            [(scope, walk.path_of(scope))]
-            if scope and not scope.startswith("r-")
-            else [(root["Id"], "Root") for root in walk.roots()]
-        )
+        if scope and not scope.startswith("r-"):
+            starts = [(scope, walk.path_of(scope))]
+        else:
+            roots = walk.roots()
+            starts = [(root["Id"], "Root") for root in roots]
+            if with_items and not wanted:
+                for root in roots:
+                    emit(
+                        InventoryItem(
+                            type="aws.root",
+                            id=root["Id"],
+                            name=root.get("Name", "Root"),
+                            attributes={"arn": root.get("Arn", ""), "policy_types": root.get("PolicyTypes", [])},
+                        )
+                    )
         for start_id, start_path in starts:
             for node in walk.walk(start_id, start_path):
                 if isinstance(node, OrgUnit):

@@ -1,0 +1,87 @@
+"""What lives in the accounts: EKS clusters and their existing access, IAM roles, Identity Center."""
+
+from __future__ import annotations
+
+from .conftest import base_settings, run_sync
+
+
+def test_clusters_in_every_mode_with_existing_access(sandbox):
+    info = sandbox.seed_info
+    run = run_sync(sandbox, base_settings(sandbox), resource_types=("eks_cluster",))
+    assert run.outcome.outcome == "succeeded", run.outcome.error
+    clusters = {i.id: i for i in run.of("eks.cluster")}
+    reachable = [c for c in info.clusters if c.account != info.account_without_member_role]
+    assert set(clusters) == {c.arn for c in reachable}
+    modes = {clusters[c.arn].attributes["authentication_mode"] for c in reachable}
+    assert modes == {"API", "API_AND_CONFIG_MAP", "CONFIG_MAP"}
+    for c in reachable:
+        attrs = clusters[c.arn].attributes
+        assert attrs["authentication_mode"] == c.mode
+        assert attrs["access_entries_supported"] == (c.mode != "CONFIG_MAP")
+        assert {c.region} == {clusters[c.arn].region}
+    entries = run.of("eks.access_entry")
+    expected = {(c.arn, p) for c in reachable for p in c.access_entries}
+    assert {(e.parent_id, e.name) for e in entries} >= expected
+    scoped = [p for e in entries for p in e.attributes["policies"]]
+    assert {p["scope"] for p in scoped} == {"cluster", "namespace"}
+    assert all(p["namespaces"] for p in scoped if p["scope"] == "namespace")
+
+
+def test_regions_sync_in_parallel_with_progress(sandbox):
+    run = run_sync(sandbox, base_settings(sandbox, max_parallelism=4), resource_types=("eks_cluster",))
+    assert run.outcome.outcome == "succeeded", run.outcome.error
+    done = [d for d, _ in run.progress]
+    totals = {t for _, t in run.progress}
+    assert len(totals) == 1 and done == sorted(done) and done[-1] == totals.pop()
+
+
+def test_iam_roles_with_trust_summary(sandbox):
+    info = sandbox.seed_info
+    account = next(a.id for a in info.accounts[1:] if a.state == "ACTIVE" and a.id != info.account_without_member_role)
+    run = run_sync(sandbox, base_settings(sandbox), resource_types=("iam_role",), account_ids=(account,))
+    assert run.outcome.outcome == "succeeded", run.outcome.error
+    roles = {i.name: i for i in run.of("iam.role")}
+    member = roles[info.member_role_name]
+    assert member.account_id == account
+    assert f"AWS:{info.management_role_arn}" in member.attributes["trusted_principals"]
+    assert member.attributes["max_session_duration"] >= 3600
+
+
+def test_identity_center_assignments_discovered(sandbox):
+    info = sandbox.seed_info
+    ic = info.identity_center
+    sso = sandbox.client("sso-admin", ic.region)
+    account = info.accounts[5].id
+    ps_name, ps_arn = next(iter(ic.permission_sets.items()))
+    user_id = next(iter(ic.users.values()))
+    group_id = next(iter(ic.groups.values()))
+    for ptype, pid in (("USER", user_id), ("GROUP", group_id)):
+        sso.create_account_assignment(
+            InstanceArn=ic.instance_arn,
+            TargetId=account,
+            TargetType="AWS_ACCOUNT",
+            PermissionSetArn=ps_arn,
+            PrincipalType=ptype,
+            PrincipalId=pid,
+        )
+    try:
+        run = run_sync(sandbox, base_settings(sandbox), resource_types=("identity_center",))
+        assert run.outcome.outcome == "succeeded", run.outcome.error
+        assert run.ids("sso.instance") == {ic.instance_arn}
+        assert {i.name for i in run.of("sso.permission_set")} == set(ic.permission_sets)
+        assert run.ids("sso.user") == set(ic.users.values())
+        assert run.ids("sso.group") == set(ic.groups.values())
+        found = {(a.account_id, a.attributes["principal_type"], a.attributes["principal_id"]) for a in run.of("sso.assignment")}
+        assert {(account, "USER", user_id), (account, "GROUP", group_id)} <= found
+        ps = {i.name: i for i in run.of("sso.permission_set")}[ps_name]
+        assert isinstance(ps.attributes["managed_policies"], list)
+    finally:
+        for ptype, pid in (("USER", user_id), ("GROUP", group_id)):
+            sso.delete_account_assignment(
+                InstanceArn=ic.instance_arn,
+                TargetId=account,
+                TargetType="AWS_ACCOUNT",
+                PermissionSetArn=ps_arn,
+                PrincipalType=ptype,
+                PrincipalId=pid,
+            )
