@@ -284,14 +284,19 @@ class KubernetesIntegration(Integration):
         if "k8s.clusterrole" in wanted:
             for role in api.paginate("list clusterroles", api.rbac.list_cluster_role):
                 ctx.check_cancelled()
-                yield InventoryItem(type="k8s.clusterrole", id=role.metadata.name, name=role.metadata.name,
-                                    attributes=_role_attributes(api, role))  # fmt: skip
+                name = role.metadata.name
+                yield InventoryItem(type="k8s.clusterrole", id=name, name=name, attributes=_role_attributes(api, role))
         if "k8s.role" in wanted:
             for role in api.paginate("list roles in all namespaces", api.rbac.list_role_for_all_namespaces):
                 ctx.check_cancelled()
                 ns = role.metadata.namespace
-                yield InventoryItem(type="k8s.role", id=f"{ns}/{role.metadata.name}", name=role.metadata.name,
-                                    parent_id=ns, attributes=_role_attributes(api, role))  # fmt: skip
+                yield InventoryItem(
+                    type="k8s.role",
+                    id=f"{ns}/{role.metadata.name}",
+                    name=role.metadata.name,
+                    parent_id=ns,
+                    attributes=_role_attributes(api, role),
+                )
         if "k8s.binding" in wanted:
             listings = (
                 ("clusterrolebinding", api.rbac.list_cluster_role_binding, "list clusterrolebindings"),

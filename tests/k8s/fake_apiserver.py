@@ -190,6 +190,16 @@ class FakeApiServer:
         with self._lock:
             return self._create(kind, ns, json.loads(json.dumps(obj)))
 
+    def seed_replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Replace an object as another actor would (validated; an empty resourceVersion is unconditional)."""
+        kind = next(k for k in KINDS.values() if k.kind == obj["kind"])
+        meta = obj["metadata"]
+        ns = meta.get("namespace", "") if kind.namespaced else ""
+        body = json.loads(json.dumps(obj))
+        validate(kind, body)
+        with self._lock:
+            return self._replace(kind, ns, meta["name"], body)
+
     def get(self, resource: str, name: str, namespace: str = "") -> dict[str, Any] | None:
         with self._lock:
             return self.objects.get((resource, namespace, name))
@@ -238,6 +248,7 @@ class FakeApiServer:
             if hook[0] == request.method and hook[1] == kind.resource:
                 self._hooks.remove(hook)
                 hook[2](self)
+                break  # one hook per request
         for fault in self._faults:
             if fault[0] == request.method and fault[1] == kind.resource and fault[3] > 0:
                 fault[3] -= 1

@@ -195,7 +195,9 @@ def test_missing_namespace_and_missing_role_are_clear_errors(api: FakeApiServer)
     assert ok["bindings"][0]["created"] is True
     with pytest.raises(ConnectorError) as info:
         k8s.grant(
-            grant("g-role3", {"scope": "namespace", "namespaces": ["stage"], "role_kind": "Role", "role": "config-reader"}),
+            grant(
+                "g-role3", {"scope": "namespace", "namespaces": ["stage"], "role_kind": "Role", "role": "config-reader"}
+            ),
             RecordingContext(),
         )
     assert info.value.code == ErrorCode.NOT_FOUND
@@ -214,7 +216,9 @@ def test_dry_run_makes_no_write_and_lists_the_exact_calls(api: FakeApiServer) ->
     k8s.grant(grant("grant-d", NS_TARGET), RecordingContext())
     stored = api.get("rolebindings", "ac-grant-grant-d", "dev")
     assert stored is not None
-    assert {k: stored[k] for k in ("roleRef", "subjects")} == {k: out["calls"][0]["body"][k] for k in ("roleRef", "subjects")}
+    assert {k: stored[k] for k in ("roleRef", "subjects")} == {
+        k: out["calls"][0]["body"][k] for k in ("roleRef", "subjects")
+    }
     writes = len(api.writes())
     planned = k8s.revoke(revoke("grant-d", NS_TARGET, dry_run=True), RecordingContext())
     assert len(api.writes()) == writes
@@ -291,7 +295,9 @@ def test_sync_pages_through_everything(api: FakeApiServer) -> None:
     by_type: dict[str, list[Any]] = {}
     for item in ctx.items:
         by_type.setdefault(item.type, []).append(item)
-    assert sorted(i.id for i in by_type["k8s.namespace"]) == sorted(["dev", "stage", "prod"] + [f"team-{i}" for i in range(7)])
+    assert sorted(i.id for i in by_type["k8s.namespace"]) == sorted(
+        ["dev", "stage", "prod"] + [f"team-{i}" for i in range(7)]
+    )
     assert {i.id for i in by_type["k8s.clusterrole"]} == {"view", "edit"}
     view = next(i for i in by_type["k8s.clusterrole"] if i.id == "view")
     assert view.attributes["aggregation_labels"] == {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}
