@@ -12,9 +12,9 @@ import base64
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
-from botocore.config import Config
 
 from connector.errors import ConnectorError, ErrorCode
 
@@ -47,10 +47,16 @@ def _sign_cluster_id_header(request: Any, **_: Any) -> None:
         request.headers[CLUSTER_ID_HEADER] = request.context[CLUSTER_ID_HEADER]
 
 
-def regional_sts_client(session: boto3.Session, region: str, endpoint_url: str | None = None) -> Any:
-    """An STS client on the regional endpoint (the global one adds latency and a us-east-1 dependency)."""
-    url = endpoint_url or f"https://sts.{region}.amazonaws.com"
-    return session.client("sts", region_name=region, endpoint_url=url, config=Config(signature_version="v4"))
+def regional_sts_client(session: boto3.Session, region: str) -> Any:
+    """An STS client on the regional endpoint (the global one adds latency and a us-east-1 dependency).
+
+    botocore picks the regional endpoint by default and honours AWS_ENDPOINT_URL(_STS); only a legacy
+    `sts_regional_endpoints` setting gives the global one, which we replace.
+    """
+    client = session.client("sts", region_name=region)
+    if urlsplit(client.meta.endpoint_url).hostname == "sts.amazonaws.com":
+        client = session.client("sts", region_name=region, endpoint_url=f"https://sts.{region}.amazonaws.com")
+    return client
 
 
 def presigned_caller_identity_url(sts_client: Any, cluster_name: str) -> str:
@@ -85,14 +91,12 @@ def token_from_url(url: str) -> str:
     return token
 
 
-def get_token(
-    session: boto3.Session, cluster_name: str, region: str, *, sts_endpoint_url: str | None = None
-) -> EksToken:
-    """A fresh bearer token for `cluster_name`, signed with the session's credentials."""
+def get_token(sts_client: Any, cluster_name: str) -> EksToken:
+    """A fresh bearer token for `cluster_name`, signed with the STS client's credentials (no AWS call)."""
     if not cluster_name:
         raise ConnectorError(ErrorCode.INVALID_SETTINGS, "an EKS token needs a cluster name", retryable=False)
     issued = time.monotonic()
-    url = presigned_caller_identity_url(regional_sts_client(session, region, sts_endpoint_url), cluster_name)
+    url = presigned_caller_identity_url(sts_client, cluster_name)
     return EksToken(value=token_from_url(url), cluster_name=cluster_name, issued_at=issued)
 
 
@@ -104,18 +108,15 @@ def url_from_token(token: str) -> str:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
 
 
-def cluster_connection_info(
-    session: boto3.Session, cluster_name: str, region: str, eks_endpoint_url: str | None = None
-) -> tuple[str, bytes]:
+def cluster_connection_info(eks_client: Any, cluster_name: str) -> tuple[str, bytes]:
     """The API server endpoint and the CA (PEM bytes) of an EKS cluster, from DescribeCluster."""
-    eks = session.client("eks", region_name=region, endpoint_url=eks_endpoint_url)
-    cluster = eks.describe_cluster(name=cluster_name)["cluster"]
+    cluster = eks_client.describe_cluster(name=cluster_name)["cluster"]
     endpoint = str(cluster.get("endpoint") or "")
     ca_data = str((cluster.get("certificateAuthority") or {}).get("data") or "")
     if not endpoint or not ca_data:
         raise ConnectorError(
             ErrorCode.PRECONDITION_FAILED,
-            f"EKS cluster {cluster_name!r} in {region} has no endpoint or certificate authority yet "
+            f"EKS cluster {cluster_name!r} has no endpoint or certificate authority yet "
             f"(status {cluster.get('status', 'unknown')}); wait until it is ACTIVE",
         )
     try:

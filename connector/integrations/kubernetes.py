@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 from kubernetes.client.exceptions import ApiException
 
 from connector.aws.eks_token import REFRESH_AFTER_SECONDS, cluster_connection_info, get_token
+from connector.aws.sessions import AwsSessions
 from connector.errors import ConnectorError, ErrorCode, InvalidJob, InvalidSettings
 from connector.integrations.base import GrantRequest, Integration, InventoryItem, JobContext, RevokeRequest, SyncRequest
 from connector.k8s import names
@@ -65,8 +65,6 @@ class ClusterSettings:
     cluster_name: str = ""
     region: str = ""
     host: str = ""
-    eks_endpoint_url: str = ""  # optional override (sandbox / VPC endpoint)
-    sts_endpoint_url: str = ""
     page_size: int = PAGE_LIMIT
 
     @classmethod
@@ -83,8 +81,6 @@ class ClusterSettings:
             cluster_name=_str_setting(settings, "cluster_name", required=connection == "eks"),
             region=_str_setting(settings, "region", required=connection == "eks"),
             host=_str_setting(settings, "host", required=connection == "host"),
-            eks_endpoint_url=_str_setting(settings, "eks_endpoint_url"),
-            sts_endpoint_url=_str_setting(settings, "sts_endpoint_url"),
         )
         if connection == "host":
             parts = urlsplit(parsed.host)
@@ -95,9 +91,13 @@ class ClusterSettings:
         return parsed
 
 
-def _boto_session(services: Any) -> boto3.Session:
-    session = services.extra.get("boto3_session") if services is not None else None
-    return session if isinstance(session, boto3.Session) else boto3.Session()
+def _aws_clients(services: Any, region: str) -> tuple[Any, Any]:
+    """(STS, EKS) clients of the connector identity, through the process-wide AwsSessions cache."""
+    if services.aws is None:
+        services.aws = AwsSessions(services.connector_id)
+    aws: AwsSessions = services.aws
+    identity = aws.identity()
+    return aws.client(identity, "sts", region), aws.client(identity, "eks", region)
 
 
 class ClusterConnection:
@@ -121,12 +121,9 @@ class ClusterConnection:
             return in_cluster_client()
         if c.connection == "host":
             return token_client(c.host, None, None)
-        session = _boto_session(self._services)
-        endpoint, ca_pem = cluster_connection_info(session, c.cluster_name, c.region, c.eks_endpoint_url or None)
-        bearer = RefreshingBearer(
-            lambda: get_token(session, c.cluster_name, c.region, sts_endpoint_url=c.sts_endpoint_url or None).value,
-            refresh_after=REFRESH_AFTER_SECONDS,
-        )
+        sts, eks = _aws_clients(self._services, c.region)
+        endpoint, ca_pem = cluster_connection_info(eks, c.cluster_name)  # botocore errors: typed by the dispatcher
+        bearer = RefreshingBearer(lambda: get_token(sts, c.cluster_name).value, refresh_after=REFRESH_AFTER_SECONDS)
         return token_client(endpoint, ca_pem, bearer)
 
 
