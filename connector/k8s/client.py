@@ -16,13 +16,14 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import incluster_config as incluster
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from connector.errors import ConnectorError, ErrorCode
@@ -70,10 +71,19 @@ def _ca_file(ca_pem: bytes) -> str:
     return path
 
 
-def in_cluster_client() -> k8s.ApiClient:
+def in_cluster_client(
+    token_file: str = incluster.SERVICE_TOKEN_FILENAME,
+    ca_file: str = incluster.SERVICE_CERT_FILENAME,
+    environ: Mapping[str, str] | None = None,
+) -> k8s.ApiClient:
+    """The pod's ServiceAccount: KUBERNETES_SERVICE_HOST/PORT, the projected token (re-read every minute
+    by the client, so rotation is picked up) and the cluster CA."""
     configuration = k8s.Configuration()
+    loader = incluster.InClusterConfigLoader(
+        token_filename=token_file, cert_filename=ca_file, environ=os.environ if environ is None else environ
+    )
     try:
-        k8s_config.load_incluster_config(client_configuration=configuration)
+        loader.load_and_set(configuration)
     except k8s_config.ConfigException as exc:
         raise ConnectorError(
             ErrorCode.INVALID_SETTINGS,

@@ -25,7 +25,7 @@ from connector.aws.eks_token import (
 from connector.errors import ConnectorError, ErrorCode
 from connector.integrations.base import GrantRequest
 from connector.integrations.kubernetes import KubernetesIntegration
-from connector.k8s.client import KubeApi, RefreshingBearer, token_client
+from connector.k8s.client import KubeApi, RefreshingBearer, in_cluster_client, token_client
 from connector.logging import configure_logging, get_logger
 
 pytestmark = pytest.mark.timeout(120)
@@ -134,3 +134,18 @@ def test_tokens_never_reach_logs_results_or_errors(
         assert planted not in text
         assert planted[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + 40] not in text
         assert SECRET_KEY not in text
+
+
+def test_in_cluster_client_uses_the_service_account(tmp_path: Any) -> None:
+    token_file, ca_file = tmp_path / "token", tmp_path / "ca.crt"
+    token_file.write_text("sa-token-v1")
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    env = {"KUBERNETES_SERVICE_HOST": "10.100.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    client = in_cluster_client(str(token_file), str(ca_file), env)
+    configuration = client.configuration
+    assert configuration.host == "https://10.100.0.1:443"
+    assert configuration.ssl_ca_cert == str(ca_file)
+    assert configuration.auth_settings()["BearerToken"]["value"] == "bearer sa-token-v1"
+    with pytest.raises(ConnectorError) as info:
+        in_cluster_client(str(token_file), str(ca_file), {})
+    assert info.value.code == ErrorCode.INVALID_SETTINGS and "in_cluster" in info.value.message
