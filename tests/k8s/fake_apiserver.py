@@ -166,6 +166,8 @@ class FakeApiServer:
         self.auth_headers: list[str] = []
         self.rejections: list[dict[str, Any]] = []  # Status bodies of 4xx answers to writes
         self.require_token: str | None = None
+        # When set: the caller's RBAC rules (ClusterRole / Role "rules" lists), enforced like the authorizer.
+        self.rbac_rules: list[dict[str, Any]] | None = None
         self._hooks: list[tuple[str, str, Callable[[FakeApiServer], None]]] = []
         self._faults: list[list[Any]] = []  # [method, resource, status, remaining]
         self._rv = 1000
@@ -244,6 +246,8 @@ class FakeApiServer:
         ns, name = match["ns"] or "", match["name"]
         if kind.namespaced is False and ns:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if self.rbac_rules is not None:
+            self._authorize(request, kind, ns, name)
         for hook in list(self._hooks):
             if hook[0] == request.method and hook[1] == kind.resource:
                 self._hooks.remove(hook)
@@ -266,6 +270,43 @@ class FakeApiServer:
         if request.method == "DELETE" and name:
             return 200, self._delete(kind, ns, name, body or {})
         raise ApiError(405, "MethodNotAllowed", f"{request.method} is not supported on {request.path}")
+
+    def _allowed(self, verb: str, kind: Kind, name: str | None) -> bool:
+        group = kind.api_version.rpartition("/")[0]
+        for rule in self.rbac_rules or []:
+            if (
+                group in rule.get("apiGroups", [])
+                and kind.resource in rule.get("resources", [])
+                and verb in rule.get("verbs", [])
+                and (not rule.get("resourceNames") or name in rule["resourceNames"])
+            ):
+                return True
+        return False
+
+    def _authorize(self, request: Request, kind: Kind, ns: str, name: str | None) -> None:
+        verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(
+            request.method, request.method.lower()
+        )
+        if not self._allowed(verb, kind, name if verb not in ("list", "create") else None):
+            where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{kind.resource} is forbidden: User "system:serviceaccount:connector:connector" cannot {verb} '
+                f'resource "{kind.resource}" in API group "{kind.api_version.rpartition("/")[0]}"{where}',
+            )
+        if verb == "create" and kind.resource in ("rolebindings", "clusterrolebindings"):
+            # escalation check: the connector holds none of the role's permissions, so it needs `bind` on it
+            body = request.get_json(silent=True) or {}
+            ref = body.get("roleRef") or {}
+            role_kind = KINDS["clusterroles" if ref.get("kind") == "ClusterRole" else "roles"]
+            if not self._allowed("bind", role_kind, ref.get("name")):
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{kind.resource} is forbidden: user cannot bind {ref.get("kind")} "{ref.get("name")}": '
+                    "attempting to grant RBAC permissions not currently held",
+                )
 
     def _body(self, kind: Kind, ns: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
