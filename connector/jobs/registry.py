@@ -33,9 +33,16 @@ def all_integration_classes() -> list[type[Integration]]:
     from connector.integrations.aws_auth import AwsAuthIntegration
     from connector.integrations.aws_organization import AwsOrganizationIntegration
     from connector.integrations.kubernetes import KubernetesIntegration
+    from connector.integrations.lambda_custom import LambdaCustomIntegration
     from connector.integrations.noop import NoopIntegration
 
-    return [AwsOrganizationIntegration, NoopIntegration, KubernetesIntegration, AwsAuthIntegration]
+    return [
+        AwsOrganizationIntegration,
+        NoopIntegration,
+        KubernetesIntegration,
+        AwsAuthIntegration,
+        LambdaCustomIntegration,
+    ]
 
 
 def build_registry(enabled: Iterable[str] | None = None) -> Registry:
