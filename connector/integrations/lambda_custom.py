@@ -279,17 +279,32 @@ class LambdaCustomIntegration(Integration):
         self._require_ok(arn, "grant-access", self._invoke(arn, "grant-access", params))
         result: dict[str, Any] = {"grant_id": request.grant_id, "function": arn, "status": "ok"}
         if credentials is not None:
-            ctx.check_cancelled()
-            event_type = CREDENTIAL_EVENTS[credentials]
-            cred_params = {k: v for k, v in params.items() if k != "permission"}
-            answer = self._invoke(arn, event_type, cred_params, sensitive=True)
-            self._require_ok(arn, event_type, answer)
-            secret_fields = {k: v for k, v in answer.items() if k != "status"}
-            # Sealed here, in the connector: only the requester's private key opens it.
-            result["credentials"] = seal(request.requester_public_key, secret_fields) if secret_fields else None
-            result["credentials_event"] = event_type
+            try:
+                result |= self._credentials(arn, CREDENTIAL_EVENTS[credentials], params, request, ctx)
+            except Exception:
+                # No credentials, no access: take back what grant-access just gave, then report the failure.
+                self._undo_grant(arn, params, request.grant_id)
+                raise
         log.info("lambda_grant_applied", grant_id=request.grant_id, function=arn, credentials=credentials or "none")
         return result
+
+    def _credentials(
+        self, arn: str, event_type: str, params: dict[str, Any], request: GrantRequest, ctx: JobContext
+    ) -> dict[str, Any]:
+        ctx.check_cancelled()
+        cred_params = {k: v for k, v in params.items() if k != "permission"}
+        answer = self._invoke(arn, event_type, cred_params, sensitive=True)
+        self._require_ok(arn, event_type, answer)
+        secret_fields = {k: v for k, v in answer.items() if k != "status"}
+        # Sealed here, in the connector: only the requester's private key opens it.
+        sealed = seal(request.requester_public_key, secret_fields) if secret_fields else None
+        return {"credentials": sealed, "credentials_event": event_type}
+
+    def _undo_grant(self, arn: str, params: dict[str, Any], grant_id: str) -> None:
+        try:
+            self._require_ok(arn, "revoke-access", self._invoke(arn, "revoke-access", params))
+        except Exception as exc:  # the original failure is what the job reports
+            log.warning("lambda_grant_rollback_failed", grant_id=grant_id, function=arn, error=str(exc))
 
     def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
         params = self._params(request.principal, request.grant_id, request.target, permission=True)

@@ -176,7 +176,10 @@ def test_credentials_are_sealed_to_the_requester(sb: Sandbox, caplog: pytest.Log
     assert result["credentials_event"] == "create-credentials"
     assert open_sealed(bytes(requester), result["credentials"]) == {"secret": PLANTED}
     # a failing reset whose error text echoes the secret: the message names only the error type
-    answer_with(sb, {"status": "ok"}, {"errorMessage": f"could not reset {PLANTED}", "errorType": "Error"})
+    before = invokes(sb)
+    answer_with(
+        sb, {"status": "ok"}, {"errorMessage": f"could not reset {PLANTED}", "errorType": "Error"}, {"status": "ok"}
+    )
     reset = GrantRequest(
         grant_id="g-cred",
         principal="alice",
@@ -186,6 +189,8 @@ def test_credentials_are_sealed_to_the_requester(sb: Sandbox, caplog: pytest.Log
     with pytest.raises(ConnectorError) as info:
         integration().grant(reset, Ctx())
     assert "reset-credentials" in info.value.message and "Error" in info.value.message
+    # grant-access, reset-credentials, then revoke-access: no access left behind without credentials
+    assert invokes(sb) - before == 3
     for text in (json.dumps(result), str(info.value), stream.getvalue(), caplog.text):
         assert PLANTED not in text
 
