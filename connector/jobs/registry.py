@@ -30,10 +30,19 @@ class Registry:
 
 def all_integration_classes() -> list[type[Integration]]:
     """Every integration this build ships. Imported here, lazily, so the registry is the one place."""
+    from connector.integrations.aws_auth import AwsAuthIntegration
     from connector.integrations.aws_organization import AwsOrganizationIntegration
+    from connector.integrations.kubernetes import KubernetesIntegration
+    from connector.integrations.lambda_custom import LambdaCustomIntegration
     from connector.integrations.noop import NoopIntegration
 
-    return [AwsOrganizationIntegration, NoopIntegration]
+    return [
+        AwsOrganizationIntegration,
+        NoopIntegration,
+        KubernetesIntegration,
+        AwsAuthIntegration,
+        LambdaCustomIntegration,
+    ]
 
 
 def build_registry(enabled: Iterable[str] | None = None) -> Registry:
