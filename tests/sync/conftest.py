@@ -68,7 +68,9 @@ class SyncRun:
 _ids = itertools.count(1)
 
 
-def run_sync(sb: Sandbox, settings: dict[str, Any], *, resource_types: tuple[str, ...] = (), account_ids: tuple[str, ...] = ()) -> SyncRun:
+def run_sync(
+    sb: Sandbox, settings: dict[str, Any], *, resource_types: tuple[str, ...] = (), account_ids: tuple[str, ...] = ()
+) -> SyncRun:
     info = sb.seed_info
     assert info is not None
     s = struct_pb2.Struct()
@@ -89,5 +91,7 @@ def run_sync(sb: Sandbox, settings: dict[str, Any], *, resource_types: tuple[str
         progress=lambda done, total: run.progress.append((done, total)),
     )
     # A fresh dispatcher per run: no credentials or clients cached from an earlier test.
-    run.outcome = Dispatcher(build_registry(["aws_organization"]), Services(connector_id=info.connector_id)).execute(job, ctx)
+    run.outcome = Dispatcher(build_registry(["aws_organization"]), Services(connector_id=info.connector_id)).execute(
+        job, ctx
+    )
     return run

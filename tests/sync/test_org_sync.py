@@ -64,7 +64,9 @@ def test_suspended_accounts_listed_but_not_visited(sandbox):
     suspended = {a.id for a in info.accounts if a.state != "ACTIVE"}
     assert suspended
     sandbox.faults.reset_counts()
-    run = run_sync(sandbox, base_settings(sandbox), resource_types=("organization", "eks_cluster"))
+    run = run_sync(
+        sandbox, base_settings(sandbox, regions=["us-east-1"]), resource_types=("organization", "eks_cluster")
+    )
     assert run.outcome.outcome == "succeeded", run.outcome.error
     assert suspended <= run.ids("aws.account")
     assert {s["id"] for s in run.outcome.result["accounts_skipped"]} == suspended
@@ -74,7 +76,11 @@ def test_suspended_accounts_listed_but_not_visited(sandbox):
 
 def test_missing_member_role_is_recorded_and_the_rest_synced(sandbox):
     info = sandbox.seed_info
-    run = run_sync(sandbox, base_settings(sandbox, excluded_account_ids=[info.management_account_id]), resource_types=("eks_cluster",))
+    run = run_sync(
+        sandbox,
+        base_settings(sandbox, excluded_account_ids=[info.management_account_id]),
+        resource_types=("eks_cluster",),
+    )
     assert run.outcome.outcome == "succeeded", run.outcome.error
     errors = run.of("error")
     missing = info.account_without_member_role
@@ -88,7 +94,9 @@ def test_missing_member_role_is_recorded_and_the_rest_synced(sandbox):
 
 def test_management_role_failure_fails_the_job(sandbox):
     info = sandbox.seed_info
-    run = run_sync(sandbox, base_settings(sandbox, external_id="not-the-connector-id"), resource_types=("organization",))
+    run = run_sync(
+        sandbox, base_settings(sandbox, external_id="not-the-connector-id"), resource_types=("organization",)
+    )
     assert run.outcome.outcome == "failed"
     assert run.outcome.error.code == ErrorCode.ACCESS_DENIED
     assert "ExternalId" in run.outcome.error.message
