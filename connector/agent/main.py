@@ -1,0 +1,102 @@
+"""`connector run`: load and validate the config, set up logging, run the agent until a signal.
+
+Exit codes: 0 after a clean drain, 2 for bad configuration (the message names the variable), 3 when
+the control plane refuses our identity (token / connector id), 128+signal when a second signal forces
+exit, 1 when the drain watchdog fires or the agent crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from connector.agent.runtime import EXIT_FATAL_AUTH, AgentRuntime
+from connector.config import ConfigError, load_config
+from connector.jobs.runtime import build_dispatcher
+from connector.logging import configure_logging, get_logger, register_secret
+
+EXIT_CONFIG = 2
+EXIT_WATCHDOG = 1
+
+log = get_logger("connector.agent")
+
+
+def _force_exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+async def _serve(runtime: AgentRuntime) -> int:
+    loop = asyncio.get_running_loop()
+    watchdog: list[threading.Timer] = []
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if watchdog:  # second signal: the operator wants out now
+            log.warning("forced_exit", signal=name)
+            _force_exit(128 + signum)
+        timer = threading.Timer(runtime.max_shutdown_seconds(), _watchdog_fired)
+        timer.daemon = True
+        timer.start()
+        watchdog.append(timer)
+        runtime.request_stop(name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await runtime.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        for timer in watchdog:
+            timer.cancel()
+
+
+def _watchdog_fired() -> None:
+    log.error("drain_watchdog_fired", message="the drain did not finish in time; forcing exit")
+    _force_exit(EXIT_WATCHDOG)
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    parser = argparse.ArgumentParser(
+        prog="connector run",
+        description="Run the connector agent. Configured by CONNECTOR_* environment variables "
+        "(see the documentation); CONNECTOR_CONFIG_FILE may name a TOML file with the same keys.",
+    )
+    parser.parse_args(list(argv))
+    try:
+        config = load_config()
+        token = config.read_token()
+    except (ConfigError, OSError) as exc:
+        print(f"connector: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(config.log_level, config.log_format)
+    register_secret(token)
+    del token
+
+    try:
+        dispatcher = build_dispatcher(config)
+    except (ValueError, ConfigError) as exc:
+        print(f"connector: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    runtime = AgentRuntime(config, dispatcher)
+    try:
+        code = asyncio.run(_serve(runtime))
+    except OSError as exc:  # e.g. the health port is taken
+        print(f"connector: cannot start: {exc} (check CONNECTOR_HEALTH_ADDR)", file=sys.stderr)
+        return EXIT_CONFIG
+    if code == EXIT_FATAL_AUTH and runtime.fatal_error is not None:
+        print(f"connector: {runtime.fatal_error}", file=sys.stderr)
+    # A job thread that ignored cancellation would keep the interpreter alive: do not wait for it.
+    if any(t.name.startswith("connector-job") and t.is_alive() for t in threading.enumerate()):
+        log.warning("exiting_with_abandoned_job_threads")
+        _force_exit(code)
+    return code
