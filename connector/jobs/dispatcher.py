@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from google.protobuf import json_format
@@ -137,6 +137,9 @@ class Dispatcher:
                 requester_public_key=g.requester_public_key,
                 requester=g.requester,
             )
+            guardrails = self.services.guardrails
+            if guardrails is not None:
+                guardrails.check_grant(grant.target, grant.expires_at, datetime.now(UTC), integration.account_ous)
             result = integration.grant(grant, ctx)
         elif kind == "revoke":
             r = job.revoke
