@@ -59,11 +59,13 @@ class JobReport:
     integration: str
 
 
-def _shutdown_cancel() -> ConnectorError:
-    # Retryable: the job did not fail, this replica went away; the control plane should run it again.
-    return ConnectorError(
+def _interrupted(kind: str, integration: str) -> JobOutcome:
+    # Not OUTCOME_CANCELLED: that one is final (the control plane asked for it). This replica went away,
+    # so it is a retryable failure with code CANCELLED, and the control plane runs the job again.
+    error = ConnectorError(
         ErrorCode.CANCELLED, "the connector shut down before the job finished; it can run again", retryable=True
     )
+    return JobOutcome("failed", error=error, kind=kind, integration_type=integration)
 
 
 class JobExecutor:
@@ -133,9 +135,9 @@ class JobExecutor:
         if future.done():
             outcome = future.result()
         else:  # the thread ignored cancellation past the drain: report without it, leave it behind
-            outcome = JobOutcome("cancelled", error=_shutdown_cancel(), kind=kind, integration_type=integration)
-        if running.cancel_reason in ("drain", "fatal") and outcome.outcome != "succeeded":
-            outcome = JobOutcome("cancelled", error=_shutdown_cancel(), kind=kind, integration_type=integration)
+            outcome = _interrupted(kind, integration)
+        if running.cancel_reason in ("drain", "fatal") and outcome.outcome == "cancelled":
+            outcome = _interrupted(kind, integration)
 
         result = dict(outcome.result)
         if upload_task is not None and uploader is not None:
