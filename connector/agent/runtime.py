@@ -235,6 +235,7 @@ class AgentRuntime:
         assert self._client is not None
         self.health.last_attempt = time.monotonic()
         self.metrics.hello_attempts.inc()
+        log.info("connecting", target=self.config.target, tls=not self.config.plaintext)
         try:
             hello = await self._interruptible(self._client.hello(self.dispatcher.capabilities()))
         except aio.AioRpcError as exc:
