@@ -28,6 +28,10 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.primary_user_agent", f"access-connector/{__version__}"),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    # gRPC's own reconnect backoff grows to 120 s by default: cap it near ours, so a control plane that
+    # comes back is seen within ~30 s.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 30_000),
 ]
 
 FATAL_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})

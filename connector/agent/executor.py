@@ -132,10 +132,8 @@ class JobExecutor:
         abandon.cancel()
         kind = job.WhichOneof("kind") or ""
         integration = job.integration.type if job.HasField("integration") else ""
-        if future.done():
-            outcome = future.result()
-        else:  # the thread ignored cancellation past the drain: report without it, leave it behind
-            outcome = _interrupted(kind, integration)
+        # Not done = the thread ignored cancellation past the drain: report without it, leave it behind.
+        outcome = future.result() if future.done() else _interrupted(kind, integration)
         if running.cancel_reason in ("drain", "fatal") and outcome.outcome == "cancelled":
             outcome = _interrupted(kind, integration)
 

@@ -295,6 +295,13 @@ class AgentRuntime:
     def _start_job(self, job: connector_pb2.Job) -> None:
         running = RunningJob(job=job, lease_until=time.monotonic() + self.steering.lease_duration)
         self.running[running.key] = running
+        log.info(
+            "job_started",
+            job_id=job.id,
+            kind=job.WhichOneof("kind") or "",
+            integration=job.integration.type,
+            attempt=job.attempt,
+        )
         self.metrics.jobs_running.set(len(self.running))
         task = asyncio.create_task(self._job_main(running), name=f"job-{job.id}")
         self._job_tasks.add(task)

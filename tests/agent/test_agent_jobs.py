@@ -91,11 +91,11 @@ def test_heartbeat_keeps_a_long_job_alive_past_the_lease(tmp_path: Path) -> None
 
 
 def test_cancel_is_delivered_by_heartbeat(tmp_path: Path) -> None:
-    with start_cp(cp_settings(tmp_path)) as cp, AgentThread(agent_env(cp.address)):
+    with start_cp(cp_settings(tmp_path)) as cp, AgentThread(agent_env(cp.address)) as agent:
         job = cp.admin.enqueue_grant(
             CONNECTOR_ID, "noop-1", "noop", grant_id="g-c", principal="p", target={"sleep_seconds": 60}
         )
-        wait_for(lambda: cp.admin.get(job.job.id).state == admin_pb2.JOB_STATE_LEASED, 20, "leased")
+        wait_for(lambda: agent.runtime.running, 20, "job running in the agent")
         started = time.monotonic()
         cp.admin.cancel(job.job.id)
         record = cp.admin.wait(job.job.id, timeout=30)
@@ -175,3 +175,39 @@ def test_a_job_without_kind_is_a_non_retryable_invalid_job(tmp_path: Path) -> No
     assert report.error is not None
     assert report.error.code == "INVALID_JOB" and not report.error.retryable
     assert "no kind" in report.error.message
+
+
+def test_job_deadline_from_the_control_plane_is_enforced(tmp_path: Path) -> None:
+    with start_cp(cp_settings(tmp_path)) as cp, AgentThread(agent_env(cp.address)):
+        job = cp.admin.enqueue_grant(
+            CONNECTOR_ID, "noop-1", "noop", grant_id="g-t", principal="p", target={"sleep_seconds": 30}, timeout=1.5
+        )
+        started = time.monotonic()
+        record = cp.admin.wait(job.job.id, timeout=40)
+        assert record.state == FAILED, record
+        assert record.error.code == "TIMEOUT"
+        assert time.monotonic() - started < 25  # well before the 30 s sleep
+
+
+def test_a_lost_lease_stops_the_job_and_its_result_is_dropped(tmp_path: Path) -> None:
+    """The control plane is away longer than the lease: on its return the job is re-queued (attempt 2),
+    the agent hears `lost` on its next heartbeat and stops attempt 1 without reporting it."""
+    settings = cp_settings(tmp_path, lease_seconds=3.0, heartbeat_interval=1.0)
+    cp = start_cp(settings)
+    port = cp.port
+    try:
+        with AgentThread(agent_env(cp.address, CONNECTOR_DRAIN_GRACE_SECONDS="1")) as agent:
+            job_id = cp.admin.enqueue_grant(
+                CONNECTOR_ID, "noop-1", "noop", grant_id="g-lost", principal="p", target={"sleep_seconds": 30}
+            ).job.id
+            wait_for(lambda: agent.runtime.running, 20, "job running in the agent")
+            cp.stop()
+            time.sleep(4.0)
+            cp = start_cp(cp_settings(tmp_path, lease_seconds=3.0, heartbeat_interval=1.0, bind=f"127.0.0.1:{port}"))
+            lost = agent.runtime.metrics.jobs_total.labels(kind="grant", integration="noop", outcome="lost")
+            wait_for(lambda: lost._value.get() == 1, 40, "attempt 1 stopped as lost")
+            record = cp.admin.get(job_id)
+            assert record.job.attempt >= 2, record
+            assert record.stale_finishes_refused == 0  # attempt 1's result was never sent
+    finally:
+        cp.stop()

@@ -63,7 +63,7 @@ def test_sigterm_lets_the_running_job_finish_and_report_then_exits_0(tmp_path: P
             wait_log(log, "registered", 30)
             assert _status(f"http://{health}/readyz") == 200
             job_id = _sleep_job(cp, 2.0, "g-drain")
-            wait_for(lambda: cp.admin.get(job_id).state == LEASED, 20, "leased")
+            wait_log(log, "job_started", 20, job_id=job_id)
             proc.send_signal(signal.SIGTERM)
             wait_log(log, "drain_started", 10)
             assert _status(f"http://{health}/readyz") == 503  # draining: no new traffic
@@ -87,7 +87,7 @@ def test_drain_grace_expiry_cancels_and_reports_a_retryable_cancel(tmp_path: Pat
     with start_cp(cp_settings(tmp_path, retry_backoff=60.0)) as cp:
         agent = AgentThread(agent_env(cp.address, CONNECTOR_DRAIN_GRACE_SECONDS="1")).start()
         job_id = _sleep_job(cp, 60, "g-slow")
-        wait_for(lambda: cp.admin.get(job_id).state == LEASED, 20, "leased")
+        wait_for(lambda: agent.runtime.running, 20, "job running in the agent")
         started = time.monotonic()
         assert agent.stop() == 0
         assert time.monotonic() - started < 15
@@ -105,7 +105,7 @@ def test_sigkill_mid_job_second_agent_finishes_at_attempt_2_and_a_late_finish_is
         try:
             wait_log(log, "registered", 30)
             job_id = _sleep_job(cp, 3.0, "g-kill")
-            wait_for(lambda: cp.admin.get(job_id).state == LEASED, 20, "leased by agent A")
+            wait_log(log, "job_started", 20, job_id=job_id)
             first_holder = cp.admin.get(job_id).leased_by
             proc.kill()
             proc.wait(timeout=10)
@@ -144,7 +144,7 @@ def test_control_plane_restart_on_the_same_database_while_a_job_runs(tmp_path: P
     port = cp.port
     with AgentThread(agent_env(cp.address)) as agent:
         job_id = _sleep_job(cp, 3.0, "g-restart")
-        wait_for(lambda: cp.admin.get(job_id).state == LEASED, 20, "leased")
+        wait_for(lambda: agent.runtime.running, 20, "job running in the agent")
         cp.stop()
         time.sleep(1.0)
         cp = ControlPlaneThread(cp_settings(tmp_path, lease_seconds=15.0, bind=f"127.0.0.1:{port}")).start()
@@ -187,3 +187,20 @@ def test_refused_identity_exits_3_with_a_clear_message_and_no_retry_loop(
     assert "wrong-token-abcdef123" not in text and TOKEN not in text
     assert sum(1 for line in read_lines(log) if line.get("event") == "connecting") == 1  # no hot loop
     assert any(line.get("event") == "connection_refused" for line in read_lines(log))
+
+
+def test_a_second_signal_forces_exit(tmp_path: Path) -> None:
+    log = tmp_path / "agent.log"
+    with start_cp(cp_settings(tmp_path)) as cp:
+        proc = spawn_agent(agent_env(cp.address, CONNECTOR_DRAIN_GRACE_SECONDS="60"), log)
+        try:
+            wait_log(log, "registered", 30)
+            job_id = _sleep_job(cp, 60, "g-stuck")
+            wait_log(log, "job_started", 20, job_id=job_id)
+            proc.send_signal(signal.SIGTERM)
+            wait_log(log, "drain_started", 10)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=10) == 128 + signal.SIGINT
+        finally:
+            proc.kill()
+        assert any(line.get("event") == "forced_exit" for line in read_lines(log))
