@@ -136,8 +136,28 @@ def is_fatal(exc: BaseException) -> bool:
     return status_code(exc) in FATAL_CODES
 
 
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth resending the same request (FinishJob, an inventory batch): the network or the server hiccuped.
+    A refusal (FAILED_PRECONDITION for a stale attempt, INVALID_ARGUMENT) will not change on a resend."""
+    if isinstance(exc, TokenUnavailable):
+        return True
+    return isinstance(exc, aio.AioRpcError) and exc.code() in TRANSIENT_CODES
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """Network and server trouble: back off and try again. Anything else is a bug or a refusal."""
+    """For the connection loop: anything but a refused identity is retried, with backoff, by re-registering."""
     if isinstance(exc, TokenUnavailable):
         return True
     return isinstance(exc, aio.AioRpcError) and exc.code() not in FATAL_CODES

@@ -23,7 +23,7 @@ from google.protobuf import struct_pb2
 from grpc import aio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from connector.agent.channel import TokenUnavailable, is_retryable
+from connector.agent.channel import TokenUnavailable, is_transient
 from connector.errors import ConnectorError, ErrorCode, JobCancelled
 from connector.integrations.base import InventoryItem
 from connector.logging import get_logger, redact_text
@@ -202,7 +202,7 @@ class InventoryUploader:
         retrying = AsyncRetrying(
             stop=stop,
             wait=wait_random_exponential(multiplier=0.2, max=self._max_wait),
-            retry=retry_if_exception(is_retryable),
+            retry=retry_if_exception(is_transient),
             reraise=True,
         )
         async for attempt in retrying:

@@ -27,6 +27,7 @@ from connector.agent.channel import (
     fatal_message,
     is_fatal,
     is_retryable,
+    is_transient,
     make_channel,
     status_code,
 )
@@ -368,7 +369,7 @@ class AgentRuntime:
         retrying = AsyncRetrying(
             stop=lambda _state: self._give_up_delivery(running),
             wait=wait_random_exponential(multiplier=0.5, max=10),
-            retry=retry_if_exception(is_retryable),
+            retry=retry_if_exception(is_transient),
             reraise=True,
         )
         try:

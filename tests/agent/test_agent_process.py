@@ -10,13 +10,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc import aio
 
 from connector.agent.channel import ControlPlaneClient, make_channel
+from connector.agent.executor import JobReport, RunningJob
+from connector.agent.runtime import AgentRuntime
 from connector.config import load_config
 from connector.controlplane.server import ControlPlaneThread
+from connector.jobs.runtime import build_dispatcher
 from connector.v1 import admin_pb2, connector_pb2
 
 from .agent_harness import (
@@ -117,22 +118,24 @@ def test_sigkill_mid_job_second_agent_finishes_at_attempt_2_and_a_late_finish_is
             assert record.job.attempt == 2
             assert record.leased_by == agent_b.runtime.config.host_id != first_holder
 
-        # Agent A's result, had it survived, arrives late: the fence refuses it.
-        async def late_finish() -> grpc.StatusCode:
+        # Agent A's result, had it survived, arrives late through the agent's delivery path: the fence
+        # refuses it once, and the agent gives up at once instead of resending until its lease ends.
+        async def late_finish() -> tuple[str, float]:
             config = load_config(agent_env(cp.address))
-            client = ControlPlaneClient(config, make_channel(config))
+            runtime = AgentRuntime(config, build_dispatcher(config))
+            runtime._client = ControlPlaneClient(config, make_channel(config))
+            job = connector_pb2.Job(id=job_id, attempt=1)
+            report = JobReport("succeeded", None, {"slept_seconds": 3.0}, 3.0, "grant", "noop")
+            started = time.monotonic()
             try:
-                await client.finish(
-                    connector_pb2.FinishJobRequest(job_id=job_id, attempt=1, outcome=connector_pb2.OUTCOME_SUCCEEDED),
-                    rpc_deadline=10,
-                )
-            except aio.AioRpcError as exc:
-                return exc.code()
+                delivery = await runtime._deliver(RunningJob(job=job, lease_until=time.monotonic() + 60), report)
             finally:
-                await client.close()
-            return grpc.StatusCode.OK
+                await runtime._client.close()
+            return delivery, time.monotonic() - started
 
-        assert asyncio.run(late_finish()) == grpc.StatusCode.FAILED_PRECONDITION
+        delivery, took = asyncio.run(late_finish())
+        assert delivery == "refused_stale"
+        assert took < 10
         record = cp.admin.get(job_id)
         assert record.stale_finishes_refused == 1
         assert record.state == SUCCEEDED and record.job.attempt == 2
