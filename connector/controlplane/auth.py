@@ -47,15 +47,22 @@ def bearer_token(metadata: Sequence[tuple[str, Any]] | Any) -> str:
 
 
 class TokenBook:
-    """Known token hashes. Reloads from the db on a miss (at most once a second), so a token created with
-    `connector controlplane token create` while the server runs is accepted without a restart."""
+    """Known token hashes. On an unknown token it re-reads the table if the db changed since the last read
+    (PRAGMA data_version), so a token made by `connector controlplane token create` while the server runs
+    is accepted without a restart, and a flood of bad tokens costs no extra reads."""
 
     def __init__(self, db: Database, admin_token: str) -> None:
         self._db = db
         self._admin_hash = hash_token(admin_token)
         self._lock = threading.Lock()
         self._hashes: list[tuple[str, str]] = []
-        self._loaded = 0.0
+        self._version: int | None = None
+        # Its own connection: the main one belongs to the engine's DB thread. An in-memory db cannot be
+        # shared, so there only the settings' tokens (registered through add) count.
+        self._reader: sqlite3.Connection | None = None
+        if db.path != ":memory:":
+            uri = f"{Path(db.path).resolve().as_uri()}?mode=ro"
+            self._reader = sqlite3.connect(uri, uri=True, check_same_thread=False)
 
     def add(self, connector_id: str, token: str) -> None:
         """Registers a token given in the settings (its hash is stored; the token is not)."""
@@ -66,22 +73,21 @@ class TokenBook:
                 "ON CONFLICT (token_sha256) DO UPDATE SET connector_id = excluded.connector_id",
                 (digest, connector_id, time.time()),
             )
-        self.reload()
 
     def reload(self) -> None:
-        # Its own short-lived connection: the main one belongs to the engine's DB thread. An in-memory
-        # db cannot be shared, so there only the settings' tokens (registered through add) count.
-        if self._db.path == ":memory:":
-            rows = self._db.conn.execute("SELECT connector_id, token_sha256 FROM connector_tokens").fetchall()
-        else:
-            conn = sqlite3.connect(f"{Path(self._db.path).resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                rows = conn.execute("SELECT connector_id, token_sha256 FROM connector_tokens").fetchall()
-            finally:
-                conn.close()
         with self._lock:
+            conn = self._reader or self._db.conn
+            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if self._reader is not None and version == self._version:
+                return
+            rows = conn.execute("SELECT connector_id, token_sha256 FROM connector_tokens").fetchall()
             self._hashes = [(str(r[0]), str(r[1])) for r in rows]
-            self._loaded = time.monotonic()
+            self._version = version
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def _match(self, digest: str) -> str | None:
         found = None
@@ -98,7 +104,7 @@ class TokenBook:
             return None
         digest = hash_token(token)
         found = self._match(digest)
-        if found is None and self._db.path != ":memory:" and time.monotonic() - self._loaded > 1.0:
+        if found is None and self._reader is not None:
             self.reload()
             found = self._match(digest)
         return found

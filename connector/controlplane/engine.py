@@ -46,6 +46,7 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="controlplane-db")
         self._events: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Future[None]] = set()
+        self._stopping = False
         self.timers = Timers(self._on_due)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -60,10 +61,16 @@ class Engine:
             self.timers.schedule(available_at, ("wake", connector_id, available_at))
         self.timers.start()
 
-    async def stop(self) -> None:
-        await self.timers.stop()
+    def begin_shutdown(self) -> None:
+        """Held long-polls and waits return now (empty / as-is), so the server stops without cutting them."""
+        self._stopping = True
         for event in self._events.values():
             event.set()
+        self._events.clear()
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
+        await self.timers.stop()
         self._executor.shutdown(wait=True)
 
     # -- wake-ups ------------------------------------------------------------------------------
@@ -138,7 +145,7 @@ class Engine:
         deadline = time.monotonic() + wait
         while True:
             event = self._event(f"conn:{connector_id}")
-            if not is_active():
+            if self._stopping or not is_active():
                 return []
             jobs = await self._lease(connector_id, host_id, max_jobs, is_active)
             remaining = deadline - time.monotonic()
@@ -220,7 +227,7 @@ class Engine:
             event = self._event(f"job:{job_id}")
             record = await self.get(job_id)
             remaining = deadline - time.monotonic()
-            if record is None or record.state in TERMINAL or remaining <= 0:
+            if record is None or record.state in TERMINAL or remaining <= 0 or self._stopping:
                 return record
             try:
                 await asyncio.wait_for(event.wait(), timeout=remaining)

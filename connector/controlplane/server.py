@@ -32,9 +32,11 @@ from connector.controlplane.client import AdminClient
 from connector.controlplane.db import Database
 from connector.controlplane.engine import Engine
 from connector.controlplane.service import ControlPlaneService
-from connector.controlplane.settings import ServerSettings, split_host_port
+from connector.controlplane.settings import ServerSettings, SettingsError, split_host_port
 from connector.logging import get_logger
 from connector.v1 import admin_pb2_grpc, connector_pb2_grpc
+
+__all__ = ["ControlPlaneServer", "ControlPlaneThread", "ServerSettings"]
 
 log = get_logger("connector.controlplane")
 
@@ -48,6 +50,7 @@ class ControlPlaneServer:
         self._engine: Engine | None = None
         self._db: Database | None = None
         self._health: Any = None
+        self._tokens: TokenBook | None = None
 
     @property
     def address(self) -> str:
@@ -56,11 +59,23 @@ class ControlPlaneServer:
             host = "127.0.0.1"
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
+    @property
+    def url(self) -> str:
+        """What a connector's CONTROL_PLANE_URL should be."""
+        return f"{'https' if self.settings.tls else 'http'}://{self.address}"
+
     async def start(self) -> int:
         """Opens the store, re-arms leases found in it, starts serving; returns the bound port."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _start(self) -> int:
         settings = self.settings
         self._db = Database(settings.db_path)
-        tokens = TokenBook(self._db, settings.admin_token)
+        tokens = self._tokens = TokenBook(self._db, settings.admin_token)
         for connector_id, token in settings.connector_tokens.items():
             tokens.add(connector_id, token)
         tokens.reload()
@@ -84,14 +99,23 @@ class ControlPlaneServer:
         names = (CONTROL_PLANE_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
 
+        credentials = None
         if settings.tls:
             assert settings.tls_cert_file is not None and settings.tls_key_file is not None
             key = await asyncio.to_thread(Path(settings.tls_key_file).read_bytes)
             cert = await asyncio.to_thread(Path(settings.tls_cert_file).read_bytes)
+            if b"-----BEGIN CERTIFICATE-----" not in cert:
+                raise SettingsError(f"--tls-cert: {settings.tls_cert_file} holds no PEM certificate")
+            if b"PRIVATE KEY-----" not in key:
+                raise SettingsError(f"--tls-key: {settings.tls_key_file} holds no PEM private key")
             credentials = grpc.ssl_server_credentials([(key, cert)])
-            self.port = server.add_secure_port(settings.bind, credentials)
-        else:
-            self.port = server.add_insecure_port(settings.bind)
+        try:
+            if credentials is not None:
+                self.port = server.add_secure_port(settings.bind, credentials)
+            else:
+                self.port = server.add_insecure_port(settings.bind)
+        except RuntimeError:  # grpc's "Failed to bind to address"
+            self.port = 0
         if not self.port:
             raise OSError(f"could not bind {settings.bind!r} (--bind): address in use or not available")
         await server.start()
@@ -111,12 +135,17 @@ class ControlPlaneServer:
     async def stop(self, grace: float = 2.0) -> None:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        if self._engine is not None:
+            self._engine.begin_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
         if self._engine is not None:
             await self._engine.stop()
             self._engine = None
+        if self._tokens is not None:
+            self._tokens.close()
+            self._tokens = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -143,6 +172,12 @@ class ControlPlaneThread:
     def address(self) -> str:
         assert self._server is not None, "not started"
         return self._server.address
+
+    @property
+    def url(self) -> str:
+        """What a connector's CONTROL_PLANE_URL should be (http:// only for a plaintext loopback server)."""
+        assert self._server is not None, "not started"
+        return self._server.url
 
     @property
     def admin(self) -> AdminClient:

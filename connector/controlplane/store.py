@@ -233,8 +233,7 @@ class JobStore:
                     "WHERE id = ? AND attempt = ? AND state = ? RETURNING connector_id",
                     (QUEUED, job_id, attempt, LEASED),
                 )
-                row = cur.fetchone()
-                if row is not None:
+                for row in cur.fetchall():
                     changes.append(Change("released", job_id, row["connector_id"], QUEUED, attempt))
         return changes
 
