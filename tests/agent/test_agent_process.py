@@ -207,3 +207,30 @@ def test_a_second_signal_forces_exit(tmp_path: Path) -> None:
         finally:
             proc.kill()
         assert any(line.get("event") == "forced_exit" for line in read_lines(log))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak RSS from /proc")
+def test_agent_memory_does_not_grow_with_inventory_size(tmp_path: Path) -> None:
+    log = tmp_path / "agent.log"
+
+    def peak_rss_kb(pid: int) -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+    with start_cp(cp_settings(tmp_path)) as cp:
+        proc = spawn_agent(agent_env(cp.address), log)
+        try:
+            wait_log(log, "registered", 30)
+            peaks = []
+            for n in (10_000, 100_000):
+                job = cp.admin.enqueue_sync(CONNECTOR_ID, f"inv-{n}", "noop", {"items": n})
+                record = cp.admin.wait(job.job.id, timeout=120)
+                assert record.state == SUCCEEDED and record.inventory_items == n, record
+                peaks.append(peak_rss_kb(proc.pid))
+        finally:
+            proc.kill()
+    # Ten times the items, about the same peak: items stream through a bounded queue, never accumulate.
+    # (Holding 90,000 more items would cost tens of MB.)
+    assert peaks[1] - peaks[0] < 8_000, peaks

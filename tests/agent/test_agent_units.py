@@ -156,3 +156,38 @@ def test_bad_config_exits_2_naming_the_variable(tmp_path: object) -> None:
     )
     assert insecure.returncode == 2
     assert "CONTROL_PLANE_URL" in insecure.stderr
+
+
+def test_a_job_thread_that_ignores_cancellation_is_abandoned_and_reported_retryable() -> None:
+    """At the end of the drain a thread stuck in a blocking call is left behind; the job is still reported,
+    as a retryable CANCELLED failure, so the control plane runs it again."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from connector.agent.executor import JobExecutor, RunningJob
+    from connector.jobs.dispatcher import JobOutcome
+
+    release = threading.Event()
+
+    class StuckDispatcher:  # stands in for an integration blocked in an SDK call that ignores ctx.cancelled
+        def execute(self, job: object, ctx: object) -> JobOutcome:
+            release.wait(30)
+            return JobOutcome("succeeded")
+
+    async def go() -> object:
+        with ThreadPoolExecutor(1) as pool:
+            executor = JobExecutor(StuckDispatcher(), pool, None, "c", Steering)  # type: ignore[arg-type]
+            running = RunningJob(job=connector_pb2.Job(id="j", attempt=1), lease_until=time.monotonic() + 30)
+            task = asyncio.create_task(executor.run(running))
+            await asyncio.sleep(0.1)
+            running.cancel("drain")
+            await asyncio.sleep(0.1)
+            assert not task.done()  # the thread ignores the cancel
+            running.abandon.set()
+            report = await asyncio.wait_for(task, 5)
+            release.set()
+            return report
+
+    report = asyncio.run(go())
+    assert report.outcome == "failed"  # type: ignore[attr-defined]
+    assert report.error.code == "CANCELLED" and report.error.retryable  # type: ignore[attr-defined]
