@@ -38,11 +38,16 @@ class Heartbeater:
         self.beats = 0
 
     async def run(self) -> None:
-        next_beat = time.monotonic()
+        # Re-read the interval every slice: a Hello (first or after a reconnect) may shorten it, and a
+        # beat scheduled with the old value could otherwise come after the new, shorter lease ran out.
+        last = time.monotonic()
         while True:
-            interval = self._steering().heartbeat_interval
-            next_beat = max(next_beat + interval, time.monotonic())
-            await asyncio.sleep(next_beat - time.monotonic())
+            due = last + self._steering().heartbeat_interval
+            now = time.monotonic()
+            if now < due:
+                await asyncio.sleep(min(due - now, 0.25))
+                continue
+            last = now
             await self.beat_once()
 
     async def beat_once(self) -> None:
