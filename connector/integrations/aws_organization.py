@@ -54,10 +54,18 @@ class ScopeTask:
     work: Callable[[str, str], Iterator[InventoryItem]]
 
 
-def scope_error_hint(exc: BaseException, account_id: str, region: str, member_role: str) -> tuple[str, str]:
+def scope_error_hint(
+    exc: BaseException, account_id: str, region: str, member_role: str, management_account: str = ""
+) -> tuple[str, str]:
     """(code, hint) for a failure in one (account, region): the usual causes from the product docs."""
     code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
     text = str(exc)
+    if isinstance(exc, ClientError) and exc.operation_name == "AssumeRole" and account_id == management_account:
+        return code, (
+            f"the connector could not assume {member_role} in the management account {account_id}: StackSets do not "
+            "deploy to the management account, so deploy cloudformation/member-account-role.yaml there as a plain "
+            "stack, or add the account to excluded_account_ids"
+        )
     if isinstance(exc, ClientError) and exc.operation_name == "AssumeRole":
         return code, (
             f"the connector could not assume {member_role} in account {account_id}: deploy the member-account role "
@@ -90,6 +98,7 @@ class AwsOrganizationIntegration(Integration):
         self.duration_seconds, self.duration_note = clamp_session_duration(self.config.session_duration_hours)
         self._member_lock = threading.Lock()
         self._member_failures: dict[str, tuple[float, ClientError]] = {}
+        self._management_account_id = ""
 
     # -- credentials -------------------------------------------------------------------------------------
     def management(self) -> str:
@@ -174,6 +183,7 @@ class AwsOrganizationIntegration(Integration):
         self, org: Any, request: SyncRequest, ctx: JobContext, emit: Callable[[InventoryItem], None], with_items: bool
     ) -> list[Account]:
         described = org.describe_organization()["Organization"]
+        self._management_account_id = str(described.get("MasterAccountId", ""))
         walk = OrgWalk(
             org,
             excluded_ous=frozenset(self.config.excluded_ou_ids),
@@ -332,7 +342,9 @@ class AwsOrganizationIntegration(Integration):
     def _record_error(
         self, emit: Callable[[InventoryItem], None], exc: BaseException, account_id: str, region: str, stage: str
     ) -> None:
-        code, hint = scope_error_hint(exc, account_id, region, self.config.member_role_name)
+        code, hint = scope_error_hint(
+            exc, account_id, region, self.config.member_role_name, self._management_account_id
+        )
         log.warning("sync_scope_failed", account_id=account_id, region=region, stage=stage, error_code=code)
         emit(
             InventoryItem(

@@ -45,18 +45,22 @@ class Account:
         return self.state == "ACTIVE"
 
 
-def _pages(client: Any, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+def _pages(client: Any, operation: str, paged: bool = True, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Pages of an Organizations List* call; `paged=False` for calls without MaxResults (ListTagsForResource)."""
+    config = {"PaginationConfig": PAGE} if paged else {}
     try:
-        yield from client.get_paginator(operation).paginate(**kwargs, PaginationConfig=PAGE)
+        yield from client.get_paginator(operation).paginate(**kwargs, **config)
     except PaginationError as exc:
+        if "same next token" not in str(exc):
+            raise
         raise ConnectorError(
-            ErrorCode.UNAVAILABLE, f"organizations {operation} returned a repeated NextToken ({exc}); retry later"
+            ErrorCode.UNAVAILABLE, f"organizations {operation} returned the same NextToken twice; retry the sync later"
         ) from None
 
 
 def tags_of(client: Any, resource_id: str) -> dict[str, str]:
     tags: dict[str, str] = {}
-    for page in _pages(client, "list_tags_for_resource", ResourceId=resource_id):
+    for page in _pages(client, "list_tags_for_resource", paged=False, ResourceId=resource_id):
         tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
     return tags
 

@@ -1,0 +1,130 @@
+"""The WSGI app in front of moto: fault injection, STS trust enforcement, and the /_sandbox control API."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+from connector.sandbox import protocol
+from connector.sandbox.faults import Decision, Faults, FaultRule
+from connector.sandbox.identity import account_of, resolve_caller
+from connector.sandbox.sts_trust import check_assume_role
+
+StartResponse = Callable[..., Any]
+CONTROL_PREFIX = "/_sandbox/"  # boto3 never sends a path under this
+
+
+class SandboxApp:
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+        self.inner = DomainDispatcherApplication(create_backend_app)
+        self.seed_summary: dict[str, Any] | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if path.startswith(CONTROL_PREFIX) or path == CONTROL_PREFIX.rstrip("/"):
+            return self._control(environ, start_response, path[len(CONTROL_PREFIX) :].strip("/"))
+        body = self._read_body(environ)
+        info = protocol.identify(environ, body)
+        if info is not None:
+            answer = self._guard(environ, info, body)
+            if answer is not None:
+                status, headers, payload = answer
+                return _respond(start_response, status, headers, payload)
+        return self.inner(environ, start_response)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _read_body(environ: dict[str, Any]) -> bytes:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
+        return bytes(body)
+
+    def _guard(
+        self, environ: dict[str, Any], info: protocol.RequestInfo, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        account = str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or account_of(info.access_key))
+        decision = self.faults.decide(info.service, info.operation, account, info.region)
+        if decision.delay:
+            time.sleep(decision.delay)
+        if decision.fault is not None:
+            return self._fault_response(info, account, decision)
+        if info.service == "sts" and info.operation == "AssumeRole":
+            error = check_assume_role(resolve_caller(info.access_key), protocol.form_params(environ, body))
+            if error is not None:
+                return protocol.error_response("sts", error.code, error.message, error.status)
+        return None
+
+    @staticmethod
+    def _fault_response(
+        info: protocol.RequestInfo, account: str, decision: Decision
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        if decision.fault == "scp_deny":
+            code, status = protocol.access_denied_error(info.service)
+            model = protocol.service_model(info.service)
+            prefix = str(model.signing_name) if model is not None else info.service
+            message = (
+                f"User: {resolve_caller(info.access_key).arn} is not authorized to perform: "
+                f"{prefix}:{info.operation} on resource: arn:aws:{prefix}:{info.region}:{account}:* "
+                "with an explicit deny in a service control policy"
+            )
+            return protocol.error_response(info.service, code, message, status)
+        if decision.fault in ("throttle", "rate_limit"):
+            code, status = protocol.throttling_error(info.service)
+            return protocol.error_response(info.service, code, "Rate exceeded", status)
+        return protocol.error_response(
+            info.service, "InternalFailure", "The sandbox injected a server error.", decision.status
+        )
+
+    # -- /_sandbox control API -------------------------------------------------------------------------------
+    def _control(self, environ: dict[str, Any], start_response: StartResponse, route: str) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        try:
+            status, payload = self._control_route(method, route, self._read_body(environ))
+        except (ValueError, TypeError) as exc:
+            status, payload = 400, {"error": str(exc)}
+        body = json.dumps(payload, default=str).encode()
+        return _respond(start_response, status, [("Content-Type", "application/json")], body)
+
+    def _control_route(self, method: str, route: str, body: bytes) -> tuple[int, Any]:
+        if route == "health" and method == "GET":
+            return 200, {"status": "ok"}
+        if route == "faults":
+            if method == "GET":
+                return 200, {"rules": [rule.to_dict() for rule in self.faults.rules()]}
+            if method == "POST":
+                data = json.loads(body or b"{}")
+                if not isinstance(data, dict):
+                    raise ValueError("POST /_sandbox/faults takes one JSON object: a fault rule")
+                return 201, {"id": self.faults.add(FaultRule.from_dict(data))}
+            if method == "DELETE":
+                self.faults.clear()
+                return 200, {"cleared": True}
+        if route.startswith("faults/") and method == "DELETE":
+            removed = self.faults.remove(route.split("/", 1)[1])
+            return (200 if removed else 404), {"removed": removed}
+        if route == "calls":
+            if method == "GET":
+                return 200, self.faults.counts()
+            if method == "DELETE":
+                self.faults.reset_counts()
+                return 200, {"cleared": True}
+        if route == "seed" and method == "GET":
+            return (200, self.seed_summary) if self.seed_summary is not None else (404, {"error": "not seeded"})
+        return 404, {"error": f"no such sandbox endpoint: {method} /_sandbox/{route}"}
+
+
+def _respond(start_response: StartResponse, status: int, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
+    reason = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests"}
+    start_response(
+        f"{status} {reason.get(status, 'Error')}", [*headers, ("Content-Length", str(len(body)))]
+    )
+    return [body]

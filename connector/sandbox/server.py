@@ -1,0 +1,162 @@
+"""`Sandbox`: moto's server in-process on 127.0.0.1 behind the sandbox's WSGI layer, optionally seeded.
+
+moto keeps its state in process-global backends, so two sandboxes in one process would share (and reset)
+each other's data. `Sandbox.start()` therefore refuses to start while another sandbox of this process is
+running, and resets moto's state when it starts. Use one sandbox per test module or per session.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto.moto_server.werkzeug_app import MotoRequestHandler
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from connector.sandbox import eks_access
+from connector.sandbox.app import SandboxApp
+from connector.sandbox.faults import Faults
+from connector.sandbox.seed import SeedInfo, SeedSpec, seed_sandbox
+
+# The sandbox's admin ("root") credentials. Keys moto never issued act as the root of the default
+# account 123456789012, the organisation's management account.
+ROOT_ACCESS_KEY_ID = "AKIASANDBOXROOT00001"
+ROOT_SECRET_ACCESS_KEY = "sandbox-root-secret"  # noqa: S105 - a fixed test credential for a local fake
+DEFAULT_REGION = "us-east-1"
+
+_running_lock = threading.Lock()
+
+
+class _QuietRequestHandler(MotoRequestHandler):  # type: ignore[misc]
+    """moto's handler (keeps underscore headers) without an access-log line per request."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+_running: Sandbox | None = None
+
+
+def _use_lambda_simple_backend() -> None:
+    """moto runs Lambda code in Docker unless lambda.use_docker is False: then the "simple" backend answers
+    Invoke with the payload or a queued response (POST /moto-api/static/lambda-simple/response)."""
+    from moto.core.config import default_user_config
+
+    default_user_config.setdefault("lambda", {})["use_docker"] = False
+
+
+def _reset_moto() -> None:
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
+
+
+class Sandbox:
+    """A running sandbox. Create it with `Sandbox.start(...)`; use it as a context manager or call stop()."""
+
+    def __init__(self, server: BaseWSGIServer, app: SandboxApp, thread: threading.Thread) -> None:
+        self._server = server
+        self._app = app
+        self._thread = thread
+        self.faults: Faults = app.faults
+        self.seed_info: SeedInfo | None = None
+        self._connector_credentials: dict[str, str] | None = None
+        host, port = server.server_address[:2]
+        self.host, self.port = str(host), int(port)
+
+    @classmethod
+    def start(cls, seed: SeedSpec | None = None, *, port: int = 0, host: str = "127.0.0.1") -> Sandbox:
+        """Start the server (port 0 = a free port) and seed it when `seed` is a SeedSpec (None = empty)."""
+        global _running
+        with _running_lock:
+            if _running is not None:
+                raise RuntimeError(
+                    f"a sandbox is already running in this process at {_running.endpoint}: moto's state is "
+                    "process-global, so stop it first (or share it, e.g. one per test module)"
+                )
+            _use_lambda_simple_backend()
+            eks_access.install()
+            _reset_moto()
+            app = SandboxApp(Faults())
+            server = make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
+            thread = threading.Thread(target=server.serve_forever, name="sandbox-server", daemon=True)
+            thread.start()
+            sandbox = cls(server, app, thread)
+            _running = sandbox
+        try:
+            if seed is not None:
+                sandbox.seed(seed)
+        except BaseException:
+            sandbox.stop()
+            raise
+        return sandbox
+
+    def seed(self, spec: SeedSpec) -> SeedInfo:
+        """Seed the (running) sandbox; env() then exports the connector role's temporary credentials."""
+        self.seed_info = seed_sandbox(spec, self.client)
+        sts = self.root_session().client("sts", endpoint_url=self.endpoint)
+        creds = sts.assume_role(
+            RoleArn=self.seed_info.connector_role_arn, RoleSessionName="connector", DurationSeconds=43200
+        )["Credentials"]
+        self._connector_credentials = {
+            "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": creds["SessionToken"],
+        }
+        self._app.seed_summary = self.seed_info.to_dict()
+        self.faults.reset_counts()  # counters start at zero for the caller, not with the seed's own calls
+        return self.seed_info
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self, region: str = DEFAULT_REGION) -> dict[str, str]:
+        """Environment for a process (the agent, the AWS CLI, boto3) to use the sandbox as the connector
+        identity: the connector role's temporary credentials when seeded, else the admin credentials."""
+        creds = self._connector_credentials or {
+            "AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_ACCESS_KEY,
+        }
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            **creds,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_STS_REGIONAL_ENDPOINTS": "regional",
+        }
+
+    def root_session(self, region: str = DEFAULT_REGION) -> boto3.Session:
+        """A boto3 Session with the sandbox admin credentials (management account root), for assertions.
+        Pass `endpoint_url=sb.endpoint` to clients, or use `client()`."""
+        return boto3.Session(
+            aws_access_key_id=ROOT_ACCESS_KEY_ID, aws_secret_access_key=ROOT_SECRET_ACCESS_KEY, region_name=region
+        )
+
+    def client(self, service: str, region: str = DEFAULT_REGION, *, retries: int | None = None, **kwargs: Any) -> Any:
+        """An admin boto3 client pointed at the sandbox (retries=0 turns botocore's own retries off)."""
+        config = kwargs.pop("config", None)
+        if retries is not None:
+            retry_config = Config(retries={"total_max_attempts": retries + 1, "mode": "standard"})
+            config = retry_config.merge(config) if config is not None else retry_config
+        return self.root_session(region).client(service, endpoint_url=self.endpoint, config=config, **kwargs)
+
+    def stop(self) -> None:
+        global _running
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+        with _running_lock:
+            if _running is self:
+                _running = None
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
