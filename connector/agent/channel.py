@@ -14,6 +14,7 @@ from grpc import aio
 
 from connector import __version__
 from connector.config import AgentConfig, ConfigError
+from connector.logging import register_secret
 from connector.v1 import connector_pb2, connector_pb2_grpc
 
 CONNECT_TIMEOUT = 10.0  # Hello, Heartbeat, FinishJob: small requests, a short deadline
@@ -85,6 +86,7 @@ class ControlPlaneClient:
             token = self.config.read_token()
         except (OSError, ConfigError) as exc:
             raise TokenUnavailable(f"cannot read the connector token: {type(exc).__name__}") from None
+        register_secret(token)  # a rotated token is scrubbed from logs like the first one
         return (("authorization", f"Bearer {token}"),)
 
     async def hello(self, capabilities: Sequence[str]) -> connector_pb2.HelloResponse:
