@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,9 @@ from connector.agent.executor import JobExecutor, JobReport, RunningJob
 from connector.agent.inventory_upload import ChunkBuilder, item_to_proto
 from connector.agent.steering import Steering
 from connector.config import load_config
-from connector.integrations.base import InventoryItem
+from connector.integrations.base import GrantRequest, Integration, InventoryItem, JobContext, Services
+from connector.jobs.dispatcher import Dispatcher
+from connector.jobs.registry import Registry
 from connector.jobs.runtime import build_dispatcher
 from connector.v1 import admin_pb2, connector_pb2
 
@@ -211,3 +214,37 @@ def test_a_lost_lease_stops_the_job_and_its_result_is_dropped(tmp_path: Path) ->
             assert record.stale_finishes_refused == 0  # attempt 1's result was never sent
     finally:
         cp.stop()
+
+
+class BurnIntegration(Integration):
+    """CPU-bound work holding the GIL as much as Python lets it (no I/O, no sleep)."""
+
+    type_id = "burn"
+
+    def grant(self, request: GrantRequest, ctx: JobContext) -> dict[str, Any]:
+        end = time.monotonic() + float(request.target["seconds"])
+        loops = 0
+        while time.monotonic() < end:
+            loops += 1
+        return {"loops": loops}
+
+
+def test_cpu_bound_jobs_on_every_slot_do_not_starve_heartbeats(tmp_path: Path) -> None:
+    registry = Registry()
+    registry.register(BurnIntegration)
+    settings = cp_settings(tmp_path, lease_seconds=3.0, heartbeat_interval=1.0)
+    with start_cp(settings) as cp:
+        agent = AgentThread(agent_env(cp.address, CONNECTOR_CONCURRENCY="2"))
+        agent.runtime.dispatcher = Dispatcher(registry, Services(connector_id=CONNECTOR_ID))
+        with agent:
+            ids = [
+                cp.admin.enqueue_grant(
+                    CONNECTOR_ID, "burn-1", "burn", grant_id=f"g-{i}", principal="p", target={"seconds": 4.5}
+                ).job.id
+                for i in range(2)
+            ]
+            for job_id in ids:
+                record = cp.admin.wait(job_id, timeout=60)
+                assert record.state == SUCCEEDED, record
+                assert record.job.attempt == 1  # leases (3 s) renewed throughout 4.5 s of CPU-bound work
+            assert agent.runtime.metrics.heartbeat_failures._value.get() == 0
