@@ -58,9 +58,12 @@ def fatal_message(code: grpc.StatusCode, details: str, config: AgentConfig) -> s
     )
 
 
-def read_file(path: object) -> bytes:
-    with open(str(path), "rb") as fh:
-        return fh.read()
+def read_file(path: object, variable: str) -> bytes:
+    try:
+        with open(str(path), "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise OSError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def make_channel(config: AgentConfig) -> aio.Channel:
@@ -68,9 +71,13 @@ def make_channel(config: AgentConfig) -> aio.Channel:
     loopback with CONNECTOR_ALLOW_INSECURE_LOOPBACK (validated in connector.config)."""
     if config.plaintext:
         return aio.insecure_channel(config.target, options=CHANNEL_OPTIONS)
-    root = read_file(config.tls_ca_file) if config.tls_ca_file else None
-    key = read_file(config.tls_client_key_file) if config.tls_client_key_file else None
-    cert = read_file(config.tls_client_cert_file) if config.tls_client_cert_file else None
+    root = read_file(config.tls_ca_file, "CONNECTOR_TLS_CA_FILE") if config.tls_ca_file else None
+    key = read_file(config.tls_client_key_file, "CONNECTOR_TLS_CLIENT_KEY_FILE") if config.tls_client_key_file else None
+    cert = (
+        read_file(config.tls_client_cert_file, "CONNECTOR_TLS_CLIENT_CERT_FILE")
+        if config.tls_client_cert_file
+        else None
+    )
     credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=cert)
     return aio.secure_channel(config.target, credentials, options=CHANNEL_OPTIONS)
 

@@ -83,7 +83,10 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: stay quiet
                 return
 
-        self._server = Server((host, port), Handler)
+        try:
+            self._server = Server((host, port), Handler)
+        except OSError as exc:
+            raise OSError(f"CONNECTOR_HEALTH_ADDR: cannot listen on {addr}: {exc.strerror or exc}") from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
 
     @property

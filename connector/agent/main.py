@@ -90,8 +90,8 @@ def main(argv: Sequence[str] = ()) -> int:
     runtime = AgentRuntime(config, dispatcher)
     try:
         code = asyncio.run(_serve(runtime))
-    except OSError as exc:  # e.g. the health port is taken
-        print(f"connector: cannot start: {exc} (check CONNECTOR_HEALTH_ADDR)", file=sys.stderr)
+    except OSError as exc:  # the health port is taken, a TLS file unreadable: the message names the variable
+        print(f"connector: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if code == EXIT_FATAL_AUTH and runtime.fatal_error is not None:
         print(f"connector: {runtime.fatal_error}", file=sys.stderr)

@@ -156,6 +156,24 @@ def test_bad_config_exits_2_naming_the_variable(tmp_path: object) -> None:
     )
     assert insecure.returncode == 2
     assert "CONTROL_PLANE_URL" in insecure.stderr
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _run(
+            base
+            | {
+                "CONNECTOR_ID": "c1",
+                "CONTROL_PLANE_URL": "http://127.0.0.1:1",
+                "CONNECTOR_ALLOW_INSECURE_LOOPBACK": "true",
+                "CONNECTOR_TOKEN": "tok-secret-123",
+                "CONNECTOR_HEALTH_ADDR": f"127.0.0.1:{port}",
+            }
+        )
+    assert busy.returncode == 2
+    assert "CONNECTOR_HEALTH_ADDR" in busy.stderr
 
 
 def test_a_job_thread_that_ignores_cancellation_is_abandoned_and_reported_retryable() -> None:
