@@ -98,3 +98,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     ) -> admin_pb2.QueryInventoryResponse:
         limit = min(request.limit or DEFAULT_INVENTORY_LIMIT, MAX_INVENTORY_LIMIT)
         return await self._engine.call(self._engine.inventory.query, request, limit)
+
+    async def ListEvents(self, request: admin_pb2.ListEventsRequest, context: Context) -> admin_pb2.ListEventsResponse:
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        events = await self._engine.call(self._engine.events.list_events, request, limit)
+        return admin_pb2.ListEventsResponse(events=events)

@@ -7,6 +7,7 @@
         aws_organization --wait --json
     connector controlplane jobs list | jobs show JOB_ID | jobs cancel JOB_ID
     connector controlplane inventory --integration-id org --type aws.account
+    connector controlplane events --grant-id g-1
 
 Secrets are never taken on the command line, only from files (or environment variables):
   CONTROLPLANE_ADMIN_TOKEN_FILE / CONTROLPLANE_ADMIN_TOKEN   admin token (serve and the operator commands)
@@ -37,7 +38,7 @@ from connector.controlplane.db import Database
 from connector.controlplane.server import ControlPlaneServer
 from connector.controlplane.settings import ServerSettings, SettingsError
 from connector.logging import configure_logging
-from connector.v1 import admin_pb2
+from connector.v1 import admin_pb2, connector_pb2
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -280,6 +281,22 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    with admin_client(args) as admin:
+        events = admin.events(args.connector_id or "", args.type or "", args.grant_id or "", args.limit)
+    if args.json:
+        print(json.dumps([json_format.MessageToDict(e, preserving_proto_field_name=True) for e in events], indent=2))
+        return EXIT_OK
+    for event in events:
+        when = event.time.ToDatetime().isoformat(timespec="seconds") + "Z" if event.HasField("time") else "-"
+        outcome = connector_pb2.Outcome.Name(event.outcome).removeprefix("OUTCOME_")
+        parts = [when, event.type, outcome, f"integration={event.integration_id}", f"grant={event.grant_id}", event.id]
+        if event.error.code:
+            parts.append(f"error={event.error.code}: {event.error.message}")
+        print("  ".join(parts))
+    return EXIT_OK
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     out = Path(args.out)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
@@ -331,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="connector controlplane",
-        description="The reference control plane: serve it, dispatch jobs to connectors, inspect jobs and inventory.",
+        description="The reference control plane: serve it, dispatch jobs to connectors, inspect jobs, inventory "
+        "and connector events.",
         epilog=EXIT_CODES,
         formatter_class=fmt,
     )
@@ -423,6 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     inventory.add_argument("--account-id", help="only this AWS account")
     inventory.add_argument("--limit", type=int, default=100, help="at most this many rows (default %(default)s)")
     inventory.set_defaults(func=cmd_inventory)
+
+    events = sub.add_parser("events", help="what connectors did on their own (e.g. expiry revokes), newest first")
+    _admin_options(events)
+    events.add_argument("--connector-id", help="only this connector's events")
+    events.add_argument("--type", help="only this event type, e.g. grant.expired_revoked")
+    events.add_argument("--grant-id", help="only events about this grant")
+    events.add_argument("--limit", type=int, default=50, help="at most this many (default %(default)s)")
+    events.set_defaults(func=cmd_events)
 
     token = sub.add_parser("token", help="manage connector tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")

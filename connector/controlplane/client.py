@@ -11,6 +11,7 @@ system roots). Every call carries the admin token as `authorization: Bearer ...`
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -201,6 +202,13 @@ class AdminClient:
             integration_id=integration_id, type=type, account_id=account_id, limit=limit
         )
         return self._stub.QueryInventory(request, metadata=self._metadata, timeout=30)
+
+    def events(
+        self, connector_id: str = "", type: str = "", grant_id: str = "", limit: int = 0
+    ) -> builtins.list[connector_pb2.ConnectorEvent]:
+        """Connector events (ReportEvents), newest first."""
+        request = admin_pb2.ListEventsRequest(connector_id=connector_id, type=type, grant_id=grant_id, limit=limit)
+        return list(self._stub.ListEvents(request, metadata=self._metadata, timeout=30).events)
 
 
 TERMINAL_STATES = (admin_pb2.JOB_STATE_SUCCEEDED, admin_pb2.JOB_STATE_FAILED, admin_pb2.JOB_STATE_CANCELLED)

@@ -98,6 +98,20 @@ CREATE TABLE IF NOT EXISTS inventory (
     PRIMARY KEY (integration_id, type, id)
 );
 CREATE INDEX IF NOT EXISTS inventory_account ON inventory (integration_id, account_id);
+
+-- What connectors did on their own (ReportEvents), idempotent by (connector, event id).
+CREATE TABLE IF NOT EXISTS events (
+    connector_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    time REAL NOT NULL,
+    grant_id TEXT NOT NULL,
+    host_id TEXT NOT NULL,
+    event BLOB NOT NULL,
+    received REAL NOT NULL,
+    PRIMARY KEY (connector_id, id)
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
 """
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from connector.controlplane.db import Database
+from connector.controlplane.events import EventStore
 from connector.controlplane.inventory import ChunkStatus, InventoryStore
 from connector.controlplane.leases import Timers
 from connector.controlplane.settings import ServerSettings
@@ -43,6 +44,7 @@ class Engine:
         self.db = db
         self.jobs = JobStore(db)
         self.inventory = InventoryStore(db)
+        self.events = EventStore(db)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="controlplane-db")
         self._events: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Future[None]] = set()
@@ -95,6 +97,8 @@ class Engine:
                 "state": admin_pb2.JobState.Name(change.state).removeprefix("JOB_STATE_"),
                 "attempt": change.attempt,
             }
+            if change.host_id:
+                fields["host_id"] = change.host_id
             if change.error_code:
                 fields["error_code"] = change.error_code
                 fields["error_message"] = change.error_message
@@ -211,6 +215,26 @@ class Engine:
         if status.stored:
             self._notify(f"job:{chunk.job_id}")
         return status
+
+    async def report_events(
+        self, connector_id: str, host_id: str, events: Sequence[connector_pb2.ConnectorEvent]
+    ) -> int:
+        accepted = await self.call(self.events.report, connector_id, host_id, events, time.time())
+        for event in accepted:
+            fields: dict[str, Any] = {
+                "connector_id": connector_id,
+                "host_id": host_id,
+                "event_id": event.id,
+                "type": event.type,
+                "integration_id": event.integration_id,
+                "grant_id": event.grant_id,
+                "outcome": connector_pb2.Outcome.Name(event.outcome).removeprefix("OUTCOME_"),
+            }
+            if event.error.code:
+                fields["error_code"] = event.error.code
+                fields["error_message"] = event.error.message
+            (log.warning if event.outcome == connector_pb2.OUTCOME_FAILED else log.info)("connector event", **fields)
+        return len(accepted)
 
     async def cancel(self, job_id: str) -> admin_pb2.JobRecord:
         record, changes = await self.call(self.jobs.cancel, job_id, time.time())

@@ -12,6 +12,7 @@ from grpc import aio
 
 from connector.controlplane.auth import TokenBook, connector_id_of
 from connector.controlplane.engine import Engine
+from connector.controlplane.events import validate_events
 from connector.controlplane.inventory import MAX_CHUNKS_PER_STREAM, ChunkStatus, validate_chunk
 from connector.controlplane.store import FinishStatus, RefusalCode, Refused, to_timestamp
 from connector.logging import get_logger
@@ -131,6 +132,17 @@ class ControlPlaneService(connector_pb2_grpc.ControlPlaneServicer):
                 f"stale attempt {request.attempt}, current is {result.current_attempt}",
             )
         return connector_pb2.FinishJobResponse(recorded=result.status is FinishStatus.RECORDED)
+
+    async def ReportEvents(
+        self, request: connector_pb2.ReportEventsRequest, context: Context
+    ) -> connector_pb2.ReportEventsResponse:
+        connector_id = await connector_id_of(context, self._tokens, request.connector_id)
+        try:
+            validate_events(request.events)
+        except Refused as refused:
+            await refuse(context, refused)
+        accepted = await self._engine.report_events(connector_id, request.host_id, request.events)
+        return connector_pb2.ReportEventsResponse(accepted=accepted)
 
     async def UploadInventory(
         self, request_iterator: AsyncIterator[connector_pb2.InventoryChunk], context: Context

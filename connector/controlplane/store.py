@@ -55,6 +55,7 @@ class Change:
     lease_expires: float | None = None  # leased: when the lease ends
     error_code: str = ""
     error_message: str = ""
+    host_id: str = ""  # leased: the replica that took it
 
 
 class FinishStatus(enum.Enum):
@@ -219,7 +220,15 @@ class JobStore:
                     job.attempt = row["attempt"]
                     jobs.append(job)
                     changes.append(
-                        Change("leased", row["id"], connector_id, LEASED, row["attempt"], lease_expires=expires)
+                        Change(
+                            "leased",
+                            row["id"],
+                            connector_id,
+                            LEASED,
+                            row["attempt"],
+                            lease_expires=expires,
+                            host_id=host_id,
+                        )
                     )
         return jobs, changes
 

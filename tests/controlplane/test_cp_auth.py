@@ -7,11 +7,19 @@ import io
 
 import grpc
 import pytest
-from cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, CONNECTOR_TOKEN, OTHER_ID, Connector, rpc_code, rpc_details
 
 from connector.controlplane.client import AdminClient
 from connector.controlplane.server import ControlPlaneThread
 from connector.logging import configure_logging
+from tests.controlplane.cp_helpers import (
+    ADMIN_TOKEN,
+    CONNECTOR_ID,
+    CONNECTOR_TOKEN,
+    OTHER_ID,
+    Connector,
+    rpc_code,
+    rpc_details,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

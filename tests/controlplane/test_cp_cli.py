@@ -16,12 +16,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, Connector, digest_of, fast_settings
 
 from connector.controlplane.cli import main
 from connector.controlplane.server import ControlPlaneThread
 from connector.logging import configure_logging
 from connector.v1 import connector_pb2
+from tests.controlplane.cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, Connector, digest_of, fast_settings
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -213,3 +213,27 @@ def test_revoke_cancel_and_errors_in_process(tmp_path: Path, capsys: pytest.Capt
         assert main(["jobs", "list", "--server", cp.address, "--admin-token-file", str(wrong)]) == 3
         assert "UNAUTHENTICATED" in capsys.readouterr().err
         assert main(["jobs", "list", "--state", "bogus", *common]) == 2
+
+
+def test_tokens_come_from_files_named_in_flags_or_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connector.controlplane.cli import UsageError, admin_token_from, connector_tokens_from
+
+    one = write_secret(tmp_path / "one", "token-one-0123456789")
+    two = write_secret(tmp_path / "two", "token-two-0123456789")
+    monkeypatch.setenv("CONTROLPLANE_CONNECTOR_TOKEN_FILES", f"conn-2={two}")
+    assert connector_tokens_from([f"conn-1={one}"]) == {
+        "conn-1": "token-one-0123456789",
+        "conn-2": "token-two-0123456789",
+    }
+    with pytest.raises(UsageError, match="CONNECTOR_ID=PATH"):
+        connector_tokens_from(["conn-1"])
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(UsageError, match="is empty"):
+        connector_tokens_from([f"conn-1={empty}"])
+    monkeypatch.delenv("CONTROLPLANE_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("CONTROLPLANE_ADMIN_TOKEN_FILE", str(one))
+    assert admin_token_from(None) == "token-one-0123456789"
+    monkeypatch.delenv("CONTROLPLANE_ADMIN_TOKEN_FILE")
+    with pytest.raises(UsageError, match="--admin-token-file"):
+        admin_token_from(None)

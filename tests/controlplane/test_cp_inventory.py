@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from cp_helpers import CONNECTOR_ID, Connector, digest_of, rpc_code, rpc_details
 
 from connector.controlplane.server import ControlPlaneThread
 from connector.v1 import connector_pb2
+from tests.controlplane.cp_helpers import CONNECTOR_ID, Connector, digest_of, rpc_code, rpc_details
 
 pytestmark = pytest.mark.timeout(60)
 

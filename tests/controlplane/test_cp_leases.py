@@ -6,10 +6,10 @@ import time
 
 import grpc
 import pytest
-from cp_helpers import CONNECTOR_ID, Connector, duration, rpc_code, rpc_details
 
 from connector.controlplane.server import ControlPlaneThread
 from connector.v1 import admin_pb2, connector_pb2
+from tests.controlplane.cp_helpers import CONNECTOR_ID, Connector, duration, rpc_code, rpc_details
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cp_helpers import CONNECTOR_ID, Connector, digest_of, fast_settings
 
 from connector.controlplane.server import ControlPlaneThread
 from connector.v1 import admin_pb2, connector_pb2
+from tests.controlplane.cp_helpers import CONNECTOR_ID, Connector, digest_of, fast_settings
 
 pytestmark = pytest.mark.timeout(60)
 

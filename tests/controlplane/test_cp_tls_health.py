@@ -8,7 +8,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, Connector, fast_settings
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,6 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from connector.controlplane.client import AdminClient
 from connector.controlplane.server import ControlPlaneServer, ControlPlaneThread
 from connector.controlplane.settings import SettingsError
+from tests.controlplane.cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, Connector, fast_settings
 
 pytestmark = pytest.mark.timeout(60)
 
