@@ -133,6 +133,14 @@ class ControlPlaneClient:
     async def upload(self, chunks: Sequence[connector_pb2.InventoryChunk]) -> connector_pb2.UploadInventoryResponse:
         return await self.stub.UploadInventory(iter(chunks), timeout=UPLOAD_TIMEOUT, metadata=self._metadata())
 
+    async def report_events(
+        self, events: Sequence[connector_pb2.ConnectorEvent], rpc_deadline: float
+    ) -> connector_pb2.ReportEventsResponse:
+        request = connector_pb2.ReportEventsRequest(
+            connector_id=self.config.id, host_id=self.config.host_id, events=list(events)
+        )
+        return await self.stub.ReportEvents(request, timeout=rpc_deadline, metadata=self._metadata())
+
     async def close(self) -> None:
         await self.channel.close(grace=None)
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 
+from connector.agent.events import Sweeper
 from connector.agent.runtime import EXIT_FATAL_AUTH, AgentRuntime
-from connector.config import ConfigError, load_config
+from connector.config import AgentConfig, ConfigError, load_config
+from connector.jobs.dispatcher import Dispatcher
 from connector.jobs.runtime import build_dispatcher
 from connector.logging import configure_logging, get_logger, register_secret
 
@@ -65,6 +68,18 @@ def _watchdog_fired() -> None:
     _force_exit(EXIT_WATCHDOG)
 
 
+def _build_sweeper(config: AgentConfig, dispatcher: Dispatcher) -> Sweeper | None:
+    """The expiry sweeper of the jobs layer (revokes expired grants, also while the control plane is away).
+    Looked up by name so this module does not depend on it landing first; None when this build lacks it."""
+    try:
+        module = importlib.import_module("connector.jobs.expiry")
+    except ModuleNotFoundError:
+        return None
+    state_file = config.state_dir / "expiry-sweeper.json" if config.state_dir else None
+    sweeper: Sweeper = module.ExpirySweeper(dispatcher.registry, dispatcher.services, state_file=state_file)
+    return sweeper
+
+
 def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(
         prog="connector run",
@@ -87,7 +102,12 @@ def main(argv: Sequence[str] = ()) -> int:
     except (ValueError, ConfigError) as exc:
         print(f"connector: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    runtime = AgentRuntime(config, dispatcher)
+    try:
+        sweeper = _build_sweeper(config, dispatcher)
+    except (OSError, ValueError) as exc:
+        print(f"connector: CONNECTOR_STATE_DIR: cannot use the expiry sweeper's state: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    runtime = AgentRuntime(config, dispatcher, sweeper=sweeper)
     try:
         code = asyncio.run(_serve(runtime))
     except OSError as exc:  # the health port is taken, a TLS file unreadable: the message names the variable
@@ -96,7 +116,10 @@ def main(argv: Sequence[str] = ()) -> int:
     if code == EXIT_FATAL_AUTH and runtime.fatal_error is not None:
         print(f"connector: {runtime.fatal_error}", file=sys.stderr)
     # A job thread that ignored cancellation would keep the interpreter alive: do not wait for it.
-    if any(t.name.startswith("connector-job") and t.is_alive() for t in threading.enumerate()):
+    workers = [t for t in threading.enumerate() if t.name.startswith(("connector-job", "connector-sweep"))]
+    for worker in workers:  # idle workers exit within moments of the pool's shutdown
+        worker.join(timeout=1.0)
+    if any(worker.is_alive() for worker in workers):
         log.warning("exiting_with_abandoned_job_threads")
         _force_exit(code)
     return code

@@ -31,6 +31,7 @@ from connector.agent.channel import (
     make_channel,
     status_code,
 )
+from connector.agent.events import SWEEP_INTERVAL, EventReporter, Sweeper, SweepLoop
 from connector.agent.executor import JobExecutor, JobReport, RunningJob
 from connector.agent.health import HealthServer, HealthState
 from connector.agent.heartbeat import Heartbeater
@@ -70,9 +71,19 @@ class _SessionLost(Exception):
 
 
 class AgentRuntime:
-    def __init__(self, config: AgentConfig, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        dispatcher: Dispatcher,
+        *,
+        sweeper: Sweeper | None = None,
+        sweep_interval: float = SWEEP_INTERVAL,
+    ) -> None:
         self.config = config
         self.dispatcher = dispatcher
+        self.sweeper = sweeper
+        self.sweep_interval = sweep_interval
+        self.sweep_loop: SweepLoop | None = None
         self.metrics = Metrics()
         self.health = HealthState()
         self.steering = Steering()
@@ -113,7 +124,7 @@ class AgentRuntime:
 
     def max_shutdown_seconds(self) -> float:
         """Upper bound of a drain; the process watchdog forces exit after it."""
-        return self.config.drain_grace_seconds + CANCEL_WAIT + REPORT_WINDOW + REPORT_TIMEOUT + 10.0
+        return self.config.drain_grace_seconds + CANCEL_WAIT + REPORT_WINDOW + 2 * REPORT_TIMEOUT + 10.0
 
     def _on_fatal(self, error: FatalConnectionError) -> None:
         if self.fatal_error is None:
@@ -144,6 +155,10 @@ class AgentRuntime:
             asyncio.create_task(self._tick(), name="tick"),
             asyncio.create_task(heartbeater.run(), name="heartbeat"),
         ]
+        reporter = EventReporter(self._client)
+        if self.sweeper is not None:
+            self.sweep_loop = SweepLoop(self.sweeper, reporter, self.sweep_interval)
+            background.append(asyncio.create_task(self.sweep_loop.run(), name="expiry-sweep"))
         try:
             try:
                 await self._control_loop()
@@ -159,6 +174,11 @@ class AgentRuntime:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if self.sweep_loop is not None:
+                self.sweep_loop.close()
+            if reporter.pending and self.fatal_error is None:  # last chance for events not yet reported
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reporter.flush(), REPORT_TIMEOUT)
             health_server.stop()
             await self._client.close()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -296,6 +316,8 @@ class AgentRuntime:
     def _start_job(self, job: connector_pb2.Job) -> None:
         running = RunningJob(job=job, lease_until=time.monotonic() + self.steering.lease_duration)
         self.running[running.key] = running
+        if self.sweep_loop is not None:
+            self.sweep_loop.observe(job)
         log.info(
             "job_started",
             job_id=job.id,

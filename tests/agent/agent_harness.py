@@ -55,9 +55,9 @@ def agent_env(address: str, **overrides: str) -> dict[str, str]:
 class AgentThread:
     """AgentRuntime.run() on its own event loop in a thread, so a synchronous test can drive the admin API."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], **runtime_options: Any) -> None:
         config = load_config(dict(env))
-        self.runtime = AgentRuntime(config, build_dispatcher(config))
+        self.runtime = AgentRuntime(config, build_dispatcher(config), **runtime_options)
         self.exit_code: int | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="agent-under-test", daemon=True)
