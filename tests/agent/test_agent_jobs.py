@@ -232,19 +232,19 @@ class BurnIntegration(Integration):
 def test_cpu_bound_jobs_on_every_slot_do_not_starve_heartbeats(tmp_path: Path) -> None:
     registry = Registry()
     registry.register(BurnIntegration)
-    settings = cp_settings(tmp_path, lease_seconds=3.0, heartbeat_interval=1.0)
+    settings = cp_settings(tmp_path, lease_seconds=4.0, heartbeat_interval=1.0)
     with start_cp(settings) as cp:
         agent = AgentThread(agent_env(cp.address, CONNECTOR_CONCURRENCY="2"))
         agent.runtime.dispatcher = Dispatcher(registry, Services(connector_id=CONNECTOR_ID))
         with agent:
             ids = [
                 cp.admin.enqueue_grant(
-                    CONNECTOR_ID, "burn-1", "burn", grant_id=f"g-{i}", principal="p", target={"seconds": 4.5}
+                    CONNECTOR_ID, "burn-1", "burn", grant_id=f"g-{i}", principal="p", target={"seconds": 5.5}
                 ).job.id
                 for i in range(2)
             ]
             for job_id in ids:
                 record = cp.admin.wait(job_id, timeout=60)
                 assert record.state == SUCCEEDED, record
-                assert record.job.attempt == 1  # leases (3 s) renewed throughout 4.5 s of CPU-bound work
+                assert record.job.attempt == 1  # leases (4 s) renewed throughout 5.5 s of CPU-bound work
             assert agent.runtime.metrics.heartbeat_failures._value.get() == 0
