@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from connector.aws.errors import classify_aws_error, error_code
 from connector.aws.sessions import AwsSessions, clamp_session_duration
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
-from connector.integrations import eks_access, identity_center_inventory
+from connector.integrations import eks_access, iam_access, identity_center_access, identity_center_inventory
 from connector.integrations.base import (
     GrantRequest,
     Integration,
@@ -369,19 +369,80 @@ class AwsOrganizationIntegration(Integration):
         return ous
 
     # -- grant / revoke ----------------------------------------------------------------------------------
+    # Routing by target.resource_type to one module per target kind. Every place a grant touches is noted in
+    # `jit_places` (before the first call, so a grant that fails half-way is still known) for the expiry
+    # sweeper, which scans those places on every sweep and everything on its periodic full scan.
+    JIT_RESOURCE_TYPES = ("eks_cluster", "identity_center_assignment", "iam_resource_access")
+
     def _eks_client(self, target: eks_access.EksTarget) -> Any:
         return self.aws.client(self.member(target.account_id), "eks", target.region)
 
+    def sso_region(self) -> str:
+        return self.config.sso_region or self.config.region
+
+    def _sso_client(self) -> Any:
+        return self.aws.client(self.management(), "sso-admin", self.sso_region())
+
     def _resource_type(self, target: Mapping[str, Any]) -> str:
         kind = target.get("resource_type")
-        if kind != "eks_cluster":
-            raise InvalidJob(f"target.resource_type {str(kind)[:64]!r} is not supported; supported: eks_cluster")
+        if kind not in self.JIT_RESOURCE_TYPES:
+            raise InvalidJob(
+                f"target.resource_type {str(kind)[:64]!r} is not supported; "
+                f"supported: {', '.join(self.JIT_RESOURCE_TYPES)}"
+            )
         return str(kind)
 
+    _places_lock = threading.Lock()
+
+    def _note_place(self, *place: str) -> None:
+        # Kept in the process-wide Services, so an expiry sweeper built on the same Services sees them too.
+        with self._places_lock:
+            places: dict[str, set[tuple[str, ...]]] = self.services.extra.setdefault("jit_places", {})
+            places.setdefault(self.integration_id, set()).add(place)
+
+    def jit_places(self) -> set[tuple[str, ...]]:
+        """Places this process granted in: ("eks", account, region, cluster) and ("iam", account, role)."""
+        with self._places_lock:
+            return set(self.services.extra.get("jit_places", {}).get(self.integration_id, ()))
+
+    def _ps_cache(self) -> dict[str, str]:
+        cache: dict[str, str] = self.__dict__.setdefault("_permission_set_names", {})
+        return cache
+
     def grant(self, request: GrantRequest, ctx: JobContext) -> dict[str, Any]:
-        self._resource_type(request.target)
+        kind = self._resource_type(request.target)
+        if kind == "identity_center_assignment":
+            ic = identity_center_access.parse_target(request.target)
+            identity_center_access.validate_principal(request.principal)
+            return identity_center_access.grant(
+                self._sso_client(),
+                grant_id=request.grant_id,
+                principal=request.principal,
+                target=ic,
+                expires_at=request.expires_at,
+                dry_run=request.dry_run,
+                remaining=ctx.remaining,
+                check=ctx.check_cancelled,
+                cache=self._ps_cache(),
+            )
+        if kind == "iam_resource_access":
+            iam_target = iam_access.parse_target(request.target)
+            iam_access.check_resource_count(iam_target)  # before any AWS call, even AssumeRole
+            role = iam_target.role_name
+            member = self.member(iam_target.account_id)
+            self._note_place("iam", iam_target.account_id, role)
+            return iam_access.grant(
+                self.aws.client(member, "iam"),
+                self.aws.client(member, "s3", self.config.region),
+                lambda region: self.aws.client(member, "kms", region),
+                grant_id=request.grant_id,
+                target=iam_target,
+                expires_at=request.expires_at,
+                dry_run=request.dry_run,
+            )
         target = eks_access.parse_target(request.target)
         eks_access.validate_principal(request.principal)
+        self._note_place("eks", target.account_id, target.region, target.cluster)
         return eks_access.grant(
             self._eks_client(target),
             grant_id=request.grant_id,
@@ -392,7 +453,29 @@ class AwsOrganizationIntegration(Integration):
         )
 
     def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
-        self._resource_type(request.target)
+        kind = self._resource_type(request.target)
+        if kind == "identity_center_assignment":
+            ic = identity_center_access.parse_target(request.target)
+            identity_center_access.validate_principal(request.principal)
+            return identity_center_access.revoke(
+                self._sso_client(),
+                grant_id=request.grant_id,
+                principal=request.principal,
+                target=ic,
+                dry_run=request.dry_run,
+                remaining=ctx.remaining,
+                check=ctx.check_cancelled,
+                cache=self._ps_cache(),
+            )
+        if kind == "iam_resource_access":
+            iam_target = iam_access.parse_target(request.target)
+            iam_target.role_name  # noqa: B018 - validates a role ARN against account_id before any call
+            return iam_access.revoke(
+                self.aws.client(self.member(iam_target.account_id), "iam"),
+                grant_id=request.grant_id,
+                target=iam_target,
+                dry_run=request.dry_run,
+            )
         target = eks_access.parse_target(request.target)
         eks_access.validate_principal(request.principal)
         return eks_access.revoke(

@@ -108,12 +108,14 @@ class Guardrails(BaseModel):
         self._allowed("namespaces", [str(n) for n in target.get("namespaces", []) or []])
         if ps := target.get("permission_set"):
             self._allowed("permission_sets", [str(ps).rsplit("/", 1)[-1]])
-        if role := target.get("role"):
-            self._allowed("kubernetes_roles", [str(role)])
+        # "role" is a Kubernetes role, except on IAM resource-access targets where it names the IAM role.
+        k8s_role = target.get("role") if target.get("resource_type") != "iam_resource_access" else None
+        if k8s_role:
+            self._allowed("kubernetes_roles", [str(k8s_role)])
         if not self.allow_cluster_admin:
             for key, names in (
                 ("access_policies", policies),
-                ("kubernetes_roles", [str(target["role"])] if target.get("role") else []),
+                ("kubernetes_roles", [str(k8s_role)] if k8s_role else []),
                 (
                     "permission_sets",
                     [str(target["permission_set"]).rsplit("/", 1)[-1]] if target.get("permission_set") else [],
