@@ -159,6 +159,7 @@ class AgentRuntime:
         if self.sweeper is not None:
             self.sweep_loop = SweepLoop(self.sweeper, reporter, self.sweep_interval)
             background.append(asyncio.create_task(self.sweep_loop.run(), name="expiry-sweep"))
+            log.info("expiry_sweeper_started", interval_seconds=self.sweep_interval)
         try:
             try:
                 await self._control_loop()

@@ -62,6 +62,7 @@ def test_sigterm_lets_the_running_job_finish_and_report_then_exits_0(tmp_path: P
         try:
             health = wait_log(log, "health_listening", 30)["address"]
             wait_log(log, "registered", 30)
+            wait_log(log, "expiry_sweeper_started", 5)  # connector run wires the jobs layer's sweeper
             assert _status(f"http://{health}/readyz") == 200
             job_id = _sleep_job(cp, 2.0, "g-drain")
             wait_log(log, "job_started", 20, job_id=job_id)
