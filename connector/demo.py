@@ -140,7 +140,7 @@ def run(accounts: int) -> int:
                 "CONNECTOR_CONCURRENCY": "4",
                 "CONNECTOR_DRAIN_GRACE_SECONDS": "10",
             }
-            with agent_thread(agent_env), cp.admin() as admin:
+            with agent_thread(agent_env), cp.admin as admin:
                 demo.say(
                     f"  sandbox {sandbox.endpoint}: organisation {info.organization_id}, {len(info.accounts)} accounts, "
                     f"{len(info.clusters)} EKS clusters; control plane {cp.address}; connector {info.connector_id}"

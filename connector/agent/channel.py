@@ -1,0 +1,180 @@
+"""The gRPC channel to the control plane: TLS (or loopback plaintext), bearer token per call, deadlines.
+
+`ControlPlaneClient` is the agent's one boundary to the protocol: every call re-reads the token (so a
+rotated token file is picked up) and carries a deadline. `classify` decides what a failure means:
+fatal (wrong token / connector id: retrying cannot fix it) or retryable (back off and reconnect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import grpc
+from grpc import aio
+
+from connector import __version__
+from connector.config import AgentConfig, ConfigError
+from connector.logging import register_secret
+from connector.v1 import connector_pb2, connector_pb2_grpc
+
+CONNECT_TIMEOUT = 10.0  # Hello, Heartbeat, FinishJob: small requests, a short deadline
+POLL_MARGIN = 10.0  # a long-poll's deadline is its wait plus this
+UPLOAD_TIMEOUT = 60.0  # one batch of at most 16 chunks of at most 1 MiB
+
+# Keepalive detects a dead connection (NAT or load balancer dropped it) while a long-poll is held. 60 s
+# stays within gRPC servers' default ping policy (without data, at most 2 pings before data flows).
+CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.primary_user_agent", f"access-connector/{__version__}"),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    # gRPC's own reconnect backoff grows to 120 s by default: cap it near ours, so a control plane that
+    # comes back is seen within ~30 s.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 30_000),
+]
+
+FATAL_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+
+
+class FatalConnectionError(Exception):
+    """Retrying cannot fix this (the control plane refused our identity). The message says what to check."""
+
+
+class TokenUnavailable(Exception):
+    """The token file could not be read right now (e.g. mid-rotation); retried like a network error."""
+
+
+def fatal_message(code: grpc.StatusCode, details: str, config: AgentConfig) -> str:
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return (
+            f"the control plane refused the connector token (UNAUTHENTICATED: {details}); check that "
+            "CONNECTOR_TOKEN or CONNECTOR_TOKEN_FILE holds this connector's current token"
+        )
+    return (
+        f"the control plane refused connector id {config.id!r} for this token (PERMISSION_DENIED: {details}); "
+        "check that CONNECTOR_ID matches the connector the token was issued for"
+    )
+
+
+def read_file(path: object, variable: str) -> bytes:
+    try:
+        with open(str(path), "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise OSError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def make_channel(config: AgentConfig) -> aio.Channel:
+    """TLS by default (system roots or CONNECTOR_TLS_CA_FILE, client cert for mTLS); plaintext only to
+    loopback with CONNECTOR_ALLOW_INSECURE_LOOPBACK (validated in connector.config)."""
+    if config.plaintext:
+        return aio.insecure_channel(config.target, options=CHANNEL_OPTIONS)
+    root = read_file(config.tls_ca_file, "CONNECTOR_TLS_CA_FILE") if config.tls_ca_file else None
+    key = read_file(config.tls_client_key_file, "CONNECTOR_TLS_CLIENT_KEY_FILE") if config.tls_client_key_file else None
+    cert = (
+        read_file(config.tls_client_cert_file, "CONNECTOR_TLS_CLIENT_CERT_FILE")
+        if config.tls_client_cert_file
+        else None
+    )
+    credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=cert)
+    return aio.secure_channel(config.target, credentials, options=CHANNEL_OPTIONS)
+
+
+class ControlPlaneClient:
+    def __init__(self, config: AgentConfig, channel: aio.Channel) -> None:
+        self.config = config
+        self.channel = channel
+        self.stub = connector_pb2_grpc.ControlPlaneStub(channel)
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        try:
+            token = self.config.read_token()
+        except (OSError, ConfigError) as exc:
+            raise TokenUnavailable(f"cannot read the connector token: {type(exc).__name__}") from None
+        register_secret(token)  # a rotated token is scrubbed from logs like the first one
+        return (("authorization", f"Bearer {token}"),)
+
+    async def hello(self, capabilities: Sequence[str]) -> connector_pb2.HelloResponse:
+        request = connector_pb2.HelloRequest(
+            connector_id=self.config.id,
+            version=__version__,
+            host_id=self.config.host_id,
+            capabilities=list(capabilities),
+        )
+        return await self.stub.Hello(request, timeout=CONNECT_TIMEOUT, metadata=self._metadata())
+
+    async def poll(self, max_jobs: int, wait: float) -> list[connector_pb2.Job]:
+        request = connector_pb2.PollJobsRequest(
+            connector_id=self.config.id, host_id=self.config.host_id, max_jobs=max_jobs
+        )
+        request.wait.FromNanoseconds(int(wait * 1e9))
+        response = await self.stub.PollJobs(request, timeout=wait + POLL_MARGIN, metadata=self._metadata())
+        return list(response.jobs)
+
+    async def heartbeat(
+        self, leases: Iterable[tuple[str, int]], rpc_deadline: float
+    ) -> connector_pb2.HeartbeatResponse:
+        request = connector_pb2.HeartbeatRequest(
+            connector_id=self.config.id,
+            host_id=self.config.host_id,
+            leases=[connector_pb2.JobLease(job_id=job_id, attempt=attempt) for job_id, attempt in leases],
+        )
+        return await self.stub.Heartbeat(request, timeout=rpc_deadline, metadata=self._metadata())
+
+    async def finish(
+        self, request: connector_pb2.FinishJobRequest, rpc_deadline: float
+    ) -> connector_pb2.FinishJobResponse:
+        request.connector_id = self.config.id
+        request.host_id = self.config.host_id
+        return await self.stub.FinishJob(request, timeout=rpc_deadline, metadata=self._metadata())
+
+    async def upload(self, chunks: Sequence[connector_pb2.InventoryChunk]) -> connector_pb2.UploadInventoryResponse:
+        return await self.stub.UploadInventory(iter(chunks), timeout=UPLOAD_TIMEOUT, metadata=self._metadata())
+
+    async def report_events(
+        self, events: Sequence[connector_pb2.ConnectorEvent], rpc_deadline: float
+    ) -> connector_pb2.ReportEventsResponse:
+        request = connector_pb2.ReportEventsRequest(
+            connector_id=self.config.id, host_id=self.config.host_id, events=list(events)
+        )
+        return await self.stub.ReportEvents(request, timeout=rpc_deadline, metadata=self._metadata())
+
+    async def close(self) -> None:
+        await self.channel.close(grace=None)
+
+
+def status_code(exc: BaseException) -> grpc.StatusCode | None:
+    return exc.code() if isinstance(exc, aio.AioRpcError) else None
+
+
+def is_fatal(exc: BaseException) -> bool:
+    return status_code(exc) in FATAL_CODES
+
+
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth resending the same request (FinishJob, an inventory batch): the network or the server hiccuped.
+    A refusal (FAILED_PRECONDITION for a stale attempt, INVALID_ARGUMENT) will not change on a resend."""
+    if isinstance(exc, TokenUnavailable):
+        return True
+    return isinstance(exc, aio.AioRpcError) and exc.code() in TRANSIENT_CODES
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """For the connection loop: anything but a refused identity is retried, with backoff, by re-registering."""
+    if isinstance(exc, TokenUnavailable):
+        return True
+    return isinstance(exc, aio.AioRpcError) and exc.code() not in FATAL_CODES

@@ -1,0 +1,134 @@
+"""Work the connector does on its own: the expiry sweep, and reporting what it did with ReportEvents.
+
+The sweeper (built by the jobs layer; it revokes expired grants through the integrations' own revoke) runs
+on a timer in its own thread: it must not take a job slot, and it keeps running while the control plane
+is unreachable, because an expired grant has to go whether or not anyone is listening. Its events wait in
+a bounded outbox and are resent until ReportEvents accepts them (the server deduplicates by event id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol
+
+from google.protobuf import json_format
+from grpc import aio
+
+from connector.agent.channel import ControlPlaneClient, TokenUnavailable, is_fatal, is_transient
+from connector.logging import get_logger
+from connector.v1 import connector_pb2
+
+log = get_logger("connector.agent.events")
+
+SWEEP_INTERVAL = 60.0
+MAX_EVENTS_PER_REPORT = 100
+MAX_PENDING_EVENTS = 10_000
+REPORT_TIMEOUT = 10.0
+
+
+class Sweeper(Protocol):
+    """What the agent needs of connector.jobs.expiry.ExpirySweeper."""
+
+    def observe(self, integration_id: str, integration_type: str, settings: Mapping[str, Any]) -> None: ...
+
+    def sweep(self) -> Sequence[Any]:  # items with .to_proto() -> ConnectorEvent (or ConnectorEvents)
+        ...
+
+
+def _as_proto(event: Any) -> connector_pb2.ConnectorEvent:
+    if isinstance(event, connector_pb2.ConnectorEvent):
+        return event
+    proto = event.to_proto()
+    assert isinstance(proto, connector_pb2.ConnectorEvent)
+    return proto
+
+
+class EventReporter:
+    def __init__(self, client: ControlPlaneClient) -> None:
+        self._client = client
+        self._pending: collections.deque[connector_pb2.ConnectorEvent] = collections.deque()
+        self.reported = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def add(self, events: Sequence[connector_pb2.ConnectorEvent]) -> None:
+        self._pending.extend(events)
+        dropped = 0
+        while len(self._pending) > MAX_PENDING_EVENTS:  # a bound, not a policy: never reached in practice
+            self._pending.popleft()
+            dropped += 1
+        if dropped:
+            log.error("events_dropped", count=dropped, reason="outbox full while the control plane is unreachable")
+
+    async def flush(self) -> bool:
+        """Send everything pending; False when the control plane could not be reached (kept for later)."""
+        while self._pending:
+            batch = [self._pending[i] for i in range(min(MAX_EVENTS_PER_REPORT, len(self._pending)))]
+            try:
+                response = await self._client.report_events(batch, rpc_deadline=REPORT_TIMEOUT)
+            except (aio.AioRpcError, TokenUnavailable) as exc:
+                if is_transient(exc) or (isinstance(exc, aio.AioRpcError) and is_fatal(exc)):
+                    log.warning("events_not_reported", pending=len(self._pending), error=_name(exc))
+                    return False
+                # Refused (INVALID_ARGUMENT): resending the same batch cannot help; log what was lost.
+                log.error("events_refused", ids=[e.id for e in batch], error=_name(exc))
+            else:
+                self.reported += len(batch)
+                log.info("events_reported", sent=len(batch), accepted=response.accepted)
+            for _ in batch:
+                self._pending.popleft()
+        return True
+
+
+def _name(exc: BaseException) -> str:
+    return exc.code().name if isinstance(exc, aio.AioRpcError) else str(exc)
+
+
+class SweepLoop:
+    def __init__(self, sweeper: Sweeper, reporter: EventReporter, interval: float = SWEEP_INTERVAL) -> None:
+        self.sweeper = sweeper
+        self.reporter = reporter
+        self.interval = interval
+        self.sweeps = 0
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="connector-sweep")
+
+    def observe(self, job: connector_pb2.Job) -> None:
+        """Tell the sweeper about a job's integration (it may write its state file: off the event loop)."""
+        if not job.HasField("integration") or not job.integration.id:
+            return
+        spec = job.integration
+        settings = json_format.MessageToDict(spec.settings, preserving_proto_field_name=True)
+        future = self._thread.submit(self.sweeper.observe, spec.id, spec.type, settings)
+
+        def done(f: Future[None]) -> None:
+            if (exc := f.exception()) is not None:
+                log.warning("sweeper_observe_failed", integration_id=spec.id, error=repr(exc))
+
+        future.add_done_callback(done)
+
+    def _sweep(self) -> list[connector_pb2.ConnectorEvent]:
+        try:
+            return [_as_proto(event) for event in self.sweeper.sweep()]
+        except Exception:  # one bad sweep must not stop the next
+            log.exception("expiry_sweep_failed")
+            return []
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            events = await loop.run_in_executor(self._thread, self._sweep)
+            self.sweeps += 1
+            if events:
+                log.info("expiry_sweep_events", count=len(events))
+                self.reporter.add(events)
+            if self.reporter.pending:
+                await self.reporter.flush()
+            await asyncio.sleep(self.interval)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
