@@ -98,6 +98,7 @@ class AwsOrganizationIntegration(Integration):
         self.duration_seconds, self.duration_note = clamp_session_duration(self.config.session_duration_hours)
         self._member_lock = threading.Lock()
         self._member_failures: dict[str, tuple[float, ClientError]] = {}
+        self._account_locks: dict[str, threading.Lock] = {}
         self._management_account_id = ""
 
     # -- credentials -------------------------------------------------------------------------------------
@@ -332,22 +333,25 @@ class AwsOrganizationIntegration(Integration):
         return state["errors"]
 
     def member(self, account_id: str) -> str:
-        """Session key for the member role in `account_id`; a failed AssumeRole is remembered, not retried."""
+        """Session key for the member role in `account_id`. One AssumeRole per account at a time: the other
+        scope tasks of that account wait for it and share its session, or its failure (kept for a minute)."""
         with self._member_lock:
+            account_lock = self._account_locks.setdefault(account_id, threading.Lock())
+        with account_lock:
             failure = self._member_failures.get(account_id)
-        if failure is not None and time.monotonic() - failure[0] < MEMBER_FAILURE_TTL:
-            raise failure[1]
-        partition = (self.config.management_account_role_arn or "arn:aws:").split(":")[1]
-        arn = f"arn:{partition}:iam::{account_id}:role/{self.config.member_role_name}"
-        key = self.aws.assume(arn, via=self.management(), duration_seconds=min(self.duration_seconds, 3600))
-        try:
-            self.aws.credentials_of(key)  # surface AssumeRole failures here, attributed to this account
-        except ClientError as exc:
-            with self._member_lock:
+            if failure is not None and time.monotonic() - failure[0] < MEMBER_FAILURE_TTL:
+                raise failure[1]
+            partition = (self.config.management_account_role_arn or "arn:aws:").split(":")[1]
+            arn = f"arn:{partition}:iam::{account_id}:role/{self.config.member_role_name}"
+            key = self.aws.assume(arn, via=self.management(), duration_seconds=min(self.duration_seconds, 3600))
+            try:
+                self.aws.credentials_of(key)  # surface AssumeRole failures here, attributed to this account
+            except ClientError as exc:
                 self._member_failures[account_id] = (time.monotonic(), exc)
-            self.aws.forget(key)
-            raise
-        return key
+                self.aws.forget(key)
+                raise
+            self._member_failures.pop(account_id, None)
+            return key
 
     def _record_error(
         self, emit: Callable[[InventoryItem], None], exc: BaseException, account_id: str, region: str, stage: str
