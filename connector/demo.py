@@ -119,6 +119,7 @@ def run(accounts: int) -> int:
     demo.say("== starting the AWS sandbox, the control plane and the agent")
     with Sandbox.start(seed=SeedSpec(accounts=accounts)) as sandbox:
         info = sandbox.seed_info
+        assert info is not None  # seeded above
         os.environ.update(sandbox.env())  # the agent's AWS identity: the sandbox's connector role
         token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         cp_settings = ServerSettings(

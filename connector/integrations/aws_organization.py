@@ -343,7 +343,9 @@ class AwsOrganizationIntegration(Integration):
                 raise failure[1]
             partition = (self.config.management_account_role_arn or "arn:aws:").split(":")[1]
             arn = f"arn:{partition}:iam::{account_id}:role/{self.config.member_role_name}"
-            key = self.aws.assume(arn, via=self.management(), duration_seconds=min(self.duration_seconds, 3600))
+            key = self.aws.assume(
+                arn, via=self._management_checked(), duration_seconds=min(self.duration_seconds, 3600)
+            )
             try:
                 self.aws.credentials_of(key)  # surface AssumeRole failures here, attributed to this account
             except ClientError as exc:

@@ -123,8 +123,13 @@ class SandboxApp:
 
 
 def _respond(start_response: StartResponse, status: int, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
-    reason = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests"}
-    start_response(
-        f"{status} {reason.get(status, 'Error')}", [*headers, ("Content-Length", str(len(body)))]
-    )
+    reason = {
+        200: "OK",
+        201: "Created",
+        400: "Bad Request",
+        403: "Forbidden",
+        404: "Not Found",
+        429: "Too Many Requests",
+    }
+    start_response(f"{status} {reason.get(status, 'Error')}", [*headers, ("Content-Length", str(len(body)))])
     return [body]

@@ -27,7 +27,9 @@ AUTH_MODES = ("API", "API_AND_CONFIG_MAP", "CONFIG_MAP")
 DEFAULT_AUTH_MODE = "CONFIG_MAP"
 # Modes only ever move towards the EKS API: CONFIG_MAP -> API_AND_CONFIG_MAP -> API.
 _AUTH_MODE_RANK = {"CONFIG_MAP": 0, "API_AND_CONFIG_MAP": 1, "API": 2}
-MODE_MESSAGE = "The cluster's authentication mode must be set to one of [API, API_AND_CONFIG_MAP] to perform this operation."
+MODE_MESSAGE = (
+    "The cluster's authentication mode must be set to one of [API, API_AND_CONFIG_MAP] to perform this operation."
+)
 
 ENTRY_TYPES = ("STANDARD", "EC2_LINUX", "EC2_WINDOWS", "FARGATE_LINUX", "EC2", "HYBRID_LINUX", "HYPERPOD_LINUX")
 NODE_TYPES = frozenset(ENTRY_TYPES) - {"STANDARD"}  # node identities: no groups, no username, no policies
@@ -226,7 +228,9 @@ def create_access_entry(
         )
     found = _IAM_PRINCIPAL.match(principal_arn)
     if found is None:
-        raise _invalid_parameter(f"The specified principalArn is invalid: {principal_arn}. Use an IAM role or user ARN.")
+        raise _invalid_parameter(
+            f"The specified principalArn is invalid: {principal_arn}. Use an IAM role or user ARN."
+        )
     entry_type = entry_type or "STANDARD"
     if entry_type not in ENTRY_TYPES:
         raise _invalid_parameter(f"The type {entry_type} is invalid. Valid values: {', '.join(ENTRY_TYPES)}.")
@@ -300,7 +304,11 @@ class SandboxEKSResponse(EKSResponse):
     """moto's EKS responses plus access entries and accessConfig."""
 
     def _json(self, body: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], str]:
-        return status, {"Content-Type": "application/json"}, json.dumps({k: v for k, v in body.items() if v is not None})
+        return (
+            status,
+            {"Content-Type": "application/json"},
+            json.dumps({k: v for k, v in body.items() if v is not None}),
+        )
 
     def _error(self, error: EksApiError) -> tuple[int, dict[str, str], str]:
         # moto's call_action takes the HTTP status from the "status" header, not from the tuple.
@@ -355,7 +363,10 @@ class SandboxEKSResponse(EKSResponse):
         cluster = self.eks_backend.clusters[self._get_param("name")]
         bootstrap = access_config.get("bootstrapClusterCreatorAdminPermissions")
         set_access_config(cluster, mode, bootstrap)
-        if authentication_mode(cluster) != "CONFIG_MAP" and cluster.access_config["bootstrapClusterCreatorAdminPermissions"]:
+        if (
+            authentication_mode(cluster) != "CONFIG_MAP"
+            and cluster.access_config["bootstrapClusterCreatorAdminPermissions"]
+        ):
             self._bootstrap_creator(cluster)
         return result
 
@@ -448,7 +459,9 @@ class SandboxEKSResponse(EKSResponse):
             body = self._body()
             groups, username = body.get("kubernetesGroups"), body.get("username")
             if entry.type in NODE_TYPES and (groups is not None or username is not None):
-                raise _invalid_parameter(f"Access entries of type {entry.type} cannot update kubernetesGroups or username.")
+                raise _invalid_parameter(
+                    f"Access entries of type {entry.type} cannot update kubernetesGroups or username."
+                )
             if groups is not None:
                 entry.kubernetes_groups = _validate_groups(groups)
             if username is not None:

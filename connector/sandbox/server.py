@@ -36,6 +36,7 @@ class _QuietRequestHandler(MotoRequestHandler):  # type: ignore[misc]
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
+
 _running: Sandbox | None = None
 
 
