@@ -11,7 +11,7 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from connector.sandbox import protocol
-from connector.sandbox.faults import Decision, Faults, FaultRule
+from connector.sandbox.faults import Decision, FaultRule, Faults
 from connector.sandbox.identity import account_of, resolve_caller
 from connector.sandbox.sts_trust import check_assume_role
 
@@ -123,8 +123,13 @@ class SandboxApp:
 
 
 def _respond(start_response: StartResponse, status: int, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
-    reason = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests"}
-    start_response(
-        f"{status} {reason.get(status, 'Error')}", [*headers, ("Content-Length", str(len(body)))]
-    )
+    reason = {
+        200: "OK",
+        201: "Created",
+        400: "Bad Request",
+        403: "Forbidden",
+        404: "Not Found",
+        429: "Too Many Requests",
+    }
+    start_response(f"{status} {reason.get(status, 'Error')}", [*headers, ("Content-Length", str(len(body)))])
     return [body]

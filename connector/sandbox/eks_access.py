@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import moto.eks.urls
@@ -27,7 +27,9 @@ AUTH_MODES = ("API", "API_AND_CONFIG_MAP", "CONFIG_MAP")
 DEFAULT_AUTH_MODE = "CONFIG_MAP"
 # Modes only ever move towards the EKS API: CONFIG_MAP -> API_AND_CONFIG_MAP -> API.
 _AUTH_MODE_RANK = {"CONFIG_MAP": 0, "API_AND_CONFIG_MAP": 1, "API": 2}
-MODE_MESSAGE = "The cluster's authentication mode must be set to one of [API, API_AND_CONFIG_MAP] to perform this operation."
+MODE_MESSAGE = (
+    "The cluster's authentication mode must be set to one of [API, API_AND_CONFIG_MAP] to perform this operation."
+)
 
 ENTRY_TYPES = ("STANDARD", "EC2_LINUX", "EC2_WINDOWS", "FARGATE_LINUX", "EC2", "HYBRID_LINUX", "HYPERPOD_LINUX")
 NODE_TYPES = frozenset(ENTRY_TYPES) - {"STANDARD"}  # node identities: no groups, no username, no policies
@@ -63,7 +65,7 @@ _MAX_PAGE = 100
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class EksApiError(Exception):
@@ -132,7 +134,7 @@ def access_entries(cluster: Cluster) -> dict[str, AccessEntry]:
     entries: dict[str, AccessEntry] | None = getattr(cluster, "sandbox_access_entries", None)
     if entries is None:
         entries = {}
-        cluster.sandbox_access_entries = entries
+        setattr(cluster, "sandbox_access_entries", entries)  # noqa: B010 - moto's class has no such slot
     return entries
 
 
@@ -145,10 +147,11 @@ def set_access_config(cluster: Cluster, mode: str | None, bootstrap: bool | None
     mode = mode or DEFAULT_AUTH_MODE
     if mode not in AUTH_MODES:
         raise _invalid_parameter(f"Unsupported authentication mode: {mode}. Valid values: {', '.join(AUTH_MODES)}")
-    cluster.access_config = {
+    config = {
         "authenticationMode": mode,
         "bootstrapClusterCreatorAdminPermissions": True if bootstrap is None else bool(bootstrap),
     }
+    setattr(cluster, "access_config", config)  # noqa: B010 - moto's serializer reads Cluster.access_config
 
 
 def _cluster(backend: EKSBackend, name: str) -> Cluster:
@@ -226,7 +229,9 @@ def create_access_entry(
         )
     found = _IAM_PRINCIPAL.match(principal_arn)
     if found is None:
-        raise _invalid_parameter(f"The specified principalArn is invalid: {principal_arn}. Use an IAM role or user ARN.")
+        raise _invalid_parameter(
+            f"The specified principalArn is invalid: {principal_arn}. Use an IAM role or user ARN."
+        )
     entry_type = entry_type or "STANDARD"
     if entry_type not in ENTRY_TYPES:
         raise _invalid_parameter(f"The type {entry_type} is invalid. Valid values: {', '.join(ENTRY_TYPES)}.")
@@ -300,7 +305,11 @@ class SandboxEKSResponse(EKSResponse):
     """moto's EKS responses plus access entries and accessConfig."""
 
     def _json(self, body: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], str]:
-        return status, {"Content-Type": "application/json"}, json.dumps({k: v for k, v in body.items() if v is not None})
+        return (
+            status,
+            {"Content-Type": "application/json"},
+            json.dumps({k: v for k, v in body.items() if v is not None}),
+        )
 
     def _error(self, error: EksApiError) -> tuple[int, dict[str, str], str]:
         headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error.code}
@@ -328,7 +337,7 @@ class SandboxEKSResponse(EKSResponse):
             self._sandbox_match = match_rest_operation("eks", self.method, path)
             if self._sandbox_match is not None:
                 self.uri_match = dict(self._sandbox_match[1])
-        return self._sandbox_match  # type: ignore[no-any-return]
+        return self._sandbox_match
 
     def _path_labels(self) -> dict[str, str]:
         matched = self._match()
@@ -354,7 +363,9 @@ class SandboxEKSResponse(EKSResponse):
         cluster = self.eks_backend.clusters[self._get_param("name")]
         bootstrap = access_config.get("bootstrapClusterCreatorAdminPermissions")
         set_access_config(cluster, mode, bootstrap)
-        if authentication_mode(cluster) != "CONFIG_MAP" and cluster.access_config["bootstrapClusterCreatorAdminPermissions"]:
+        if authentication_mode(cluster) != "CONFIG_MAP" and getattr(cluster, "access_config", {}).get(
+            "bootstrapClusterCreatorAdminPermissions"
+        ):
             self._bootstrap_creator(cluster)
         return result
 
@@ -396,7 +407,9 @@ class SandboxEKSResponse(EKSResponse):
                 raise _invalid_parameter(f"Unsupported authentication mode update from {current} to {wanted}")
         except EksApiError as error:
             return self._error(error)
-        cluster.access_config = {**cluster.access_config, "authenticationMode": wanted}
+        set_access_config(
+            cluster, wanted, getattr(cluster, "access_config", {}).get("bootstrapClusterCreatorAdminPermissions")
+        )
         update = {
             "id": str(uuid.uuid4()),
             "status": "Successful",
@@ -447,7 +460,9 @@ class SandboxEKSResponse(EKSResponse):
             body = self._body()
             groups, username = body.get("kubernetesGroups"), body.get("username")
             if entry.type in NODE_TYPES and (groups is not None or username is not None):
-                raise _invalid_parameter(f"Access entries of type {entry.type} cannot update kubernetesGroups or username.")
+                raise _invalid_parameter(
+                    f"Access entries of type {entry.type} cannot update kubernetesGroups or username."
+                )
             if groups is not None:
                 entry.kubernetes_groups = _validate_groups(groups)
             if username is not None:

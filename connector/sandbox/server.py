@@ -30,11 +30,12 @@ DEFAULT_REGION = "us-east-1"
 _running_lock = threading.Lock()
 
 
-class _QuietRequestHandler(MotoRequestHandler):  # type: ignore[misc]
+class _QuietRequestHandler(MotoRequestHandler):
     """moto's handler (keeps underscore headers) without an access-log line per request."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
 
 _running: Sandbox | None = None
 
@@ -143,6 +144,19 @@ class Sandbox:
             retry_config = Config(retries={"total_max_attempts": retries + 1, "mode": "standard"})
             config = retry_config.merge(config) if config is not None else retry_config
         return self.root_session(region).client(service, endpoint_url=self.endpoint, config=config, **kwargs)
+
+    def account_session(self, account_id: str, region: str = DEFAULT_REGION) -> boto3.Session:
+        """Admin credentials inside a member account: assumes the OrganizationAccountAccessRole that
+        Organizations (and moto) create in every new account, trusting the management account."""
+        creds = self.client("sts", region).assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole", RoleSessionName="sandbox-admin"
+        )["Credentials"]
+        return boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=region,
+        )
 
     def stop(self) -> None:
         global _running
