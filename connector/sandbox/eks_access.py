@@ -307,12 +307,13 @@ class SandboxEKSResponse(EKSResponse):
     def _json(self, body: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], str]:
         return (
             status,
-            {"Content-Type": "application/json"},
+            {"Content-Type": "application/json", "status": str(status)},
             json.dumps({k: v for k, v in body.items() if v is not None}),
         )
 
     def _error(self, error: EksApiError) -> tuple[int, dict[str, str], str]:
-        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error.code}
+        # moto's call_action takes the status from the "status" header of a (status, headers, body) answer
+        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error.code, "status": str(error.status)}
         return error.status, headers, json.dumps({"message": error.message})
 
     def _body(self) -> dict[str, Any]:
