@@ -52,7 +52,9 @@ def test_access_config_round_trip_and_default(eks: Any) -> None:
     assert eks.describe_cluster(name="ac-default")["cluster"]["accessConfig"]["authenticationMode"] == "CONFIG_MAP"
     update = eks.update_cluster_config(name="ac-default", accessConfig={"authenticationMode": "API_AND_CONFIG_MAP"})
     assert update["update"]["type"] == "AccessConfigUpdate"
-    assert eks.describe_cluster(name="ac-default")["cluster"]["accessConfig"]["authenticationMode"] == "API_AND_CONFIG_MAP"
+    assert (
+        eks.describe_cluster(name="ac-default")["cluster"]["accessConfig"]["authenticationMode"] == "API_AND_CONFIG_MAP"
+    )
     with pytest.raises(ClientError) as exc:  # modes never move back towards CONFIG_MAP
         eks.update_cluster_config(name="ac-default", accessConfig={"authenticationMode": "CONFIG_MAP"})
     assert _code(exc) == ("InvalidParameterException", 400)
@@ -79,7 +81,9 @@ def test_entry_lifecycle_and_errors(eks: Any, account: str) -> None:
     )["accessEntry"]
     assert created["principalArn"] == role and created["type"] == "STANDARD"
     assert created["username"] == f"arn:aws:sts::{account}:assumed-role/oncall/{{{{SessionName}}}}"
-    assert created["accessEntryArn"].startswith(f"arn:aws:eks:us-east-1:{account}:access-entry/life/role/{account}/oncall/")
+    assert created["accessEntryArn"].startswith(
+        f"arn:aws:eks:us-east-1:{account}:access-entry/life/role/{account}/oncall/"
+    )
 
     described = eks.describe_access_entry(clusterName="life", principalArn=role)["accessEntry"]
     assert described["kubernetesGroups"] == ["viewers"] and described["tags"] == {"grant": "g-1"}
@@ -88,7 +92,9 @@ def test_entry_lifecycle_and_errors(eks: Any, account: str) -> None:
         eks.create_access_entry(clusterName="life", principalArn=role)
     assert _code(exc) == ("ResourceInUseException", 409)
 
-    updated = eks.update_access_entry(clusterName="life", principalArn=role, kubernetesGroups=["editors"], username="oncall")
+    updated = eks.update_access_entry(
+        clusterName="life", principalArn=role, kubernetesGroups=["editors"], username="oncall"
+    )
     assert updated["accessEntry"]["kubernetesGroups"] == ["editors"] and updated["accessEntry"]["username"] == "oncall"
 
     eks.delete_access_entry(clusterName="life", principalArn=role)
@@ -118,7 +124,9 @@ def test_invalid_principals_and_types(eks: Any, account: str) -> None:
     entry = eks.create_access_entry(clusterName="checks", principalArn=node, type="EC2_LINUX")["accessEntry"]
     assert entry["kubernetesGroups"] == ["system:nodes"] and entry["username"] == "system:node:{{EC2PrivateDNSName}}"
     with pytest.raises(ClientError) as exc:
-        eks.associate_access_policy(clusterName="checks", principalArn=node, policyArn=VIEW, accessScope={"type": "cluster"})
+        eks.associate_access_policy(
+            clusterName="checks", principalArn=node, policyArn=VIEW, accessScope={"type": "cluster"}
+        )
     assert _code(exc) == ("InvalidRequestException", 400)
 
 
@@ -136,7 +144,10 @@ def test_policies_scopes_and_disassociate(eks: Any, account: str) -> None:
         )
     assert _code(exc) == ("InvalidParameterException", 400)
     out = eks.associate_access_policy(
-        clusterName="pol", principalArn=role, policyArn=VIEW, accessScope={"type": "namespace", "namespaces": ["a", "b"]}
+        clusterName="pol",
+        principalArn=role,
+        policyArn=VIEW,
+        accessScope={"type": "namespace", "namespaces": ["a", "b"]},
     )
     assert out["clusterName"] == "pol" and out["principalArn"] == role
     assert out["associatedAccessPolicy"]["accessScope"] == {"type": "namespace", "namespaces": ["a", "b"]}
@@ -157,7 +168,9 @@ def test_paginators(eks: Any, account: str) -> None:
     roles = [f"arn:aws:iam::{account}:role/r{i:02d}" for i in range(7)]
     for role in roles:
         eks.create_access_entry(clusterName="pages", principalArn=role)
-    pages = list(eks.get_paginator("list_access_entries").paginate(clusterName="pages", PaginationConfig={"PageSize": 3}))
+    pages = list(
+        eks.get_paginator("list_access_entries").paginate(clusterName="pages", PaginationConfig={"PageSize": 3})
+    )
     assert [len(p["accessEntries"]) for p in pages] == [3, 3, 1]
     assert [a for p in pages for a in p["accessEntries"]] == sorted(roles)
 
@@ -170,7 +183,9 @@ def test_paginators(eks: Any, account: str) -> None:
         assert listed[name] == f"arn:aws:eks::aws:cluster-access-policy/{name}"
 
     for policy in (VIEW, ADMIN):
-        eks.associate_access_policy(clusterName="pages", principalArn=roles[0], policyArn=policy, accessScope={"type": "cluster"})
+        eks.associate_access_policy(
+            clusterName="pages", principalArn=roles[0], policyArn=policy, accessScope={"type": "cluster"}
+        )
     pages = list(
         eks.get_paginator("list_associated_access_policies").paginate(
             clusterName="pages", principalArn=roles[0], PaginationConfig={"PageSize": 1}

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
+from sandbox_helpers import NO_RETRIES
 
 from connector.sandbox import Sandbox, SeedInfo, SeedSpec
-from sandbox_helpers import NO_RETRIES
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,7 +53,6 @@ def test_latency_is_applied(sb: Sandbox) -> None:
     started = time.perf_counter()
     orgs.describe_organization()
     assert time.perf_counter() - started >= 0.4
-    started = time.perf_counter()
     orgs.list_roots()  # another operation: not delayed by the 0.4 s rule (no speed assert, just the rule scope)
     assert sb.faults.counts()["by_operation"]["organizations:ListRoots"] == 1
 
@@ -144,7 +143,9 @@ def test_rate_limit(sb: Sandbox) -> None:
 
 def test_hang_is_bounded_and_times_out_the_client(sb: Sandbox) -> None:
     sb.faults.hang(1.5, service="organizations", count=1)
-    slow = sb.client("organizations", config=Config(read_timeout=0.5, connect_timeout=2, retries={"total_max_attempts": 1}))
+    slow = sb.client(
+        "organizations", config=Config(read_timeout=0.5, connect_timeout=2, retries={"total_max_attempts": 1})
+    )
     with pytest.raises(ReadTimeoutError):
         slow.list_roots()
     slow.list_roots()  # count=1: the next call goes through
@@ -183,7 +184,9 @@ def test_http_control_api(sb: Sandbox) -> None:
 def test_lambda_simple_backend_returns_queued_response(sb: Sandbox) -> None:
     account = _info(sb).management_account_id
     iam = sb.client("iam")
-    role = iam.create_role(RoleName="lambda-exec", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    role = iam.create_role(
+        RoleName="lambda-exec", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )
     lam = sb.client("lambda")
     lam.create_function(
         FunctionName="custom-integration",

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from sandbox_helpers import connector_session, session_from
 
 from connector.sandbox import Sandbox, SeedInfo, SeedSpec
-from sandbox_helpers import connector_session, session_from
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,7 +87,9 @@ def test_wrong_principal(sb: Sandbox, info: SeedInfo) -> None:
     _denied(exc, f"arn:aws:sts::{info.connector_account_id}:assumed-role/ConnectorTaskRole/connector", role)
     # ... nor the organisation's admin (management root) for the management role.
     with pytest.raises(ClientError) as exc:
-        sb.client("sts").assume_role(RoleArn=info.management_role_arn, RoleSessionName="x1", ExternalId=info.external_id)
+        sb.client("sts").assume_role(
+            RoleArn=info.management_role_arn, RoleSessionName="x1", ExternalId=info.external_id
+        )
     _denied(exc, f"arn:aws:iam::{info.management_account_id}:root", info.management_role_arn)
 
 
@@ -105,7 +107,9 @@ def test_durations(sb: Sandbox, info: SeedInfo) -> None:
     sb.root_session()  # the admin can assume OrganizationAccountAccessRole (trusts the management root)...
     with pytest.raises(ClientError) as exc:
         sb.client("sts").assume_role(
-            RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", RoleSessionName="s2", DurationSeconds=7200
+            RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole",
+            RoleSessionName="s2",
+            DurationSeconds=7200,
         )
     assert exc.value.response["Error"]["Code"] == "ValidationError"
     assert "MaxSessionDuration" in exc.value.response["Error"]["Message"]
