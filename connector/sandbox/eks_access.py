@@ -421,6 +421,47 @@ class SandboxEKSResponse(EKSResponse):
         }
         return self._json({"update": update})
 
+    # -- tags: access entries are taggable resources too ------------------------------------------------------
+    def _tagged_entry(self) -> AccessEntry | None:
+        arn = self._path_labels().get("resourceArn", "")
+        if ":access-entry/" not in arn:
+            return None
+        cluster = self.eks_backend.clusters.get(arn.split(":access-entry/", 1)[1].split("/", 1)[0])
+        for entry in access_entries(cluster).values() if cluster is not None else ():
+            if entry.access_entry_arn == arn:
+                return entry
+        raise _not_found(f"The specified resource could not be found: {arn}")
+
+    def tag_resource(self) -> Any:
+        try:
+            entry = self._tagged_entry()
+        except EksApiError as error:
+            return self._error(error)
+        if entry is None:
+            return super().tag_resource()
+        entry.tags.update(self._body().get("tags") or {})
+        return self._json({})
+
+    def untag_resource(self) -> Any:
+        try:
+            entry = self._tagged_entry()
+        except EksApiError as error:
+            return self._error(error)
+        if entry is None:
+            return super().untag_resource()
+        for key in self.querystring.get("tagKeys") or []:
+            entry.tags.pop(str(key), None)
+        return self._json({})
+
+    def list_tags_for_resource(self) -> Any:
+        try:
+            entry = self._tagged_entry()
+        except EksApiError as error:
+            return self._error(error)
+        if entry is None:
+            return super().list_tags_for_resource()
+        return self._json({"tags": dict(entry.tags)})
+
     # -- access entries -------------------------------------------------------------------------------------
     def create_access_entry(self) -> Any:
         def handle(labels: dict[str, str]) -> dict[str, Any]:

@@ -88,6 +88,14 @@ def test_entry_lifecycle_and_errors(eks: Any, account: str) -> None:
     described = eks.describe_access_entry(clusterName="life", principalArn=role)["accessEntry"]
     assert described["kubernetesGroups"] == ["viewers"] and described["tags"] == {"grant": "g-1"}
 
+    arn = created["accessEntryArn"]
+    eks.tag_resource(resourceArn=arn, tags={"owner": "platform"})
+    eks.untag_resource(resourceArn=arn, tagKeys=["grant"])
+    assert eks.list_tags_for_resource(resourceArn=arn)["tags"] == {"owner": "platform"}
+    assert eks.describe_access_entry(clusterName="life", principalArn=role)["accessEntry"]["tags"] == {
+        "owner": "platform"
+    }
+
     with pytest.raises(ClientError) as exc:
         eks.create_access_entry(clusterName="life", principalArn=role)
     assert _code(exc) == ("ResourceInUseException", 409)

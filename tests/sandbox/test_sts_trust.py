@@ -104,7 +104,7 @@ def test_durations(sb: Sandbox, info: SeedInfo) -> None:
     )
     # Not chained (admin keys), but above the role's MaxSessionDuration (3600 for member roles).
     account = info.clusters[0].account
-    sb.root_session()  # the admin can assume OrganizationAccountAccessRole (trusts the management root)...
+    # The admin may assume OrganizationAccountAccessRole (it trusts the management root), but not that long:
     with pytest.raises(ClientError) as exc:
         sb.client("sts").assume_role(
             RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole",
@@ -113,3 +113,11 @@ def test_durations(sb: Sandbox, info: SeedInfo) -> None:
         )
     assert exc.value.response["Error"]["Code"] == "ValidationError"
     assert "MaxSessionDuration" in exc.value.response["Error"]["Message"]
+
+
+def test_suspended_account_roles_cannot_be_assumed(sb: Sandbox, info: SeedInfo) -> None:
+    suspended = next(a for a in info.accounts if a.state == "SUSPENDED")
+    role = info.member_role_arn(suspended.id)
+    with pytest.raises(ClientError) as exc:
+        _management(sb, info).client("sts", endpoint_url=sb.endpoint).assume_role(RoleArn=role, RoleSessionName="sync")
+    _denied(exc, f"arn:aws:sts::{info.management_account_id}:assumed-role/ConnectorManagementRole/sync", role)
