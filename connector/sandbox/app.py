@@ -57,6 +57,9 @@ class SandboxApp:
             time.sleep(decision.delay)
         if decision.fault is not None:
             return self._fault_response(info, account, decision)
+        violation = protocol.json_range_violation(info, body)
+        if violation is not None:
+            return protocol.error_response(info.service, violation[0], violation[1], 400)
         if info.service == "sts" and info.operation == "AssumeRole":
             error = check_assume_role(resolve_caller(info.access_key), protocol.form_params(environ, body))
             if error is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from connector.sandbox import Sandbox, SeedSpec
 
@@ -18,6 +19,9 @@ def test_organizations_pages_of_twenty_over_45_accounts() -> None:
         ids = [a["Id"] for page in pages for a in page["Accounts"]]
         assert len(pages) == 3 and len(ids) == 46 == len(set(ids))
         assert sb.faults.calls("organizations", "ListAccounts") == 3
+        with pytest.raises(ClientError) as exc:  # AWS caps Organizations MaxResults at 20; moto would not
+            orgs.list_accounts(MaxResults=21)
+        assert exc.value.response["Error"]["Code"] == "InvalidInputException"
 
 
 @pytest.mark.slow
