@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +63,7 @@ ACCESS_POLICY_ARNS = frozenset(POLICY_ARN_PREFIX + name for name in ACCESS_POLIC
 _IAM_PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):(role|user)/(?:.*/)?([\w+=,.@-]+)$")
 _ASSUMED_ROLE = re.compile(r"^arn:aws[\w-]*:sts::\d{12}:assumed-role/")
 _MAX_PAGE = 100
+_STATE_LOCK = threading.RLock()
 
 
 def _now() -> datetime:
@@ -350,7 +352,8 @@ class SandboxEKSResponse(EKSResponse):
 
     def _run(self, handler: Any) -> tuple[int, dict[str, str], str]:
         try:
-            return self._json(handler(self._path_labels()))
+            with _STATE_LOCK:  # the server is threaded: check-then-create must not race (one 409 wins)
+                return self._json(handler(self._path_labels()))
         except EksApiError as error:
             return self._error(error)
 

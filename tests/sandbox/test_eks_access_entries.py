@@ -220,3 +220,21 @@ def test_state_is_per_account_and_region(sb: Sandbox, eks: Any, account: str) ->
         other_region.list_access_entries(clusterName="regional")
     assert _code(exc) == ("ResourceNotFoundException", 404)
     assert "regional" not in sb.client("eks").list_clusters()["clusters"]  # the management account sees none
+
+
+def test_concurrent_creates_one_wins(eks: Any, account: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _cluster(eks, "race", "API")
+    role = f"arn:aws:iam::{account}:role/racer"
+
+    def create(_: int) -> str:
+        try:
+            eks.create_access_entry(clusterName="race", principalArn=role)
+            return "created"
+        except ClientError as err:
+            return err.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = sorted(pool.map(create, range(6)))
+    assert outcomes == ["ResourceInUseException"] * 5 + ["created"]
