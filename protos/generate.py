@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import importlib.resources
+import os
 import shutil
 import sys
 import tempfile
@@ -23,6 +24,8 @@ OUT_PACKAGE = Path("connector") / "v1"
 
 
 def generate(out_dir: Path) -> list[Path]:
+    # protoc finds the mypy-protobuf plugins on PATH: make the ones installed beside this Python visible.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     protos = sorted(p.relative_to(PROTO_ROOT) for p in (PROTO_ROOT / OUT_PACKAGE).glob("*.proto"))
     well_known = str(importlib.resources.files("grpc_tools") / "_proto")
     args = [

@@ -110,6 +110,10 @@ class Integration:
             ops.add("revoke")
         return frozenset(ops)
 
+    def account_ous(self, account_id: str) -> list[str]:
+        """OU ids above an account (for the customer's organizational_units guardrail); [] if unknown."""
+        return []
+
     def sync(self, request: SyncRequest, ctx: JobContext) -> dict[str, Any]:
         raise ConnectorError(ErrorCode.UNSUPPORTED, f"integration type {self.type_id!r} does not sync", retryable=False)
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from google.protobuf import json_format
@@ -27,6 +27,7 @@ from connector.integrations.base import (
     Services,
     SyncRequest,
 )
+from connector.jobs import audit
 from connector.jobs.registry import Registry
 from connector.logging import get_logger, redact_text
 from connector.v1 import connector_pb2
@@ -95,6 +96,13 @@ class Dispatcher:
         return instance
 
     def execute(self, job: connector_pb2.Job, ctx: JobContext) -> JobOutcome:
+        started = time.monotonic()
+        outcome = self._execute(job, ctx)
+        if job.WhichOneof("kind") in ("grant", "revoke"):
+            _audit(job, outcome, time.monotonic() - started)  # exactly one audit line per grant / revoke
+        return outcome
+
+    def _execute(self, job: connector_pb2.Job, ctx: JobContext) -> JobOutcome:
         kind = ""
         integration_type = job.integration.type if job.HasField("integration") else ""
         try:
@@ -137,6 +145,9 @@ class Dispatcher:
                 requester_public_key=g.requester_public_key,
                 requester=g.requester,
             )
+            guardrails = self.services.guardrails
+            if guardrails is not None:
+                guardrails.check_grant(grant.target, grant.expires_at, datetime.now(UTC), integration.account_ous)
             result = integration.grant(grant, ctx)
         elif kind == "revoke":
             r = job.revoke
@@ -154,3 +165,24 @@ class Dispatcher:
                 ErrorCode.INTERNAL, f"{integration.type_id}.{kind} returned no result", retryable=False
             )
         return dict(result) | {"elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def _audit(job: connector_pb2.Job, outcome: JobOutcome, duration_s: float) -> None:
+    action = job.WhichOneof("kind") or ""
+    body = job.grant if action == "grant" else job.revoke
+    audit.record(
+        action=action,
+        source="job",
+        grant_id=body.grant_id[:MAX_ID_LENGTH],
+        job_id=job.id[:MAX_ID_LENGTH],
+        attempt=job.attempt,
+        integration_id=job.integration.id[:MAX_ID_LENGTH],
+        integration_type=job.integration.type[:64],
+        principal=body.principal[:MAX_ID_LENGTH],
+        target=_struct(body.target),
+        dry_run=body.dry_run,
+        outcome=outcome.outcome,
+        error=outcome.error,
+        duration_s=duration_s,
+        result=outcome.result,
+    )

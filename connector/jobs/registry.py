@@ -30,9 +30,10 @@ class Registry:
 
 def all_integration_classes() -> list[type[Integration]]:
     """Every integration this build ships. Imported here, lazily, so the registry is the one place."""
+    from connector.integrations.aws_organization import AwsOrganizationIntegration
     from connector.integrations.noop import NoopIntegration
 
-    return [NoopIntegration]
+    return [AwsOrganizationIntegration, NoopIntegration]
 
 
 def build_registry(enabled: Iterable[str] | None = None) -> Registry:

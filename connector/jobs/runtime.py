@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from connector.config import AgentConfig
+from connector.config import AgentConfig, ConfigError
 from connector.integrations.base import Services
 from connector.jobs.dispatcher import Dispatcher
+from connector.jobs.guardrails import GuardrailError, load_guardrails
 from connector.jobs.registry import build_registry
 
 
 def build_dispatcher(config: AgentConfig) -> Dispatcher:
-    services = Services(connector_id=config.id)
+    """Raises ConfigError (naming the variable) when the guardrail file is invalid: fail at start-up."""
+    try:
+        guardrails = load_guardrails(config.guardrails_file)
+    except GuardrailError as exc:
+        raise ConfigError(str(exc)) from None
+    services = Services(connector_id=config.id, guardrails=guardrails)
     return Dispatcher(build_registry(), services)

@@ -314,7 +314,7 @@ class SandboxEKSResponse(EKSResponse):
         )
 
     def _error(self, error: EksApiError) -> tuple[int, dict[str, str], str]:
-        # moto's call_action takes the status from the "status" header of a (status, headers, body) answer
+        # moto's call_action takes the HTTP status from the "status" header, not from the tuple.
         headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error.code, "status": str(error.status)}
         return error.status, headers, json.dumps({"message": error.message})
 

@@ -29,6 +29,7 @@ class FaultRule:
     seconds: latency added, or how long a hang holds the call (capped at MAX_HANG_SECONDS).
     rate/burst: token bucket per (account, region, operation) for rate_limit.
     status: HTTP status of an `error` rule.
+    code: error code of an `error` rule (e.g. "ConflictException"; default InternalFailure).
     """
 
     kind: FaultKind
@@ -42,6 +43,7 @@ class FaultRule:
     rate: float = 0.0
     burst: int = 1
     status: int = 500
+    code: str | None = None
     seed: int = 0
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -92,6 +94,7 @@ class Decision:
     delay: float = 0.0
     fault: FaultKind | None = None  # throttle | error | scp_deny | rate_limit: answer with an error
     status: int = 500
+    code: str | None = None
 
 
 class _RuleState:
@@ -149,7 +152,7 @@ class Faults:
         return self.add(kind="throttle", count=count, fraction=fraction, **scope)
 
     def error(self, fraction: float | None = None, count: int | None = None, status: int = 500, **scope: Any) -> str:
-        return self.add(kind="error", fraction=fraction, count=count, status=status, **scope)
+        return self.add(kind="error", fraction=fraction, count=count, status=status, **scope)  # scope may set code
 
     def hang(self, seconds: float, **scope: Any) -> str:
         return self.add(kind="hang", seconds=seconds, **scope)
@@ -216,6 +219,7 @@ class Faults:
                     if hit:
                         decision.fault = kind
                         decision.status = state.rule.status
+                        decision.code = state.rule.code
                         break
                 if decision.fault is not None:
                     break

@@ -64,6 +64,11 @@ class AdminStub:
                 request_serializer=connector_dot_v1_dot_admin__pb2.QueryInventoryRequest.SerializeToString,
                 response_deserializer=connector_dot_v1_dot_admin__pb2.QueryInventoryResponse.FromString,
                 _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/connector.v1.Admin/ListEvents',
+                request_serializer=connector_dot_v1_dot_admin__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=connector_dot_v1_dot_admin__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -106,6 +111,12 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +149,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.QueryInventory,
                     request_deserializer=connector_dot_v1_dot_admin__pb2.QueryInventoryRequest.FromString,
                     response_serializer=connector_dot_v1_dot_admin__pb2.QueryInventoryResponse.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=connector_dot_v1_dot_admin__pb2.ListEventsRequest.FromString,
+                    response_serializer=connector_dot_v1_dot_admin__pb2.ListEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +318,33 @@ class Admin:
             '/connector.v1.Admin/QueryInventory',
             connector_dot_v1_dot_admin__pb2.QueryInventoryRequest.SerializeToString,
             connector_dot_v1_dot_admin__pb2.QueryInventoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/connector.v1.Admin/ListEvents',
+            connector_dot_v1_dot_admin__pb2.ListEventsRequest.SerializeToString,
+            connector_dot_v1_dot_admin__pb2.ListEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,7 @@ class AdminStub:
     ListJobs: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListJobsRequest, _admin_pb2.ListJobsResponse]
     CancelJob: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetJobRequest, _admin_pb2.JobRecord]
     QueryInventory: _grpc.UnaryUnaryMultiCallable[_admin_pb2.QueryInventoryRequest, _admin_pb2.QueryInventoryResponse]
+    ListEvents: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListEventsRequest, _admin_pb2.ListEventsResponse]
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -51,6 +52,7 @@ class AdminAsyncStub(AdminStub):
     ListJobs: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListJobsRequest, _admin_pb2.ListJobsResponse]  # type: ignore[assignment]
     CancelJob: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetJobRequest, _admin_pb2.JobRecord]  # type: ignore[assignment]
     QueryInventory: _aio.UnaryUnaryMultiCallable[_admin_pb2.QueryInventoryRequest, _admin_pb2.QueryInventoryResponse]  # type: ignore[assignment]
+    ListEvents: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListEventsRequest, _admin_pb2.ListEventsResponse]  # type: ignore[assignment]
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -95,5 +97,12 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.QueryInventoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.QueryInventoryResponse, _abc.Awaitable[_admin_pb2.QueryInventoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListEvents(
+        self,
+        request: _admin_pb2.ListEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListEventsResponse, _abc.Awaitable[_admin_pb2.ListEventsResponse]]: ...
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -656,3 +656,94 @@ class UploadInventoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UploadInventoryResponse: _TypeAlias = UploadInventoryResponse  # noqa: Y015
+
+@_typing.final
+class ConnectorEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Unique and stable (derived from what happened), so a resend is recognised."""
+    type: _builtins.str
+    """e.g. "grant.expired_revoked"."""
+    integration_id: _builtins.str
+    grant_id: _builtins.str
+    outcome: Global___Outcome.ValueType
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def error(self) -> Global___JobError: ...
+    @_builtins.property
+    def details(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        type: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        integration_id: _builtins.str = ...,
+        grant_id: _builtins.str = ...,
+        outcome: Global___Outcome.ValueType = ...,
+        error: Global___JobError | None = ...,
+        details: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "error", b"error", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "error", b"error", "grant_id", b"grant_id", "id", b"id", "integration_id", b"integration_id", "outcome", b"outcome", "time", b"time", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectorEvent: _TypeAlias = ConnectorEvent  # noqa: Y015
+
+@_typing.final
+class ReportEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    HOST_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    host_id: _builtins.str
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectorEvent]: ...
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+        host_id: _builtins.str = ...,
+        events: _abc.Iterable[Global___ConnectorEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id", "events", b"events", "host_id", b"host_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportEventsRequest: _TypeAlias = ReportEventsRequest  # noqa: Y015
+
+@_typing.final
+class ReportEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    """Events stored by this call (a resent event already stored is not counted again)."""
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportEventsResponse: _TypeAlias = ReportEventsResponse  # noqa: Y015

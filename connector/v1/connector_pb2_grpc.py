@@ -59,6 +59,11 @@ class ControlPlaneStub:
                 request_serializer=connector_dot_v1_dot_connector__pb2.InventoryChunk.SerializeToString,
                 response_deserializer=connector_dot_v1_dot_connector__pb2.UploadInventoryResponse.FromString,
                 _registered_method=True)
+        self.ReportEvents = channel.unary_unary(
+                '/connector.v1.ControlPlane/ReportEvents',
+                request_serializer=connector_dot_v1_dot_connector__pb2.ReportEventsRequest.SerializeToString,
+                response_deserializer=connector_dot_v1_dot_connector__pb2.ReportEventsResponse.FromString,
+                _registered_method=True)
 
 
 class ControlPlaneServicer:
@@ -102,6 +107,14 @@ class ControlPlaneServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportEvents(self, request, context):
+        """Reports what the connector did on its own, e.g. revoking an expired grant while the control plane was
+        unreachable. Idempotent by event id: the client resends until accepted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +142,11 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.UploadInventory,
                     request_deserializer=connector_dot_v1_dot_connector__pb2.InventoryChunk.FromString,
                     response_serializer=connector_dot_v1_dot_connector__pb2.UploadInventoryResponse.SerializeToString,
+            ),
+            'ReportEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportEvents,
+                    request_deserializer=connector_dot_v1_dot_connector__pb2.ReportEventsRequest.FromString,
+                    response_serializer=connector_dot_v1_dot_connector__pb2.ReportEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +284,33 @@ class ControlPlane:
             '/connector.v1.ControlPlane/UploadInventory',
             connector_dot_v1_dot_connector__pb2.InventoryChunk.SerializeToString,
             connector_dot_v1_dot_connector__pb2.UploadInventoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/connector.v1.ControlPlane/ReportEvents',
+            connector_dot_v1_dot_connector__pb2.ReportEventsRequest.SerializeToString,
+            connector_dot_v1_dot_connector__pb2.ReportEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,10 @@ class ControlPlaneStub:
     batch and can resend it after a failure: a chunk already stored is ignored, a gap is refused).
     The last chunk of the job carries the digest.
     """
+    ReportEvents: _grpc.UnaryUnaryMultiCallable[_connector_pb2.ReportEventsRequest, _connector_pb2.ReportEventsResponse]
+    """Reports what the connector did on its own, e.g. revoking an expired grant while the control plane was
+    unreachable. Idempotent by event id: the client resends until accepted.
+    """
 
 @_typing.type_check_only
 class ControlPlaneAsyncStub(ControlPlaneStub):
@@ -67,6 +71,10 @@ class ControlPlaneAsyncStub(ControlPlaneStub):
     """Streams a batch of a sync job's inventory chunks (a few per stream, so the client buffers only one
     batch and can resend it after a failure: a chunk already stored is ignored, a gap is refused).
     The last chunk of the job carries the digest.
+    """
+    ReportEvents: _aio.UnaryUnaryMultiCallable[_connector_pb2.ReportEventsRequest, _connector_pb2.ReportEventsResponse]  # type: ignore[assignment]
+    """Reports what the connector did on its own, e.g. revoking an expired grant while the control plane was
+    unreachable. Idempotent by event id: the client resends until accepted.
     """
 
 class ControlPlaneServicer(metaclass=_abc_1.ABCMeta):
@@ -113,6 +121,16 @@ class ControlPlaneServicer(metaclass=_abc_1.ABCMeta):
         """Streams a batch of a sync job's inventory chunks (a few per stream, so the client buffers only one
         batch and can resend it after a failure: a chunk already stored is ignored, a gap is refused).
         The last chunk of the job carries the digest.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportEvents(
+        self,
+        request: _connector_pb2.ReportEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_connector_pb2.ReportEventsResponse, _abc.Awaitable[_connector_pb2.ReportEventsResponse]]:
+        """Reports what the connector did on its own, e.g. revoking an expired grant while the control plane was
+        unreachable. Idempotent by event id: the client resends until accepted.
         """
 
 def add_ControlPlaneServicer_to_server(servicer: ControlPlaneServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,152 @@
+"""AWS credentials: the connector identity, the management-account role, member-account roles.
+
+Connector identity = the default boto3 chain (ECS task role, IRSA, EKS Pod Identity, env). From it the
+management role is assumed (ExternalId, session name from the connector id), and from that the member
+role in each account. Credentials are botocore's refreshable assume-role credentials, cached per
+(account/role ARN, external id): assumed once, refreshed before expiry, never re-assumed per call.
+Clients are cached per (credentials, service, region) and are thread-safe; sessions are not, so every
+client creation happens under one lock.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
+# Role chaining (an assumed role assuming another) caps sessions at one hour; AWS refuses longer ones.
+ROLE_CHAINING_MAX_SECONDS = 3600
+MIN_SESSION_SECONDS = 900
+ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):iam::(\d{12}):role/([\w+=,.@/-]{1,512})$")
+_SESSION_NAME_INVALID = re.compile(r"[^\w+=,.@-]")
+
+
+def session_name(connector_id: str, suffix: str = "") -> str:
+    """A RoleSessionName (2-64 of [\\w+=,.@-]) that shows up in CloudTrail as this connector."""
+    name = _SESSION_NAME_INVALID.sub("-", f"connector-{connector_id}{'-' + suffix if suffix else ''}")
+    return name[:64]
+
+
+def clamp_session_duration(hours: float | None) -> tuple[int, str | None]:
+    """Seconds to ask for, and a note when the requested duration had to be clamped."""
+    if hours is None:
+        return ROLE_CHAINING_MAX_SECONDS, None
+    seconds = int(hours * 3600)
+    if seconds > ROLE_CHAINING_MAX_SECONDS:
+        return ROLE_CHAINING_MAX_SECONDS, (
+            f"session duration {hours:g} h clamped to 1 h: role chaining (connector role -> management role) "
+            "caps assumed-role sessions at one hour"
+        )
+    if seconds < MIN_SESSION_SECONDS:
+        return MIN_SESSION_SECONDS, f"session duration {hours:g} h raised to the AWS minimum of 15 minutes"
+    return seconds, None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    max_attempts: int = 10  # botocore standard retries: jittered exponential backoff on throttling / 5xx
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_pool_connections: int = 32
+
+    def botocore_config(self) -> Config:
+        return Config(
+            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_pool_connections=self.max_pool_connections,
+            user_agent_extra="access-connector",
+        )
+
+
+class AwsSessions:
+    """Connector identity plus cached assumed-role credentials and clients. One per process."""
+
+    def __init__(self, connector_id: str, client_settings: ClientSettings | None = None) -> None:
+        self.connector_id = connector_id
+        self.client_settings = client_settings or ClientSettings()
+        self._config = self.client_settings.botocore_config()
+        self._lock = threading.RLock()
+        self._base = botocore.session.Session()
+        self._credentials: dict[tuple[str, str, str], Any] = {}
+        self._sessions: dict[str, boto3.Session] = {"identity": boto3.Session(botocore_session=self._base)}
+        self._clients: dict[tuple[str, str, str], Any] = {}
+
+    def identity(self) -> str:
+        return "identity"
+
+    def assume(
+        self, role_arn: str, *, via: str = "identity", external_id: str | None = None, duration_seconds: int = 3600
+    ) -> str:
+        """Key of a session for `role_arn`, assumed from the session `via`. Cached; refreshed by botocore."""
+        key = (role_arn, external_id or "", via)
+        with self._lock:
+            if key in self._credentials:
+                return self._session_key(key)
+            source = self._sessions[via]
+            extra: dict[str, Any] = {
+                "RoleSessionName": session_name(self.connector_id),
+                "DurationSeconds": duration_seconds,
+            }
+            if external_id:
+                extra["ExternalId"] = external_id
+            fetcher = AssumeRoleCredentialFetcher(
+                client_creator=self._sts_client_creator(source),
+                source_credentials=source.get_credentials(),
+                role_arn=role_arn,
+                extra_args=extra,
+                expiry_window_seconds=300,
+            )
+            creds = DeferredRefreshableCredentials(method="assume-role", refresh_using=fetcher.fetch_credentials)
+            bc = botocore.session.Session()
+            bc._credentials = creds
+            region = self._base.get_config_variable("region")
+            if region:
+                bc.set_config_variable("region", region)
+            self._credentials[key] = creds
+            skey = self._session_key(key)
+            self._sessions[skey] = boto3.Session(botocore_session=bc)
+            return skey
+
+    def _sts_client_creator(self, source: boto3.Session) -> Any:
+        config = self._config
+
+        def create(service_name: str, **kwargs: Any) -> Any:
+            with self._lock:
+                kwargs.setdefault("config", config)
+                return source.client(service_name, **kwargs)
+
+        return create
+
+    @staticmethod
+    def _session_key(key: tuple[str, str, str]) -> str:
+        return "|".join(key)
+
+    def credentials_of(self, session_key: str) -> Any:
+        """Resolve credentials now (forces the AssumeRole), so failures surface where they belong."""
+        with self._lock:
+            session = self._sessions[session_key]
+        creds = session.get_credentials()
+        return creds.get_frozen_credentials() if creds is not None else None
+
+    def forget(self, session_key: str) -> None:
+        """Drop a session whose AssumeRole failed, so a later job (after the fix) assumes afresh."""
+        with self._lock:
+            self._sessions.pop(session_key, None)
+            self._credentials = {k: v for k, v in self._credentials.items() if self._session_key(k) != session_key}
+            self._clients = {k: v for k, v in self._clients.items() if k[0] != session_key}
+
+    def client(self, session_key: str, service: str, region: str | None = None) -> Any:
+        ckey = (session_key, service, region or "")
+        with self._lock:
+            client = self._clients.get(ckey)
+            if client is None:
+                client = self._sessions[session_key].client(service, region_name=region, config=self._config)
+                self._clients[ckey] = client
+            return client

@@ -1,0 +1,105 @@
+"""service Admin: the operator API (enqueue, get, wait, list, cancel, query inventory).
+
+Authenticated with the admin token (see auth.py); never exposed to connectors.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from connector.controlplane.engine import Engine
+from connector.controlplane.service import Context, refuse, seconds
+from connector.controlplane.store import Refused, to_timestamp
+from connector.logging import get_logger
+from connector.v1 import admin_pb2, admin_pb2_grpc, connector_pb2
+
+log = get_logger("connector.controlplane")
+
+MAX_JOB_TIMEOUT = 7 * 86400.0
+DEFAULT_WAIT = 30.0
+MAX_WAIT = 300.0
+DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 1000
+DEFAULT_INVENTORY_LIMIT = 100
+MAX_INVENTORY_LIMIT = 5000
+
+
+def _problem(request: admin_pb2.EnqueueJobRequest) -> str | None:
+    """What is wrong with an enqueue request, naming the field; None when it is fine."""
+    if not request.connector_id:
+        return "connector_id is required"
+    if not request.integration.id or not request.integration.type:
+        return "integration.id and integration.type are required"
+    kind = request.WhichOneof("kind")
+    if kind is None:
+        return "one of sync, grant or revoke is required"
+    if kind in ("grant", "revoke"):
+        body: Any = getattr(request, kind)
+        if not body.grant_id or not body.principal:
+            return f"{kind}.grant_id and {kind}.principal are required"
+    if request.HasField("timeout") and not 0 < seconds(request.timeout) <= MAX_JOB_TIMEOUT:
+        return f"timeout must be between 0 and {MAX_JOB_TIMEOUT:g} seconds"
+    return None
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def EnqueueJob(self, request: admin_pb2.EnqueueJobRequest, context: Context) -> admin_pb2.JobRecord:
+        problem = _problem(request)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"EnqueueJobRequest: {problem}")
+        now = time.time()
+        timeout = seconds(request.timeout) if request.HasField("timeout") else self._engine.settings.default_job_timeout
+        job = connector_pb2.Job(
+            id=str(uuid.uuid4()),
+            attempt=0,  # set on each delivery; the store keeps the current attempt
+            integration=request.integration,
+            created=to_timestamp(now),
+            deadline=to_timestamp(now + timeout),
+        )
+        kind = request.WhichOneof("kind")
+        assert kind is not None
+        getattr(job, kind).CopyFrom(getattr(request, kind))
+        return await self._engine.enqueue(request.connector_id, job, request.idempotency_key, now, now + timeout)
+
+    async def GetJob(self, request: admin_pb2.GetJobRequest, context: Context) -> admin_pb2.JobRecord:
+        record = await self._engine.get(request.job_id)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown job {request.job_id!r}")
+        return record
+
+    async def WaitJob(self, request: admin_pb2.WaitJobRequest, context: Context) -> admin_pb2.JobRecord:
+        timeout = seconds(request.timeout) if request.HasField("timeout") else DEFAULT_WAIT
+        record = await self._engine.wait(request.job_id, min(max(timeout, 0.0), MAX_WAIT))
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown job {request.job_id!r}")
+        return record
+
+    async def ListJobs(self, request: admin_pb2.ListJobsRequest, context: Context) -> admin_pb2.ListJobsResponse:
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        jobs = await self._engine.call(self._engine.jobs.list_jobs, request.connector_id, request.state, limit)
+        return admin_pb2.ListJobsResponse(jobs=jobs)
+
+    async def CancelJob(self, request: admin_pb2.GetJobRequest, context: Context) -> admin_pb2.JobRecord:
+        try:
+            return await self._engine.cancel(request.job_id)
+        except Refused as refused:
+            await refuse(context, refused)
+
+    async def QueryInventory(
+        self, request: admin_pb2.QueryInventoryRequest, context: aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.QueryInventoryResponse:
+        limit = min(request.limit or DEFAULT_INVENTORY_LIMIT, MAX_INVENTORY_LIMIT)
+        return await self._engine.call(self._engine.inventory.query, request, limit)
+
+    async def ListEvents(self, request: admin_pb2.ListEventsRequest, context: Context) -> admin_pb2.ListEventsResponse:
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        events = await self._engine.call(self._engine.events.list_events, request, limit)
+        return admin_pb2.ListEventsResponse(events=events)

@@ -1,0 +1,315 @@
+"""`connector demo`: the embedded AWS sandbox, the reference control plane and the agent in one process.
+
+It dispatches an organisation sync, then a namespace-scoped EKS grant and its revoke, prints an inventory
+summary and each job's outcome as tables, and checks through boto3 that the access entry existed after the
+grant and is gone after the revoke. Exit code 0 only if every step did what it should.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from google.protobuf import json_format
+
+from connector.agent.runtime import AgentRuntime
+from connector.config import load_config
+from connector.controlplane.client import AdminClient
+from connector.controlplane.server import ControlPlaneThread
+from connector.controlplane.settings import ServerSettings
+from connector.jobs.runtime import build_dispatcher
+from connector.logging import configure_logging
+from connector.v1 import admin_pb2
+
+INTEGRATION_ID = "demo-org"
+GRANT_ID = "demo-grant-0001"
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class Demo:
+    def __init__(self, accounts: int) -> None:
+        self.accounts = accounts
+        self.jobs: list[tuple[str, admin_pb2.JobRecord, float]] = []
+        self.checks: list[tuple[str, bool, str]] = []
+
+    def say(self, text: str = "") -> None:
+        print(text, flush=True)
+
+    def check(self, name: str, ok: bool, detail: str = "") -> None:
+        self.checks.append((name, ok, detail))
+        self.say(f"  [{'ok' if ok else 'FAILED'}] {name}{': ' + detail if detail else ''}")
+
+    def run_job(
+        self, admin: AdminClient, label: str, record: admin_pb2.JobRecord, timeout: float = 120
+    ) -> admin_pb2.JobRecord:
+        started = time.monotonic()
+        done = admin.wait(record.job.id, timeout=timeout)
+        self.jobs.append((label, done, time.monotonic() - started))
+        state = admin_pb2.JobState.Name(done.state).removeprefix("JOB_STATE_").lower()
+        error = f" — {done.error.code}: {done.error.message}" if done.error.code else ""
+        self.say(f"  {label}: {state} (attempt {done.job.attempt}, {time.monotonic() - started:.2f} s){error}")
+        return done
+
+
+@contextmanager
+def agent_thread(env: dict[str, str]) -> Iterator[AgentRuntime]:
+    config = load_config(env)
+    runtime = AgentRuntime(config, build_dispatcher(config))
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(code=asyncio.run(runtime.run())), name="agent", daemon=True)
+    thread.start()
+    try:
+        yield runtime
+    finally:
+        runtime.request_stop_threadsafe("demo finished")
+        thread.join(timeout=runtime.max_shutdown_seconds())
+
+
+def member_eks(sandbox: Any, account_id: str, region: str) -> Any:
+    """An EKS client in a member account, reached the way the connector does: connector role ->
+    management role (ExternalId) -> member role. Used only to check what the grant did."""
+    info = sandbox.seed_info
+    env = sandbox.env(region)
+    base = boto3.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
+        region_name=region,
+    )
+    session = base
+    for arn, external in ((info.management_role_arn, info.external_id), (info.member_role_arn(account_id), None)):
+        kwargs: dict[str, Any] = {"RoleArn": arn, "RoleSessionName": "demo-check"}
+        if external:
+            kwargs["ExternalId"] = external
+        creds = session.client("sts", endpoint_url=sandbox.endpoint).assume_role(**kwargs)["Credentials"]
+        session = boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=region,
+        )
+    return session.client("eks", endpoint_url=sandbox.endpoint)
+
+
+def run(accounts: int) -> int:
+    try:
+        from connector.sandbox import Sandbox, SeedSpec
+    except ImportError as exc:  # the sandbox extra is what makes the demo self-contained
+        print(f"the demo needs the 'demo' extra: pip install 'access-connector[demo]' ({exc})", file=sys.stderr)
+        return 2
+    demo = Demo(accounts)
+    t0 = time.monotonic()
+    demo.say("== starting the AWS sandbox, the control plane and the agent")
+    with Sandbox.start(seed=SeedSpec(accounts=accounts)) as sandbox:
+        info = sandbox.seed_info
+        os.environ.update(sandbox.env())  # the agent's AWS identity: the sandbox's connector role
+        token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        cp_settings = ServerSettings(
+            bind="127.0.0.1:0",
+            db_path=":memory:",
+            connector_tokens={info.connector_id: token},
+            admin_token=admin_token,
+            lease_seconds=30.0,
+            heartbeat_interval=2.0,
+            poll_wait=10.0,
+        )
+        with ControlPlaneThread(cp_settings) as cp:
+            agent_env = {
+                "CONNECTOR_ID": info.connector_id,
+                "CONTROL_PLANE_URL": cp.url,
+                "CONNECTOR_TOKEN": token,
+                "CONNECTOR_ALLOW_INSECURE_LOOPBACK": "true",
+                "CONNECTOR_HEALTH_ADDR": "127.0.0.1:0",
+                "CONNECTOR_CONCURRENCY": "4",
+                "CONNECTOR_DRAIN_GRACE_SECONDS": "10",
+            }
+            with agent_thread(agent_env), cp.admin() as admin:
+                demo.say(
+                    f"  sandbox {sandbox.endpoint}: organisation {info.organization_id}, {len(info.accounts)} accounts, "
+                    f"{len(info.clusters)} EKS clusters; control plane {cp.address}; connector {info.connector_id}"
+                )
+                settings = {
+                    "integration_name": "demo-organization",
+                    "management_account_role_arn": info.management_role_arn,
+                    "member_role_name": info.member_role_name,
+                    "regions": sorted({c.region for c in info.clusters}),
+                    "sso_region": info.identity_center.region if info.identity_center else "us-east-1",
+                    "excluded_account_ids": [info.management_account_id],
+                }
+                sync_ok = _sync(demo, admin, info, settings)
+                grant_ok = _grant_and_revoke(demo, admin, sandbox, info, settings)
+    demo.say("\n== jobs")
+    demo.say(
+        table(
+            [
+                (
+                    label,
+                    rec.job.id[:12],
+                    admin_pb2.JobState.Name(rec.state).removeprefix("JOB_STATE_"),
+                    rec.job.attempt,
+                    f"{seconds:.2f}s",
+                    rec.error.code or "-",
+                )
+                for label, rec, seconds in demo.jobs
+            ],
+            ["job", "id", "state", "attempt", "took", "error"],
+        )
+    )
+    failed = [name for name, ok, _ in demo.checks if not ok]
+    demo.say(
+        f"\n== {'all checks passed' if not failed else 'FAILED: ' + ', '.join(failed)} in {time.monotonic() - t0:.1f} s"
+    )
+    return 0 if sync_ok and grant_ok and not failed else 1
+
+
+def _sync(demo: Demo, admin: AdminClient, info: Any, settings: dict[str, Any]) -> bool:
+    demo.say("\n== sync: organisation, accounts, EKS clusters and their access, Identity Center, IAM roles")
+    record = demo.run_job(
+        admin, "sync", admin.enqueue_sync(info.connector_id, INTEGRATION_ID, "aws_organization", settings)
+    )
+    ok = record.state == admin_pb2.JOB_STATE_SUCCEEDED
+    demo.check("sync succeeded", ok, record.error.message)
+    if not ok:
+        return False
+    result = json_format.MessageToDict(record.result)
+    counts = result.get("items", {})
+    demo.say(table(sorted(counts.items()), ["inventory type", "items"]))
+    accounts = admin.inventory(integration_id=INTEGRATION_ID, type="aws.account").items
+    by_path: dict[str, list[str]] = {}
+    for item in accounts:
+        attrs = json_format.MessageToDict(item.attributes)
+        by_path.setdefault(attrs.get("path", "?"), []).append(f"{item.name} ({attrs.get('state', '?')})")
+    demo.say("")
+    demo.say(
+        table(sorted((p, len(v), ", ".join(sorted(v))[:70]) for p, v in by_path.items()), ["OU", "accounts", "names"])
+    )
+    clusters = admin.inventory(integration_id=INTEGRATION_ID, type="eks.cluster").items
+    demo.say("")
+    demo.say(
+        table(
+            sorted(
+                (c.account_id, c.region, c.name, json_format.MessageToDict(c.attributes).get("authentication_mode", ""))
+                for c in clusters
+            ),
+            ["account", "region", "cluster", "authentication mode"],
+        )
+    )
+    errors = admin.inventory(integration_id=INTEGRATION_ID, type="error").items
+    if errors:
+        demo.say("\n  recorded per-scope errors (the rest of the sync finished):")
+        for e in errors[:5]:
+            demo.say(f"  - {e.id}: {json_format.MessageToDict(e.attributes).get('hint', '')}")
+    demo.check(
+        "inventory holds every active member account",
+        len(accounts) == sum(1 for a in info.accounts[1:]),
+        f"{len(accounts)} accounts",
+    )
+    demo.check(
+        "inventory holds every EKS cluster",
+        len(clusters) == len([c for c in info.clusters if c.account != info.management_account_id]),
+        f"{len(clusters)} clusters",
+    )
+    return True
+
+
+def _grant_and_revoke(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, settings: dict[str, Any]) -> bool:
+    cluster = next(
+        c
+        for c in info.clusters
+        if c.mode in ("API", "API_AND_CONFIG_MAP") and c.account != info.account_without_member_role
+    )
+    role = f"arn:aws:iam::{cluster.account}:role/demo-developers"
+    target = {
+        "resource_type": "eks_cluster",
+        "account_id": cluster.account,
+        "region": cluster.region,
+        "cluster": cluster.name,
+        "access_policies": ["AmazonEKSViewPolicy"],
+        "scope": "namespace",
+        "namespaces": ["team-a", "team-b"],
+    }
+    eks = member_eks(sandbox, cluster.account, cluster.region)
+    demo.say(
+        f"\n== grant: AmazonEKSViewPolicy in namespaces team-a, team-b of {cluster.name} ({cluster.account}/{cluster.region}) to {role}"
+    )
+    record = demo.run_job(
+        admin,
+        "grant",
+        admin.enqueue_grant(
+            info.connector_id,
+            INTEGRATION_ID,
+            "aws_organization",
+            grant_id=GRANT_ID,
+            principal=role,
+            target=target,
+            settings=settings,
+            expires_in=3600,
+        ),
+    )
+    demo.check("grant succeeded", record.state == admin_pb2.JOB_STATE_SUCCEEDED, record.error.message)
+    try:
+        policies = eks.list_associated_access_policies(clusterName=cluster.name, principalArn=role)[
+            "associatedAccessPolicies"
+        ]
+        scopes = [(p["policyArn"].rsplit("/", 1)[-1], p["accessScope"]) for p in policies]
+        demo.check(
+            "access entry exists with the namespace-scoped policy (checked through boto3)",
+            bool(scopes) and scopes[0][1].get("namespaces") == ["team-a", "team-b"],
+            str(scopes),
+        )
+    except ClientError as exc:
+        demo.check("access entry exists after the grant (checked through boto3)", False, str(exc))
+    demo.say("\n== revoke")
+    record = demo.run_job(
+        admin,
+        "revoke",
+        admin.enqueue_revoke(
+            info.connector_id,
+            INTEGRATION_ID,
+            "aws_organization",
+            grant_id=GRANT_ID,
+            principal=role,
+            target=target,
+            settings=settings,
+        ),
+    )
+    demo.check("revoke succeeded", record.state == admin_pb2.JOB_STATE_SUCCEEDED, record.error.message)
+    try:
+        eks.describe_access_entry(clusterName=cluster.name, principalArn=role)
+        demo.check("access entry is gone after the revoke (checked through boto3)", False, "it still exists")
+    except ClientError as exc:
+        demo.check(
+            "access entry is gone after the revoke (checked through boto3)",
+            exc.response["Error"]["Code"] == "ResourceNotFoundException",
+        )
+    return True
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    parser = argparse.ArgumentParser(
+        prog="connector demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--accounts", type=int, default=12, help="member accounts in the sandbox organisation (default 12)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show the agent's and control plane's logs")
+    opts = parser.parse_args(list(argv))
+    configure_logging("info" if opts.verbose else "error", "console")
+    return run(opts.accounts)

@@ -1,0 +1,487 @@
+"""The AWS Organization integration: sync the organisation and what lives in its accounts, and run
+just-in-time grants in member accounts.
+
+Credentials: connector identity -> management-account role (ExternalId, session duration clamped to the
+one-hour role-chaining cap) -> member-account role per account. Sync walks the org tree from the management
+account, then works through (account, region) pairs with bounded parallelism; a failure in one pair becomes
+an "error" inventory item with a hint at the fix, and only a failure of the management role fails the job.
+Grants route by target.resource_type to one module per target kind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from connector.aws.errors import classify_aws_error, error_code
+from connector.aws.sessions import AwsSessions, clamp_session_duration
+from connector.errors import ConnectorError, ErrorCode, InvalidJob
+from connector.integrations import eks_access, iam_access, identity_center_access, identity_center_inventory
+from connector.integrations.base import (
+    GrantRequest,
+    Integration,
+    InventoryItem,
+    JobContext,
+    RevokeRequest,
+    Services,
+    SyncRequest,
+)
+from connector.integrations.eks_inventory import cluster_items
+from connector.integrations.iam_inventory import role_items
+from connector.integrations.org_settings import RESOURCE_TYPES, OrgSettings, parse_settings
+from connector.integrations.org_tree import Account, OrgUnit, OrgWalk
+from connector.logging import get_logger
+
+log = get_logger("connector.integrations.aws_organization")
+# A member role that failed to assume is not asked again for this long: one sync touches an account in
+# several regions and stages, and each would otherwise repeat the same failing AssumeRole.
+MEMBER_FAILURE_TTL = 60.0
+
+
+@dataclass(frozen=True)
+class ScopeTask:
+    """One unit of sync work: a stage in one account and region ("global" for IAM)."""
+
+    account_id: str
+    region: str
+    stage: str
+    work: Callable[[str, str], Iterator[InventoryItem]]
+
+
+def scope_error_hint(
+    exc: BaseException, account_id: str, region: str, member_role: str, management_account: str = ""
+) -> tuple[str, str]:
+    """(code, hint) for a failure in one (account, region): the usual causes from the product docs."""
+    code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, ClientError) and exc.operation_name == "AssumeRole" and account_id == management_account:
+        return code, (
+            f"the connector could not assume {member_role} in the management account {account_id}: StackSets do not "
+            "deploy to the management account, so deploy cloudformation/member-account-role.yaml there as a plain "
+            "stack, or add the account to excluded_account_ids"
+        )
+    if isinstance(exc, ClientError) and exc.operation_name == "AssumeRole":
+        return code, (
+            f"the connector could not assume {member_role} in account {account_id}: deploy the member-account role "
+            "(cloudformation/member-account-role.yaml, e.g. as a StackSet) with that name, trusting the management role"
+        )
+    if "service control policy" in text:
+        return code, (
+            f"a service control policy denies this call in {region} for account {account_id}: allow it for the "
+            "connector's member role, or remove the region from the integration's regions"
+        )
+    if code in ("UnrecognizedClientException", "InvalidClientTokenId", "AuthFailure"):
+        return (
+            code,
+            f"region {region} is probably not enabled in account {account_id}: enable it or drop it from regions",
+        )
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+        return code, f"the member role in {account_id} lacks a permission this sync needs: compare it with the template"
+    return code, "transient or unexpected failure; the next sync retries it"
+
+
+class AwsOrganizationIntegration(Integration):
+    type_id = "aws_organization"
+
+    def __init__(self, integration_id: str, settings: Mapping[str, Any], services: Services) -> None:
+        super().__init__(integration_id, settings, services)
+        self.config: OrgSettings = parse_settings(settings)
+        if services.aws is None:
+            services.aws = AwsSessions(services.connector_id)
+        self.aws: AwsSessions = services.aws
+        self.duration_seconds, self.duration_note = clamp_session_duration(self.config.session_duration_hours)
+        self._member_lock = threading.Lock()
+        self._member_failures: dict[str, tuple[float, ClientError]] = {}
+        self._management_account_id = ""
+
+    # -- credentials -------------------------------------------------------------------------------------
+    def management(self) -> str:
+        role = self.config.management_account_role_arn
+        if role is None:
+            return self.aws.identity()  # the connector runs in the management account itself
+        return self.aws.assume(
+            role,
+            external_id=self.config.external_id or self.services.connector_id,
+            duration_seconds=self.duration_seconds,
+        )
+
+    def _management_checked(self) -> str:
+        try:
+            key = self.management()
+            self.aws.credentials_of(key)
+            return key
+        except (ClientError, BotoCoreError) as exc:
+            mapped = classify_aws_error(exc) or ConnectorError(ErrorCode.UNAVAILABLE, str(exc))
+            raise ConnectorError(
+                mapped.code,
+                f"cannot assume the management account role {self.config.management_account_role_arn}: {mapped.message} "
+                "Check that its trust policy admits the connector role with sts:ExternalId equal to the connector id "
+                "(cloudformation/management-account-role.yaml).",
+                retryable=mapped.retryable,
+            ) from None
+
+    # -- sync --------------------------------------------------------------------------------------------
+    def sync(self, request: SyncRequest, ctx: JobContext) -> dict[str, Any]:
+        types = set(request.resource_types or self.config.resource_types)
+        unknown = types - set(RESOURCE_TYPES)
+        if unknown:
+            raise InvalidJob(f"sync.resource_types {sorted(unknown)} unknown; choose from {list(RESOURCE_TYPES)}")
+        mgmt = self._management_checked()
+        org = self.aws.client(mgmt, "organizations", self.config.region)
+        counts: dict[str, int] = {}
+        counts_lock = threading.Lock()
+
+        def emit(item: InventoryItem) -> None:
+            with counts_lock:
+                counts[item.type] = counts.get(item.type, 0) + 1
+            ctx.emit(item)
+
+        try:
+            accounts = self._sync_org(org, request, ctx, emit, with_items="organization" in types)
+        except ClientError as exc:
+            if error_code(exc) == "AWSOrganizationsNotInUseException":
+                raise ConnectorError(
+                    ErrorCode.PRECONDITION_FAILED,
+                    "the management role's account is not in an AWS Organization; check the role ARN",
+                    retryable=False,
+                ) from None
+            raise
+        active = [a.id for a in accounts if a.active]
+        tasks: list[ScopeTask] = []
+        if "eks_cluster" in types:
+            tasks += [ScopeTask(a, r, "eks", self._eks_task) for a in active for r in self._regions()]
+        if "iam_role" in types:
+            tasks += [ScopeTask(a, "global", "iam", self._iam_task) for a in active]
+        if "identity_center" in types:
+            tasks += self._identity_center_tasks(mgmt, active, emit)
+        errors = self._fan_out(tasks, ctx, emit)
+        result: dict[str, Any] = {
+            "accounts_total": len(accounts),
+            "accounts_active": len(active),
+            "accounts_skipped": [{"id": a.id, "state": a.state} for a in accounts if not a.active][:100],
+            "scopes": len(tasks),
+            "scope_errors": errors,
+            "items": dict(sorted(counts.items())),
+        }
+        if self.duration_note:
+            result["notes"] = [self.duration_note]
+        return result
+
+    def _regions(self) -> tuple[str, ...]:
+        regions = self.config.regions
+        if regions == "enabled":
+            raise InvalidJob("regions 'enabled' is not supported by this connector version yet: list the regions")
+        return regions or (self.config.region,)
+
+    def _sync_org(
+        self, org: Any, request: SyncRequest, ctx: JobContext, emit: Callable[[InventoryItem], None], with_items: bool
+    ) -> list[Account]:
+        described = org.describe_organization()["Organization"]
+        self._management_account_id = str(described.get("MasterAccountId", ""))
+        walk = OrgWalk(
+            org,
+            excluded_ous=frozenset(self.config.excluded_ou_ids),
+            excluded_accounts=frozenset(self.config.excluded_account_ids),
+            check=ctx.check_cancelled,
+        )
+        wanted = set(request.account_ids)
+        if with_items and not wanted:
+            emit(
+                InventoryItem(
+                    type="aws.organization",
+                    id=described["Arn"],
+                    name=described["Id"],
+                    account_id=described.get("MasterAccountId", ""),
+                    attributes={
+                        "management_account_id": described.get("MasterAccountId", ""),
+                        "feature_set": described.get("FeatureSet", ""),
+                    },
+                )
+            )
+        accounts: list[Account] = []
+        scope = self.config.organizational_unit_id
+        starts = (
+            [(scope, walk.path_of(scope))]
+            if scope and not scope.startswith("r-")
+            else [(root["Id"], "Root") for root in walk.roots()]
+        )
+        for start_id, start_path in starts:
+            for node in walk.walk(start_id, start_path):
+                if isinstance(node, OrgUnit):
+                    if with_items and not wanted:
+                        emit(
+                            InventoryItem(
+                                type="aws.ou",
+                                id=node.id,
+                                name=node.name,
+                                parent_id=node.parent_id,
+                                attributes={"path": node.path, "arn": node.arn, "tags": node.tags},
+                            )
+                        )
+                    continue
+                if wanted and node.id not in wanted:
+                    continue
+                accounts.append(node)
+                if with_items:
+                    emit(
+                        InventoryItem(
+                            type="aws.account",
+                            id=node.id,
+                            name=node.name,
+                            account_id=node.id,
+                            parent_id=node.parent_id,
+                            attributes={
+                                "email": node.email,
+                                "state": node.state,
+                                "path": node.path,
+                                "arn": node.arn,
+                                "joined": node.joined,
+                                "tags": node.tags,
+                            },
+                        )
+                    )
+        return accounts
+
+    def _eks_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
+        eks = self.aws.client(self.member(account_id), "eks", region)
+        yield from cluster_items(eks, account_id, region, lambda: None)
+
+    def _iam_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
+        yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
+
+    def _identity_center_tasks(
+        self, mgmt: str, accounts: list[str], emit: Callable[[InventoryItem], None]
+    ) -> list[ScopeTask]:
+        region = self.config.sso_region or self.config.region
+        sso = self.aws.client(mgmt, "sso-admin", region)
+        try:
+            ic = identity_center_inventory.discover(sso)
+            if ic is None:
+                return []
+            for item in identity_center_inventory.directory_items(
+                sso, self.aws.client(mgmt, "identitystore", region), ic
+            ):
+                emit(item)
+        except (ClientError, BotoCoreError) as exc:
+            self._record_error(emit, exc, "management", region, "identity_center")
+            return []
+
+        def assignments(account_id: str, _: str) -> Iterator[InventoryItem]:
+            return identity_center_inventory.assignment_items(sso, ic, account_id)
+
+        return [ScopeTask(a, region, "identity_center", assignments) for a in accounts]
+
+    def _fan_out(self, tasks: list[ScopeTask], ctx: JobContext, emit: Callable[[InventoryItem], None]) -> int:
+        """Run every scope task with bounded parallelism; record failures per scope and keep going."""
+        if not tasks:
+            return 0
+        lock = threading.Lock()
+        remaining: dict[str, int] = {}
+        for task in tasks:
+            remaining[task.account_id] = remaining.get(task.account_id, 0) + 1
+        accounts_total = len(remaining)
+        state = {"errors": 0, "accounts_done": 0}
+
+        def run(task: ScopeTask) -> None:
+            try:
+                for item in task.work(task.account_id, task.region):
+                    ctx.check_cancelled()
+                    emit(item)
+            except (ClientError, BotoCoreError) as exc:
+                self._record_error(emit, exc, task.account_id, task.region, task.stage)
+                with lock:
+                    state["errors"] += 1
+            finally:
+                with lock:
+                    remaining[task.account_id] -= 1
+                    if remaining[task.account_id] == 0:
+                        state["accounts_done"] += 1
+                        ctx.progress(state["accounts_done"], accounts_total)
+
+        with ThreadPoolExecutor(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool:
+            pending: set[Future[None]] = set()
+            try:
+                for task in tasks:
+                    pending.add(pool.submit(run, task))
+                    if len(pending) >= self.config.max_parallelism * 2:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in finished:
+                            f.result()
+                for f in pending:
+                    f.result()
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+        return state["errors"]
+
+    def member(self, account_id: str) -> str:
+        """Session key for the member role in `account_id`; a failed AssumeRole is remembered, not retried."""
+        with self._member_lock:
+            failure = self._member_failures.get(account_id)
+        if failure is not None and time.monotonic() - failure[0] < MEMBER_FAILURE_TTL:
+            raise failure[1]
+        partition = (self.config.management_account_role_arn or "arn:aws:").split(":")[1]
+        arn = f"arn:{partition}:iam::{account_id}:role/{self.config.member_role_name}"
+        key = self.aws.assume(arn, via=self.management(), duration_seconds=min(self.duration_seconds, 3600))
+        try:
+            self.aws.credentials_of(key)  # surface AssumeRole failures here, attributed to this account
+        except ClientError as exc:
+            with self._member_lock:
+                self._member_failures[account_id] = (time.monotonic(), exc)
+            self.aws.forget(key)
+            raise
+        return key
+
+    def _record_error(
+        self, emit: Callable[[InventoryItem], None], exc: BaseException, account_id: str, region: str, stage: str
+    ) -> None:
+        code, hint = scope_error_hint(
+            exc, account_id, region, self.config.member_role_name, self._management_account_id
+        )
+        log.warning("sync_scope_failed", account_id=account_id, region=region, stage=stage, error_code=code)
+        emit(
+            InventoryItem(
+                type="error",
+                id=f"{account_id}/{region}/{stage}",
+                account_id=account_id,
+                region=region,
+                attributes={"stage": stage, "code": code, "message": str(exc)[:500], "hint": hint},
+            )
+        )
+
+    def account_ous(self, account_id: str) -> list[str]:
+        org = self.aws.client(self.management(), "organizations", self.config.region)
+        ous: list[str] = []
+        child = account_id
+        for _ in range(10):  # Organizations nests OUs at most five deep
+            parents = org.list_parents(ChildId=child).get("Parents", [])
+            if not parents or parents[0]["Type"] == "ROOT":
+                break
+            child = parents[0]["Id"]
+            ous.append(child)
+        return ous
+
+    # -- grant / revoke ----------------------------------------------------------------------------------
+    # Routing by target.resource_type to one module per target kind. Every place a grant touches is noted in
+    # `jit_places` (before the first call, so a grant that fails half-way is still known) for the expiry
+    # sweeper, which scans those places on every sweep and everything on its periodic full scan.
+    JIT_RESOURCE_TYPES = ("eks_cluster", "identity_center_assignment", "iam_resource_access")
+
+    def _eks_client(self, target: eks_access.EksTarget) -> Any:
+        return self.aws.client(self.member(target.account_id), "eks", target.region)
+
+    def sso_region(self) -> str:
+        return self.config.sso_region or self.config.region
+
+    def _sso_client(self) -> Any:
+        return self.aws.client(self.management(), "sso-admin", self.sso_region())
+
+    def _resource_type(self, target: Mapping[str, Any]) -> str:
+        kind = target.get("resource_type")
+        if kind not in self.JIT_RESOURCE_TYPES:
+            raise InvalidJob(
+                f"target.resource_type {str(kind)[:64]!r} is not supported; "
+                f"supported: {', '.join(self.JIT_RESOURCE_TYPES)}"
+            )
+        return str(kind)
+
+    _places_lock = threading.Lock()
+
+    def _note_place(self, *place: str) -> None:
+        # Kept in the process-wide Services, so an expiry sweeper built on the same Services sees them too.
+        with self._places_lock:
+            places: dict[str, set[tuple[str, ...]]] = self.services.extra.setdefault("jit_places", {})
+            places.setdefault(self.integration_id, set()).add(place)
+
+    def jit_places(self) -> set[tuple[str, ...]]:
+        """Places this process granted in: ("eks", account, region, cluster) and ("iam", account, role)."""
+        with self._places_lock:
+            return set(self.services.extra.get("jit_places", {}).get(self.integration_id, ()))
+
+    def _ps_cache(self) -> dict[str, str]:
+        cache: dict[str, str] = self.__dict__.setdefault("_permission_set_names", {})
+        return cache
+
+    def grant(self, request: GrantRequest, ctx: JobContext) -> dict[str, Any]:
+        kind = self._resource_type(request.target)
+        if kind == "identity_center_assignment":
+            ic = identity_center_access.parse_target(request.target)
+            identity_center_access.validate_principal(request.principal)
+            return identity_center_access.grant(
+                self._sso_client(),
+                grant_id=request.grant_id,
+                principal=request.principal,
+                target=ic,
+                expires_at=request.expires_at,
+                dry_run=request.dry_run,
+                remaining=ctx.remaining,
+                check=ctx.check_cancelled,
+                cache=self._ps_cache(),
+            )
+        if kind == "iam_resource_access":
+            iam_target = iam_access.parse_target(request.target)
+            iam_access.check_resource_count(iam_target)  # before any AWS call, even AssumeRole
+            role = iam_target.role_name
+            member = self.member(iam_target.account_id)
+            self._note_place("iam", iam_target.account_id, role)
+            return iam_access.grant(
+                self.aws.client(member, "iam"),
+                self.aws.client(member, "s3", self.config.region),
+                lambda region: self.aws.client(member, "kms", region),
+                grant_id=request.grant_id,
+                target=iam_target,
+                expires_at=request.expires_at,
+                dry_run=request.dry_run,
+            )
+        target = eks_access.parse_target(request.target)
+        eks_access.validate_principal(request.principal)
+        self._note_place("eks", target.account_id, target.region, target.cluster)
+        return eks_access.grant(
+            self._eks_client(target),
+            grant_id=request.grant_id,
+            principal=request.principal,
+            target=target,
+            expires_at=request.expires_at,
+            dry_run=request.dry_run,
+        )
+
+    def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
+        kind = self._resource_type(request.target)
+        if kind == "identity_center_assignment":
+            ic = identity_center_access.parse_target(request.target)
+            identity_center_access.validate_principal(request.principal)
+            return identity_center_access.revoke(
+                self._sso_client(),
+                grant_id=request.grant_id,
+                principal=request.principal,
+                target=ic,
+                dry_run=request.dry_run,
+                remaining=ctx.remaining,
+                check=ctx.check_cancelled,
+                cache=self._ps_cache(),
+            )
+        if kind == "iam_resource_access":
+            iam_target = iam_access.parse_target(request.target)
+            iam_target.role_name  # noqa: B018 - validates a role ARN against account_id before any call
+            return iam_access.revoke(
+                self.aws.client(self.member(iam_target.account_id), "iam"),
+                grant_id=request.grant_id,
+                target=iam_target,
+                dry_run=request.dry_run,
+            )
+        target = eks_access.parse_target(request.target)
+        eks_access.validate_principal(request.principal)
+        return eks_access.revoke(
+            self._eks_client(target),
+            grant_id=request.grant_id,
+            principal=request.principal,
+            target=target,
+            dry_run=request.dry_run,
+        )

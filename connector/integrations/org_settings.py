@@ -1,0 +1,137 @@
+"""Settings of the AWS Organization integration (names follow the product docs, seeds 000 and 002).
+
+They arrive with every job from the control plane; nothing in them is secret. Invalid settings become a
+non-retryable INVALID_SETTINGS result that names the setting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connector.aws.sessions import ROLE_ARN
+from connector.errors import InvalidSettings
+
+RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+
+
+def _split(value: Any) -> Any:
+    """The docs' settings are comma-separated strings ("ou-aaa1-1111, ou-bbb2-2222"); accept lists too."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class OrgSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    integration_name: str = Field(default="", max_length=128)
+    region: str = "us-east-1"
+    sso_region: str | None = None
+    sso_portal_url: str | None = None
+    management_account_role_arn: str | None = None
+    external_id: str | None = Field(default=None, min_length=2, max_length=1224)
+    organizational_unit_id: str | None = None
+    excluded_ou_ids: tuple[str, ...] = ()
+    excluded_account_ids: tuple[str, ...] = ()
+    session_duration_hours: float | None = Field(default=None, gt=0, le=12)
+    enable_audit: bool = False
+    member_role_name: str = "ConnectorMemberRole"
+    regions: tuple[str, ...] | Literal["enabled"] = ()
+    resource_types: tuple[str, ...] = RESOURCE_TYPES
+    max_parallelism: int = Field(default=8, ge=1, le=64)
+
+    @field_validator("excluded_ou_ids", "excluded_account_ids", "resource_types", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _regions_list(cls, value: Any) -> Any:
+        return value if value == "enabled" else _split(value)
+
+    @field_validator("region", "sso_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not REGION.match(value):
+            raise ValueError(f"{value!r} is not an AWS region name such as us-east-1")
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: Any) -> Any:
+        if value != "enabled":
+            for region in value:
+                if not REGION.match(region):
+                    raise ValueError(f"{region!r} is not an AWS region name such as eu-west-1")
+        return value
+
+    @field_validator("management_account_role_arn")
+    @classmethod
+    def _role_arn(cls, value: str | None) -> str | None:
+        if value is not None and not ROLE_ARN.match(value):
+            raise ValueError("must be an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>")
+        return value
+
+    @field_validator("organizational_unit_id")
+    @classmethod
+    def _ou(cls, value: str | None) -> str | None:
+        if value is not None and not (OU_ID.match(value) or re.match(r"^r-[0-9a-z]{4,32}$", value)):
+            raise ValueError("must be an OU id (ou-xxxx-xxxxxxxx) or a root id (r-xxxx)")
+        return value
+
+    @field_validator("excluded_ou_ids")
+    @classmethod
+    def _ous(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ou in value:
+            if not OU_ID.match(ou):
+                raise ValueError(f"{ou!r} is not an OU id such as ou-aaa1-11111111")
+        return value
+
+    @field_validator("excluded_account_ids")
+    @classmethod
+    def _accounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for account in value:
+            if not ACCOUNT_ID.match(account):
+                raise ValueError(f"{account!r} is not a 12-digit account id")
+        return value
+
+    @field_validator("member_role_name")
+    @classmethod
+    def _member_role(cls, value: str) -> str:
+        if not ROLE_NAME.match(value):
+            raise ValueError("must be an IAM role name (1-64 of letters, digits and +=,.@_-)")
+        return value
+
+    @field_validator("resource_types")
+    @classmethod
+    def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(RESOURCE_TYPES))
+        if unknown:
+            raise ValueError(f"unknown resource types {unknown}; choose from {list(RESOURCE_TYPES)}")
+        return value
+
+    @field_validator("sso_portal_url")
+    @classmethod
+    def _portal(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be the https:// URL of the AWS access portal")
+        return value
+
+
+def parse_settings(raw: Mapping[str, Any]) -> OrgSettings:
+    try:
+        return OrgSettings.model_validate(dict(raw))
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        setting = ".".join(str(p) for p in err.get("loc", ()) if not isinstance(p, int)) or "settings"
+        problem = "unknown setting" if err.get("type") == "extra_forbidden" else str(err.get("msg", "invalid"))
+        raise InvalidSettings(setting, problem.removeprefix("Value error, ")) from None

@@ -1,0 +1,137 @@
+"""Walk an AWS Organization: roots, OUs at any depth, accounts per parent, with tags.
+
+Every List* call uses a boto3 paginator with PageSize 20 (the Organizations maximum; moto accepts more,
+so the cap is ours to keep). Paginators loop past empty pages until NextToken is null and raise on a
+repeated token. Excluded OUs drop their whole subtree; excluded accounts are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import PaginationError
+
+from connector.errors import ConnectorError, ErrorCode
+
+PAGE = {"PageSize": 20}
+
+
+@dataclass(frozen=True)
+class OrgUnit:
+    id: str
+    name: str
+    parent_id: str
+    path: str  # "Root/Workloads/Prod"
+    arn: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str
+    email: str
+    state: str  # State, falling back to Status (being retired in 2026)
+    parent_id: str
+    path: str
+    arn: str = ""
+    joined: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.state == "ACTIVE"
+
+
+def _pages(client: Any, operation: str, paged: bool = True, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Pages of an Organizations List* call; `paged=False` for calls without MaxResults (ListTagsForResource)."""
+    config = {"PaginationConfig": PAGE} if paged else {}
+    try:
+        yield from client.get_paginator(operation).paginate(**kwargs, **config)
+    except PaginationError as exc:
+        if "same next token" not in str(exc):
+            raise
+        raise ConnectorError(
+            ErrorCode.UNAVAILABLE, f"organizations {operation} returned the same NextToken twice; retry the sync later"
+        ) from None
+
+
+def tags_of(client: Any, resource_id: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for page in _pages(client, "list_tags_for_resource", paged=False, ResourceId=resource_id):
+        tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+    return tags
+
+
+def account_state(raw: dict[str, Any]) -> str:
+    return str(raw.get("State") or raw.get("Status") or "UNKNOWN")
+
+
+@dataclass
+class OrgWalk:
+    """Depth-first walk from a start parent (the root, or the integration's OU scope)."""
+
+    client: Any
+    excluded_ous: frozenset[str] = frozenset()
+    excluded_accounts: frozenset[str] = frozenset()
+    with_tags: bool = True
+    check: Callable[[], None] = lambda: None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+
+    def roots(self) -> list[dict[str, Any]]:
+        return [root for page in _pages(self.client, "list_roots") for root in page.get("Roots", [])]
+
+    def walk(self, start_id: str, start_path: str) -> Iterator[OrgUnit | Account]:
+        stack = [(start_id, start_path)]
+        while stack:
+            self.check()
+            parent_id, path = stack.pop()
+            for page in _pages(self.client, "list_accounts_for_parent", ParentId=parent_id):
+                for raw in page.get("Accounts", []):
+                    if raw["Id"] in self.excluded_accounts:
+                        self.skipped.append((raw["Id"], "excluded_account_ids"))
+                        continue
+                    yield Account(
+                        id=raw["Id"],
+                        name=raw.get("Name", ""),
+                        email=raw.get("Email", ""),
+                        state=account_state(raw),
+                        parent_id=parent_id,
+                        path=path,
+                        arn=raw.get("Arn", ""),
+                        joined=str(raw.get("JoinedTimestamp", "")),
+                        tags=tags_of(self.client, raw["Id"]) if self.with_tags else {},
+                    )
+            children = []
+            for page in _pages(self.client, "list_organizational_units_for_parent", ParentId=parent_id):
+                for raw in page.get("OrganizationalUnits", []):
+                    if raw["Id"] in self.excluded_ous:
+                        self.skipped.append((raw["Id"], "excluded_ou_ids"))
+                        continue
+                    ou = OrgUnit(
+                        id=raw["Id"],
+                        name=raw.get("Name", ""),
+                        parent_id=parent_id,
+                        path=f"{path}/{raw.get('Name', raw['Id'])}",
+                        arn=raw.get("Arn", ""),
+                        tags=tags_of(self.client, raw["Id"]) if self.with_tags else {},
+                    )
+                    children.append(ou)
+                    yield ou
+            stack.extend((ou.id, ou.path) for ou in reversed(children))
+
+    def path_of(self, ou_id: str) -> str:
+        """Root/.../Name path of an OU used as the scope (ListParents up to the root)."""
+        names = []
+        current = ou_id
+        while not current.startswith("r-"):
+            names.append(
+                self.client.describe_organizational_unit(OrganizationalUnitId=current)["OrganizationalUnit"]["Name"]
+            )
+            parents = self.client.list_parents(ChildId=current)["Parents"]
+            if not parents:
+                break
+            current = parents[0]["Id"]
+        return "/".join(["Root", *reversed(names)])

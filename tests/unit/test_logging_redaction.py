@@ -1,0 +1,46 @@
+import io
+import json
+
+from connector.logging import REDACTED, configure_logging, get_logger, redact, register_secret
+
+
+def test_redacts_by_key_and_by_shape():
+    register_secret("planted-connector-token-123")
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    log = get_logger("t")
+    log.info(
+        "event",
+        token="abc",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        note="header Authorization: Bearer eyJhbGciOi.xyz and planted-connector-token-123",
+        key_id="AKIAIOSFODNN7EXAMPLE",
+        eks="k8s-aws-v1.aHR0cHM6Ly9zdHM",
+        job_id="job-1",
+        token_file="/var/run/token",
+    )
+    line = stream.getvalue()
+    record = json.loads(line)
+    assert record["token"] == REDACTED
+    assert record["aws_secret_access_key"] == REDACTED
+    assert "planted-connector-token-123" not in line
+    assert "eyJhbGciOi" not in line
+    assert "AKIAIOSFODNN7EXAMPLE" not in line
+    assert "k8s-aws-v1.aHR0" not in line
+    assert record["job_id"] == "job-1"
+    assert record["token_file"] == "/var/run/token"  # a path is not a secret
+
+
+def test_redacts_exceptions():
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    try:
+        raise RuntimeError("failed with SessionToken=FQoGZXIvYXdzEBcaDAbCdEfGhIjKlMnOpQr")
+    except RuntimeError:
+        get_logger("t").exception("boom")
+    assert "FQoGZXIvYXdzEBcaDAbCdEfGhIjKlMnOpQr" not in stream.getvalue()
+
+
+def test_nested_structures():
+    out = redact({"outer": {"password": "p", "list": ["Bearer zzz.yyy"]}})
+    assert out == {"outer": {"password": REDACTED, "list": [REDACTED]}}
