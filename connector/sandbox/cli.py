@@ -82,7 +82,7 @@ def serve(args: argparse.Namespace) -> int:
         print("# use it from a shell (AWS CLI v2 and boto3 honour AWS_ENDPOINT_URL):")
         for key, value in sandbox.env().items():
             print(f"export {key}={shlex.quote(value)}")
-        if sandbox.seed_info is not None:
+        if sandbox.seeded:
             for line in _summary(sandbox.seed_info):
                 print(line)
         print(f"control: {sandbox.endpoint}/_sandbox/faults, /_sandbox/calls, /_sandbox/seed; moto: /moto-api/")

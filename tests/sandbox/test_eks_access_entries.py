@@ -24,7 +24,6 @@ def sb() -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def account(sb: Sandbox) -> str:
-    assert sb.seed_info is not None
     return sb.seed_info.account("dev-0001").id
 
 
@@ -204,7 +203,6 @@ def test_paginators(eks: Any, account: str) -> None:
 
 def test_creator_gets_admin_entry_when_bootstrapped(sb: Sandbox, account: str) -> None:
     # The member role is the creator here; AWS bootstraps its admin access entry.
-    assert sb.seed_info is not None
     eks = sb.account_session(account).client("eks", endpoint_url=sb.endpoint)
     _cluster(eks, "boot", "API", bootstrap=True)
     creator = f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole"

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sandbox_helpers import connector_session, session_from
 
 from connector.sandbox import Sandbox, SeedInfo, SeedSpec
+from tests.sandbox.sandbox_helpers import connector_session, session_from
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -22,7 +22,6 @@ def sb() -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def info(sb: Sandbox) -> SeedInfo:
-    assert sb.seed_info is not None
     return sb.seed_info
 
 

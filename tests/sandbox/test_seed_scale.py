@@ -39,7 +39,6 @@ def test_thousand_accounts_seed() -> None:
     with Sandbox.start(seed=spec) as sb:
         elapsed = time.perf_counter() - started
         info = sb.seed_info
-        assert info is not None
         print(
             f"\nseeded {len(info.accounts)} accounts, {len(info.clusters)} clusters, "
             f"{sum(len(c.access_entries) for c in info.clusters)} access entries in {info.seconds:.2f}s "
@@ -51,3 +50,14 @@ def test_thousand_accounts_seed() -> None:
         eks = sb.account_session(last.account, last.region).client("eks", endpoint_url=sb.endpoint)
         assert len(eks.list_clusters()["clusters"]) == 3
         assert len(eks.list_access_entries(clusterName=last.name)["accessEntries"]) == 5
+
+
+def test_unseeded_sandbox_is_empty_and_says_so() -> None:
+    with Sandbox.start(seed=None) as sb:
+        assert not sb.seeded
+        with pytest.raises(RuntimeError, match="without a seed"):
+            _ = sb.seed_info
+        with pytest.raises(ClientError) as exc:  # moto's state was reset: no organisation
+            sb.client("organizations").describe_organization()
+        assert exc.value.response["Error"]["Code"] == "AWSOrganizationsNotInUseException"
+        assert sb.env()["AWS_ACCESS_KEY_ID"] == "AKIASANDBOXROOT00001"
