@@ -11,7 +11,7 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from connector.sandbox import protocol
-from connector.sandbox.faults import Decision, Faults, FaultRule
+from connector.sandbox.faults import Decision, FaultRule, Faults
 from connector.sandbox.identity import account_of, resolve_caller
 from connector.sandbox.sts_trust import check_assume_role
 
@@ -57,6 +57,9 @@ class SandboxApp:
             time.sleep(decision.delay)
         if decision.fault is not None:
             return self._fault_response(info, account, decision)
+        violation = protocol.json_range_violation(info, body)
+        if violation is not None:
+            return protocol.error_response(info.service, violation[0], violation[1], 400)
         if info.service == "sts" and info.operation == "AssumeRole":
             error = check_assume_role(resolve_caller(info.access_key), protocol.form_params(environ, body))
             if error is not None:

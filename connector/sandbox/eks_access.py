@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import moto.eks.urls
@@ -62,10 +63,11 @@ ACCESS_POLICY_ARNS = frozenset(POLICY_ARN_PREFIX + name for name in ACCESS_POLIC
 _IAM_PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):(role|user)/(?:.*/)?([\w+=,.@-]+)$")
 _ASSUMED_ROLE = re.compile(r"^arn:aws[\w-]*:sts::\d{12}:assumed-role/")
 _MAX_PAGE = 100
+_STATE_LOCK = threading.RLock()
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class EksApiError(Exception):
@@ -134,7 +136,7 @@ def access_entries(cluster: Cluster) -> dict[str, AccessEntry]:
     entries: dict[str, AccessEntry] | None = getattr(cluster, "sandbox_access_entries", None)
     if entries is None:
         entries = {}
-        cluster.sandbox_access_entries = entries
+        setattr(cluster, "sandbox_access_entries", entries)  # noqa: B010 - moto's class has no such slot
     return entries
 
 
@@ -147,10 +149,11 @@ def set_access_config(cluster: Cluster, mode: str | None, bootstrap: bool | None
     mode = mode or DEFAULT_AUTH_MODE
     if mode not in AUTH_MODES:
         raise _invalid_parameter(f"Unsupported authentication mode: {mode}. Valid values: {', '.join(AUTH_MODES)}")
-    cluster.access_config = {
+    config = {
         "authenticationMode": mode,
         "bootstrapClusterCreatorAdminPermissions": True if bootstrap is None else bool(bootstrap),
     }
+    setattr(cluster, "access_config", config)  # noqa: B010 - moto's serializer reads Cluster.access_config
 
 
 def _cluster(backend: EKSBackend, name: str) -> Cluster:
@@ -306,7 +309,7 @@ class SandboxEKSResponse(EKSResponse):
     def _json(self, body: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], str]:
         return (
             status,
-            {"Content-Type": "application/json"},
+            {"Content-Type": "application/json", "status": str(status)},
             json.dumps({k: v for k, v in body.items() if v is not None}),
         )
 
@@ -337,7 +340,7 @@ class SandboxEKSResponse(EKSResponse):
             self._sandbox_match = match_rest_operation("eks", self.method, path)
             if self._sandbox_match is not None:
                 self.uri_match = dict(self._sandbox_match[1])
-        return self._sandbox_match  # type: ignore[no-any-return]
+        return self._sandbox_match
 
     def _path_labels(self) -> dict[str, str]:
         matched = self._match()
@@ -349,7 +352,8 @@ class SandboxEKSResponse(EKSResponse):
 
     def _run(self, handler: Any) -> tuple[int, dict[str, str], str]:
         try:
-            return self._json(handler(self._path_labels()))
+            with _STATE_LOCK:  # the server is threaded: check-then-create must not race (one 409 wins)
+                return self._json(handler(self._path_labels()))
         except EksApiError as error:
             return self._error(error)
 
@@ -363,9 +367,8 @@ class SandboxEKSResponse(EKSResponse):
         cluster = self.eks_backend.clusters[self._get_param("name")]
         bootstrap = access_config.get("bootstrapClusterCreatorAdminPermissions")
         set_access_config(cluster, mode, bootstrap)
-        if (
-            authentication_mode(cluster) != "CONFIG_MAP"
-            and cluster.access_config["bootstrapClusterCreatorAdminPermissions"]
+        if authentication_mode(cluster) != "CONFIG_MAP" and getattr(cluster, "access_config", {}).get(
+            "bootstrapClusterCreatorAdminPermissions"
         ):
             self._bootstrap_creator(cluster)
         return result
@@ -408,7 +411,9 @@ class SandboxEKSResponse(EKSResponse):
                 raise _invalid_parameter(f"Unsupported authentication mode update from {current} to {wanted}")
         except EksApiError as error:
             return self._error(error)
-        cluster.access_config = {**cluster.access_config, "authenticationMode": wanted}
+        set_access_config(
+            cluster, wanted, getattr(cluster, "access_config", {}).get("bootstrapClusterCreatorAdminPermissions")
+        )
         update = {
             "id": str(uuid.uuid4()),
             "status": "Successful",
@@ -418,6 +423,47 @@ class SandboxEKSResponse(EKSResponse):
             "errors": [],
         }
         return self._json({"update": update})
+
+    # -- tags: access entries are taggable resources too ------------------------------------------------------
+    def _tagged_entry(self) -> AccessEntry | None:
+        arn = self._path_labels().get("resourceArn", "")
+        if ":access-entry/" not in arn:
+            return None
+        cluster = self.eks_backend.clusters.get(arn.split(":access-entry/", 1)[1].split("/", 1)[0])
+        for entry in access_entries(cluster).values() if cluster is not None else ():
+            if entry.access_entry_arn == arn:
+                return entry
+        raise _not_found(f"The specified resource could not be found: {arn}")
+
+    def tag_resource(self) -> Any:
+        try:
+            entry = self._tagged_entry()
+        except EksApiError as error:
+            return self._error(error)
+        if entry is None:
+            return super().tag_resource()
+        entry.tags.update(self._body().get("tags") or {})
+        return self._json({})
+
+    def untag_resource(self) -> Any:
+        try:
+            entry = self._tagged_entry()
+        except EksApiError as error:
+            return self._error(error)
+        if entry is None:
+            return super().untag_resource()
+        for key in self.querystring.get("tagKeys") or []:
+            entry.tags.pop(str(key), None)
+        return self._json({})
+
+    def list_tags_for_resource(self) -> Any:
+        try:
+            entry = self._tagged_entry()
+        except EksApiError as error:
+            return self._error(error)
+        if entry is None:
+            return super().list_tags_for_resource()
+        return self._json({"tags": dict(entry.tags)})
 
     # -- access entries -------------------------------------------------------------------------------------
     def create_access_entry(self) -> Any:

@@ -15,14 +15,9 @@ from typing import Any, Literal
 
 FaultKind = Literal["latency", "throttle", "error", "hang", "scp_deny", "rate_limit"]
 KINDS: tuple[str, ...] = ("latency", "throttle", "error", "hang", "scp_deny", "rate_limit")
-MAX_HANG_SECONDS = 120.0
+MAX_HANG_SECONDS = 120.0  # a hang never holds a server thread longer than this
 # The first kind that fires answers the call: an SCP deny beats a rate limit beats throttling beats a 500.
-_ERROR_PRECEDENCE: tuple[FaultKind, ...] = (
-    "scp_deny",
-    "rate_limit",
-    "throttle",
-    "error",
-)  # a hang never holds a server thread longer than this
+_ERROR_PRECEDENCE: tuple[FaultKind, ...] = ("scp_deny", "rate_limit", "throttle", "error")
 
 
 @dataclass

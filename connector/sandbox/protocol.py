@@ -198,3 +198,35 @@ def error_response(service: str, code: str, message: str, status: int) -> tuple[
     body = json.dumps({"message": message}).encode()
     headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", code), ("x-amzn-RequestId", request_id)]
     return status, headers, body
+
+
+def json_range_violation(info: RequestInfo, body: bytes) -> tuple[str, str] | None:
+    """(error code, message) when a JSON-protocol request has a top-level integer above its modelled max.
+
+    botocore validates only the minimum client-side and moto checks neither, so without this an
+    Organizations MaxResults of 50 would pass here and fail in AWS (its limit is 20)."""
+    model = service_model(info.service)
+    if model is None or protocol_of(info.service) != "json" or not info.operation or not body:
+        return None
+    try:
+        shape = model.operation_model(info.operation).input_shape
+        params = json.loads(body)
+    except Exception:  # unknown operation or a body that is not JSON: leave it to moto
+        return None
+    if shape is None or not isinstance(params, dict):
+        return None
+    names = {s.name for s in model.error_shapes}
+    code = (
+        "ValidationException"
+        if "ValidationException" in names or "InvalidInputException" not in names
+        else "InvalidInputException"
+    )
+    for name, member in shape.members.items():
+        value, limit = params.get(name), member.metadata.get("max")
+        if member.type_name == "integer" and isinstance(value, int) and limit is not None and value > limit:
+            field = name[0].lower() + name[1:]
+            return code, (
+                f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
+                f"Member must have value less than or equal to {limit}"
+            )
+    return None

@@ -8,7 +8,9 @@ Identity Center part goes over HTTP with the admin credentials.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,15 +18,16 @@ from typing import Any
 from unittest import mock
 
 import moto.organizations.utils as org_utils
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.eks.models import eks_backends
+from moto.eks.models import Cluster, eks_backends
 from moto.iam.models import iam_backends
+from moto.moto_api._internal import mock_random
 from moto.organizations.models import organizations_backends
 
 from connector.sandbox import eks_access
 from connector.sandbox.identity import PARTITION
 
 ORG_REGION = "us-east-1"
+MANAGEMENT_ACCOUNT_ID = "123456789012"  # moto's default account: unknown (admin) keys act in it
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> boto3 client with admin credentials
 
 
@@ -164,7 +167,7 @@ def _layout(spec: SeedSpec) -> list[tuple[str, str, dict[str, str]]]:
 
 def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
     started = time.perf_counter()
-    management = DEFAULT_ACCOUNT_ID
+    management = MANAGEMENT_ACCOUNT_ID
     orgs = organizations_backends[management][PARTITION]
     org = orgs.create_organization(region=ORG_REGION, FeatureSet="ALL")["Organization"]
     root_id = orgs.list_roots()["Roots"][0]["Id"]
@@ -221,7 +224,17 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
                 "Connector member-account role",
             )
 
-    clusters = _seed_clusters(spec, [a for a in members if a.ou_path.startswith("Root/Workloads")])
+    workloads = [a for a in members if a.ou_path.startswith("Root/Workloads")]
+    # moto draws each cluster's 1,400-character CA blob one random.choice at a time; base64 is as good.
+    original = mock_random.get_random_string
+
+    def fast_random_string(length: int = 20, *args: Any, **kwargs: Any) -> str:
+        if length >= 1000:
+            return base64.b64encode(os.urandom(length))[:length].decode()
+        return str(original(length, *args, **kwargs))
+
+    with mock.patch.object(mock_random, "get_random_string", fast_random_string):
+        clusters = _seed_clusters(spec, workloads)
     identity = _seed_identity_center(spec, client) if spec.identity_center else None
     return SeedInfo(
         organization_id=org["Id"],
@@ -262,13 +275,19 @@ def _seed_clusters(spec: SeedSpec, workload_accounts: list[AccountInfo]) -> list
                 mode = spec.modes[counter % len(spec.modes)]
                 counter += 1
                 name = f"{account.name}-{region}-{c}"
-                cluster = backend.create_cluster(
+                # What EKSBackend.create_cluster does, minus validate_role_arn (a new boto3 Session per call).
+                cluster = Cluster(
                     name=name,
                     role_arn=f"arn:aws:iam::{account.id}:role/eks-cluster-role",
                     resources_vpc_config=dict(_VPC),
+                    account_id=account.id,
+                    region_name=region,
+                    aws_partition=PARTITION,
                     version="1.31",
                     tags={"environment": account.tags.get("environment", "dev")},
                 )
+                backend.clusters[name] = cluster
+                backend.cluster_count += 1
                 eks_access.set_access_config(cluster, mode, False)
                 entries: list[str] = []
                 if mode != "CONFIG_MAP":

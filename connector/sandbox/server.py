@@ -30,7 +30,7 @@ DEFAULT_REGION = "us-east-1"
 _running_lock = threading.Lock()
 
 
-class _QuietRequestHandler(MotoRequestHandler):  # type: ignore[misc]
+class _QuietRequestHandler(MotoRequestHandler):
     """moto's handler (keeps underscore headers) without an access-log line per request."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -62,7 +62,7 @@ class Sandbox:
         self._app = app
         self._thread = thread
         self.faults: Faults = app.faults
-        self.seed_info: SeedInfo | None = None
+        self._seed_info: SeedInfo | None = None
         self._connector_credentials: dict[str, str] | None = None
         host, port = server.server_address[:2]
         self.host, self.port = str(host), int(port)
@@ -97,7 +97,7 @@ class Sandbox:
 
     def seed(self, spec: SeedSpec) -> SeedInfo:
         """Seed the (running) sandbox; env() then exports the connector role's temporary credentials."""
-        self.seed_info = seed_sandbox(spec, self.client)
+        self._seed_info = seed_sandbox(spec, self.client)
         sts = self.root_session().client("sts", endpoint_url=self.endpoint)
         creds = sts.assume_role(
             RoleArn=self.seed_info.connector_role_arn, RoleSessionName="connector", DurationSeconds=43200
@@ -110,6 +110,17 @@ class Sandbox:
         self._app.seed_summary = self.seed_info.to_dict()
         self.faults.reset_counts()  # counters start at zero for the caller, not with the seed's own calls
         return self.seed_info
+
+    @property
+    def seeded(self) -> bool:
+        return self._seed_info is not None
+
+    @property
+    def seed_info(self) -> SeedInfo:
+        """What the seed made. Raises RuntimeError on a sandbox started with seed=None (see `seeded`)."""
+        if self._seed_info is None:
+            raise RuntimeError("this sandbox was started without a seed: Sandbox.start(seed=SeedSpec(...))")
+        return self._seed_info
 
     @property
     def endpoint(self) -> str:
@@ -145,6 +156,19 @@ class Sandbox:
             retry_config = Config(retries={"total_max_attempts": retries + 1, "mode": "standard"})
             config = retry_config.merge(config) if config is not None else retry_config
         return self.root_session(region).client(service, endpoint_url=self.endpoint, config=config, **kwargs)
+
+    def account_session(self, account_id: str, region: str = DEFAULT_REGION) -> boto3.Session:
+        """Admin credentials inside a member account: assumes the OrganizationAccountAccessRole that
+        Organizations (and moto) create in every new account, trusting the management account."""
+        creds = self.client("sts", region).assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole", RoleSessionName="sandbox-admin"
+        )["Credentials"]
+        return boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=region,
+        )
 
     def stop(self) -> None:
         global _running

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from moto.iam.models import iam_backends
+from moto.organizations.models import organizations_backends
 
 from connector.sandbox.identity import PARTITION, Caller
 
@@ -95,6 +96,16 @@ def trust_admits(policy_document: str, caller: Caller, external_id: str | None) 
     return allowed
 
 
+def _account_suspended(account_id: str) -> bool:
+    owner = organizations_backends.master_accounts.get(account_id)
+    if owner is None:
+        return False
+    for account in organizations_backends[owner[0]][owner[1]].accounts:
+        if account.id == account_id:
+            return str(account.state) == "SUSPENDED"
+    return False
+
+
 def check_assume_role(caller: Caller, params: dict[str, str]) -> StsError | None:
     """None when AWS would grant this AssumeRole, else the error AWS answers with."""
     role_arn = params.get("RoleArn", "")
@@ -106,6 +117,8 @@ def check_assume_role(caller: Caller, params: dict[str, str]) -> StsError | None
     except Exception:  # moto's NotFoundException: the role does not exist in that account
         return _denied(caller, role_arn)
     if not trust_admits(str(role.assume_role_policy_document), caller, params.get("ExternalId")):
+        return _denied(caller, role_arn)
+    if _account_suspended(found.group(1)):  # a closed account's roles can no longer be assumed
         return _denied(caller, role_arn)
     duration_text = params.get("DurationSeconds")
     if duration_text:

@@ -1,0 +1,102 @@
+"""`connector sandbox serve`: run the sandbox standalone until SIGINT/SIGTERM.
+
+The first line printed is `endpoint: http://127.0.0.1:PORT` (flushed), so a parent process can parse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from connector.sandbox.seed import SeedInfo, SeedSpec
+from connector.sandbox.server import Sandbox
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="connector sandbox", description="The embedded AWS sandbox (moto + extensions)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the sandbox on 127.0.0.1 until SIGINT/SIGTERM")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
+    serve.add_argument("--port", type=int, default=0, help="port (default 0: a free port, printed on start)")
+    serve.add_argument("--accounts", type=int, default=12, help="member accounts to seed (default 12, min 4)")
+    serve.add_argument(
+        "--seed", action=argparse.BooleanOptionalAction, default=True, help="seed an organisation (default: yes)"
+    )
+    serve.add_argument("--connector-id", default=SeedSpec.connector_id, help="connector id = management ExternalId")
+    serve.add_argument("--member-role-name", default=SeedSpec.member_role_name, help="member-account role name")
+    return parser
+
+
+def _summary(info: SeedInfo) -> list[str]:
+    modes: dict[str, int] = {}
+    for cluster in info.clusters:
+        modes[cluster.mode] = modes.get(cluster.mode, 0) + 1
+    lines = [
+        f"seed: organization {info.organization_id} (root {info.root_id}), {len(info.accounts)} accounts "
+        f"(management {info.management_account_id}), {len(info.ou_ids) - 1} OUs, seeded in {info.seconds:.2f}s",
+        f"seed: connector role {info.connector_role_arn}",
+        f"seed: management role {info.management_role_arn} (ExternalId {info.external_id})",
+        f"seed: member role name {info.member_role_name}; account without it: {info.account_without_member_role}",
+        f"seed: {len(info.clusters)} EKS clusters ({', '.join(f'{k}={v}' for k, v in sorted(modes.items()))})",
+    ]
+    if info.identity_center is not None:
+        ic = info.identity_center
+        lines.append(
+            f"seed: Identity Center {ic.instance_arn} (store {ic.identity_store_id}): "
+            f"{len(ic.users)} users, {len(ic.groups)} groups, {len(ic.permission_sets)} permission sets"
+        )
+    return lines
+
+
+def serve(args: argparse.Namespace) -> int:
+    spec = None
+    if args.seed:
+        try:
+            spec = SeedSpec(
+                accounts=args.accounts, connector_id=args.connector_id, member_role_name=args.member_role_name
+            )
+        except ValueError as exc:
+            print(f"connector sandbox serve: {exc}", file=sys.stderr)
+            return 2
+    try:
+        sandbox = Sandbox.start(seed=spec, port=args.port, host=args.host)
+    except OSError as exc:
+        print(f"connector sandbox serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"endpoint: {sandbox.endpoint}", flush=True)
+        print("# use it from a shell (AWS CLI v2 and boto3 honour AWS_ENDPOINT_URL):")
+        for key, value in sandbox.env().items():
+            print(f"export {key}={shlex.quote(value)}")
+        if sandbox.seeded:
+            for line in _summary(sandbox.seed_info):
+                print(line)
+        print(f"control: {sandbox.endpoint}/_sandbox/faults, /_sandbox/calls, /_sandbox/seed; moto: /moto-api/")
+        print("serving until SIGINT/SIGTERM", flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        sandbox.stop()
+    print("sandbox stopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.command == "serve":
+        return serve(args)
+    return 2  # pragma: no cover - argparse enforces the sub-command
