@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"  # the job's deadline passed
     CANCELLED = "CANCELLED"  # the control plane cancelled it or the lease was lost
     INTERNAL = "INTERNAL"  # a bug in the connector
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"  # unsigned, signed by an unpinned key, or altered after signing
 
 
 _RETRYABLE_BY_DEFAULT = {ErrorCode.CONFLICT, ErrorCode.THROTTLED, ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT}

@@ -14,7 +14,7 @@ from grpc import aio
 
 from connector import __version__
 from connector.config import AgentConfig, ConfigError
-from connector.logging import register_secret
+from connector.logging import redact_text, register_secret
 from connector.v1 import connector_pb2, connector_pb2_grpc
 
 CONNECT_TIMEOUT = 10.0  # Hello, Heartbeat, FinishJob: small requests, a short deadline
@@ -147,6 +147,27 @@ class ControlPlaneClient:
 
 def status_code(exc: BaseException) -> grpc.StatusCode | None:
     return exc.code() if isinstance(exc, aio.AioRpcError) else None
+
+
+_TLS_MARKERS = ("ssl", "tls", "handshake", "certificate", "x509", "tsi_")
+TLS_HINT = (
+    "TLS to the control plane failed: check that CONNECTOR_TLS_CA_FILE (or the system roots) holds the CA that "
+    "issued the control plane's certificate, that the host in CONTROL_PLANE_URL is named in that certificate, and, "
+    "if the control plane requires client certificates, CONNECTOR_TLS_CLIENT_CERT_FILE / CONNECTOR_TLS_CLIENT_KEY_FILE"
+)
+
+
+def failure_reason(exc: BaseException | None) -> str:
+    """Why a connection attempt failed, for the reconnect log line: gRPC's details (redacted, bounded) and,
+    for a TLS failure, which settings to check. A wrong CA or host name is retried, never fatal: the
+    control plane's certificate may be being replaced."""
+    if exc is None:
+        return ""
+    details = exc.details() if isinstance(exc, aio.AioRpcError) else str(exc)
+    text = redact_text(details or type(exc).__name__)[:400]
+    if any(marker in text.lower() for marker in _TLS_MARKERS):
+        return f"{text} -- {TLS_HINT}"
+    return text
 
 
 def is_fatal(exc: BaseException) -> bool:

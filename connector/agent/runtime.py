@@ -24,6 +24,7 @@ from connector.agent.channel import (
     ControlPlaneClient,
     FatalConnectionError,
     TokenUnavailable,
+    failure_reason,
     fatal_message,
     is_fatal,
     is_retryable,
@@ -224,6 +225,7 @@ class AgentRuntime:
             "reconnecting",
             attempt=state.attempt_number,
             error=code.name if code else type(exc).__name__,
+            reason=failure_reason(exc),
             retry_in_seconds=round(state.upcoming_sleep, 2),
         )
 

@@ -14,6 +14,7 @@ from grpc import aio
 
 from connector.controlplane.engine import Engine
 from connector.controlplane.service import Context, refuse, seconds
+from connector.controlplane.signing import JobSigner
 from connector.controlplane.store import Refused, to_timestamp
 from connector.logging import get_logger
 from connector.v1 import admin_pb2, admin_pb2_grpc, connector_pb2
@@ -48,8 +49,9 @@ def _problem(request: admin_pb2.EnqueueJobRequest) -> str | None:
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, signer: JobSigner | None = None) -> None:
         self._engine = engine
+        self._signer = signer
 
     async def EnqueueJob(self, request: admin_pb2.EnqueueJobRequest, context: Context) -> admin_pb2.JobRecord:
         problem = _problem(request)
@@ -67,6 +69,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         kind = request.WhichOneof("kind")
         assert kind is not None
         getattr(job, kind).CopyFrom(getattr(request, kind))
+        if self._signer is not None:  # signed once, here; the signature is stored with the job
+            self._signer.sign(job)
         return await self._engine.enqueue(request.connector_id, job, request.idempotency_key, now, now + timeout)
 
     async def GetJob(self, request: admin_pb2.GetJobRequest, context: Context) -> admin_pb2.JobRecord:

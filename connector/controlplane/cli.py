@@ -14,6 +14,11 @@ Secrets are never taken on the command line, only from files (or environment var
   CONTROLPLANE_CONNECTOR_TOKEN_FILES   "ID=PATH,ID=PATH" connector tokens for serve (like --connector-token)
   CONTROLPLANE_ADDRESS                 server address for the operator commands (default 127.0.0.1:50051)
   CONTROLPLANE_TLS_CA                  CA bundle for the operator commands (TLS when set)
+  CONTROLPLANE_TLS_CLIENT_CERT / _KEY  client certificate and key for a server that requires mTLS
+
+Job signing: `connector controlplane signing-key create --out job-signing.pem --public-out job-signing.pub`
+writes a new Ed25519 key (0600) and prints its public key; `serve --job-signing-key job-signing.pem` signs
+every job with it, and connectors pin the public key in CONNECTOR_JOB_SIGNING_KEYS.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from connector.controlplane.client import TERMINAL_STATES, AdminClient
 from connector.controlplane.db import Database
 from connector.controlplane.server import ControlPlaneServer
 from connector.controlplane.settings import ServerSettings, SettingsError
+from connector.controlplane.signing import create_key_file
 from connector.logging import configure_logging
 from connector.v1 import admin_pb2, connector_pb2
 
@@ -167,6 +173,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         retry_backoff=args.retry_backoff,
         tls_cert_file=args.tls_cert,
         tls_key_file=args.tls_key,
+        tls_client_ca_file=args.tls_client_ca,
+        job_signing_key_file=args.job_signing_key,
     )
     try:
         settings.validate()
@@ -186,7 +194,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def admin_client(args: argparse.Namespace) -> AdminClient:
     ca = args.tls_ca or os.environ.get("CONTROLPLANE_TLS_CA") or None
-    return AdminClient(args.server, admin_token_from(args.admin_token_file), tls_ca_file=ca, tls=args.tls or None)
+    cert = args.tls_client_cert or os.environ.get("CONTROLPLANE_TLS_CLIENT_CERT") or None
+    key = args.tls_client_key or os.environ.get("CONTROLPLANE_TLS_CLIENT_KEY") or None
+    if (cert is None) != (key is None):
+        raise UsageError("--tls-client-cert and --tls-client-key: set both for mTLS, or neither")
+    return AdminClient(
+        args.server,
+        admin_token_from(args.admin_token_file),
+        tls_ca_file=ca,
+        tls=(args.tls or cert is not None) or None,
+        tls_client_cert_file=cert,
+        tls_client_key_file=key,
+    )
 
 
 def print_record(record: admin_pb2.JobRecord, as_json: bool) -> None:
@@ -325,6 +344,22 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_signing_key_create(args: argparse.Namespace) -> int:
+    out, public_out = Path(args.out), Path(args.public_out) if args.public_out else None
+    try:
+        signer = create_key_file(out, public_out, force=args.force)
+    except FileExistsError:
+        raise UsageError(f"--out: {out} already exists (pass --force to overwrite it)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write the key ({exc.filename}): {exc.strerror}") from None
+    print(f"wrote a new Ed25519 job-signing key to {out} (mode 0600), key id {signer.key_id}")
+    if public_out is not None:
+        print(f"wrote its public key to {public_out}")
+    print("pin this public key in the connector (CONNECTOR_JOB_SIGNING_KEYS; during a rotation pin old,new):")
+    print(signer.public_key_b64)
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------------------
 
 
@@ -341,6 +376,8 @@ def _admin_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--tls-ca", help="CA bundle to verify the server; enables TLS (env CONTROLPLANE_TLS_CA)")
     group.add_argument("--tls", action="store_true", help="use TLS with the system's CA roots")
+    group.add_argument("--tls-client-cert", help="client certificate for mTLS (env CONTROLPLANE_TLS_CLIENT_CERT)")
+    group.add_argument("--tls-client-key", help="client private key for mTLS (env CONTROLPLANE_TLS_CLIENT_KEY)")
     parser.add_argument("--json", action="store_true", help="print JSON (proto field names) instead of text")
 
 
@@ -376,6 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-token-file", help="file holding the admin token (or CONTROLPLANE_ADMIN_TOKEN_FILE)")
     serve.add_argument("--tls-cert", help="PEM certificate chain (TLS)")
     serve.add_argument("--tls-key", help="PEM private key (TLS)")
+    serve.add_argument(
+        "--tls-client-ca", help="PEM CA bundle: require every client to present a certificate it issued (mTLS)"
+    )
+    serve.add_argument(
+        "--job-signing-key",
+        help="Ed25519 key file (raw 32-byte seed or PKCS#8 PEM) that signs every job; see `signing-key create`",
+    )
     serve.add_argument("--lease-seconds", type=float, default=30.0, help="lease length (default %(default)s)")
     serve.add_argument("--heartbeat-interval", type=float, default=5.0, help="told to connectors (default %(default)s)")
     serve.add_argument(
@@ -464,6 +508,19 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     create.add_argument("--replace", action="store_true", help="revoke this connector's other tokens")
     create.set_defaults(func=cmd_token_create)
+
+    signing = sub.add_parser("signing-key", help="manage the job-signing key")
+    signing_sub = signing.add_subparsers(dest="signing_command", required=True, metavar="ACTION")
+    key_create = signing_sub.add_parser(
+        "create",
+        help="create an Ed25519 job-signing key",
+        description="Write a new Ed25519 private key (PKCS#8 PEM, mode 0600) for `serve --job-signing-key` and "
+        "print its base64 public key: the value connectors pin in CONNECTOR_JOB_SIGNING_KEYS.",
+    )
+    key_create.add_argument("--out", required=True, help="private key file to create (mode 0600)")
+    key_create.add_argument("--public-out", help="also write the base64 public key to this file")
+    key_create.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    key_create.set_defaults(func=cmd_signing_key_create)
     return parser
 
 

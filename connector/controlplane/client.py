@@ -48,6 +48,8 @@ class AdminClient:
         *,
         tls: bool | None = None,
         tls_server_name: str | None = None,
+        tls_client_cert_file: str | Path | None = None,
+        tls_client_key_file: str | Path | None = None,
     ) -> None:
         self.address = address
         options: list[tuple[str, Any]] = [
@@ -59,7 +61,11 @@ class AdminClient:
         use_tls = tls_ca_file is not None if tls is None else tls
         if use_tls:
             root = Path(tls_ca_file).read_bytes() if tls_ca_file is not None else None
-            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root), options=options)
+            # mTLS (a server started with --tls-client-ca): present this certificate.
+            key = Path(tls_client_key_file).read_bytes() if tls_client_key_file is not None else None
+            chain = Path(tls_client_cert_file).read_bytes() if tls_client_cert_file is not None else None
+            credentials = grpc.ssl_channel_credentials(root, private_key=key, certificate_chain=chain)
+            self._channel = grpc.secure_channel(address, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = admin_pb2_grpc.AdminStub(self._channel)

@@ -33,6 +33,7 @@ from connector.controlplane.db import Database
 from connector.controlplane.engine import Engine
 from connector.controlplane.service import ControlPlaneService
 from connector.controlplane.settings import ServerSettings, SettingsError, split_host_port
+from connector.controlplane.signing import JobSigner, SigningKeyError, load_signer
 from connector.logging import get_logger
 from connector.v1 import admin_pb2_grpc, connector_pb2_grpc
 
@@ -51,6 +52,7 @@ class ControlPlaneServer:
         self._db: Database | None = None
         self._health: Any = None
         self._tokens: TokenBook | None = None
+        self.signer: JobSigner | None = None
 
     @property
     def address(self) -> str:
@@ -74,6 +76,11 @@ class ControlPlaneServer:
 
     async def _start(self) -> int:
         settings = self.settings
+        if settings.job_signing_key_file is not None:
+            try:
+                self.signer = await asyncio.to_thread(load_signer, settings.job_signing_key_file)
+            except SigningKeyError as exc:
+                raise SettingsError(str(exc)) from None
         self._db = Database(settings.db_path)
         tokens = self._tokens = TokenBook(self._db, settings.admin_token)
         for connector_id, token in settings.connector_tokens.items():
@@ -92,8 +99,11 @@ class ControlPlaneServer:
             ("grpc.keepalive_permit_without_calls", 1),
         ]
         server = aio.server(interceptors=[AuthInterceptor(tokens)], options=options)
-        connector_pb2_grpc.add_ControlPlaneServicer_to_server(ControlPlaneService(self._engine, tokens), server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self._engine), server)
+        public_keys = [self.signer.public_key] if self.signer is not None else []
+        connector_pb2_grpc.add_ControlPlaneServicer_to_server(
+            ControlPlaneService(self._engine, tokens, job_signing_public_keys=public_keys), server
+        )
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self._engine, signer=self.signer), server)
         self._health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (CONTROL_PLANE_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
@@ -108,7 +118,14 @@ class ControlPlaneServer:
                 raise SettingsError(f"--tls-cert: {settings.tls_cert_file} holds no PEM certificate")
             if b"PRIVATE KEY-----" not in key:
                 raise SettingsError(f"--tls-key: {settings.tls_key_file} holds no PEM private key")
-            credentials = grpc.ssl_server_credentials([(key, cert)])
+            client_ca = None
+            if settings.tls_client_ca_file is not None:  # mTLS: refuse clients without a cert from this CA
+                client_ca = await asyncio.to_thread(Path(settings.tls_client_ca_file).read_bytes)
+                if b"-----BEGIN CERTIFICATE-----" not in client_ca:
+                    raise SettingsError(f"--tls-client-ca: {settings.tls_client_ca_file} holds no PEM certificate")
+            credentials = grpc.ssl_server_credentials(
+                [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+            )
         try:
             if credentials is not None:
                 self.port = server.add_secure_port(settings.bind, credentials)
@@ -126,6 +143,8 @@ class ControlPlaneServer:
             "control plane listening",
             address=self.address,
             tls=settings.tls,
+            client_certs_required=settings.tls_client_ca_file is not None,
+            job_signing_key_id=self.signer.key_id if self.signer is not None else None,
             db=settings.db_path,
             lease_seconds=settings.lease_seconds,
             max_attempts=settings.max_attempts,

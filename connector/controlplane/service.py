@@ -47,10 +47,11 @@ def duration(value: float) -> duration_pb2.Duration:
 
 
 class ControlPlaneService(connector_pb2_grpc.ControlPlaneServicer):
-    def __init__(self, engine: Engine, tokens: TokenBook) -> None:
+    def __init__(self, engine: Engine, tokens: TokenBook, job_signing_public_keys: list[bytes] | None = None) -> None:
         self._engine = engine
         self._tokens = tokens
         self._settings = engine.settings
+        self._job_signing_public_keys = list(job_signing_public_keys or [])
 
     async def Hello(self, request: connector_pb2.HelloRequest, context: Context) -> connector_pb2.HelloResponse:
         connector_id = await connector_id_of(context, self._tokens, request.connector_id)
@@ -68,6 +69,7 @@ class ControlPlaneService(connector_pb2_grpc.ControlPlaneServicer):
             heartbeat_interval=duration(self._settings.heartbeat_interval),
             lease_duration=duration(self._settings.lease_seconds),
             server_time=to_timestamp(time.time()),
+            job_signing_public_keys=self._job_signing_public_keys,
         )
 
     async def PollJobs(

@@ -47,6 +47,10 @@ class ServerSettings:
     max_attempts: int = 5
     tls_cert_file: str | Path | None = None
     tls_key_file: str | Path | None = None
+    # mTLS: when set, every client (connectors and operators) must present a certificate issued by this CA.
+    tls_client_ca_file: str | Path | None = None
+    # Ed25519 key that signs every job at enqueue (raw 32-byte seed or PKCS#8 PEM); None = jobs unsigned.
+    job_signing_key_file: str | Path | None = None
     # Delay before a retryable failure is offered again.
     retry_backoff: float = 2.0
     # Job timeout when EnqueueJobRequest.timeout is unset (deadline = created + timeout).
@@ -66,7 +70,14 @@ class ServerSettings:
                 f"refusing plaintext gRPC on non-loopback bind {self.bind!r}: pass --tls-cert and --tls-key "
                 "(tls_cert_file / tls_key_file), or bind to 127.0.0.1"
             )
-        for name, path in (("--tls-cert", self.tls_cert_file), ("--tls-key", self.tls_key_file)):
+        if self.tls_client_ca_file is not None and not self.tls:
+            raise SettingsError("--tls-client-ca (tls_client_ca_file) needs TLS: pass --tls-cert and --tls-key too")
+        for name, path in (
+            ("--tls-cert", self.tls_cert_file),
+            ("--tls-key", self.tls_key_file),
+            ("--tls-client-ca", self.tls_client_ca_file),
+            ("--job-signing-key", self.job_signing_key_file),
+        ):
             if path is not None and not Path(path).is_file():
                 raise SettingsError(f"{name}: no readable file at {path}")
         if not self.admin_token:

@@ -7,13 +7,16 @@ from connector.integrations.base import Services
 from connector.jobs.dispatcher import Dispatcher
 from connector.jobs.guardrails import GuardrailError, load_guardrails
 from connector.jobs.registry import build_registry
+from connector.jobs.signing import build_verifier
 
 
 def build_dispatcher(config: AgentConfig) -> Dispatcher:
-    """Raises ConfigError (naming the variable) when the guardrail file is invalid: fail at start-up."""
+    """Raises ConfigError (naming the variable) when the guardrail file or a pinned job-signing key is
+    invalid: fail at start-up."""
     try:
         guardrails = load_guardrails(config.guardrails_file)
     except GuardrailError as exc:
         raise ConfigError(str(exc)) from None
+    verify = build_verifier(config.job_signing_keys)  # None (and a warning) when no key is pinned
     services = Services(connector_id=config.id, guardrails=guardrails)
-    return Dispatcher(build_registry(), services)
+    return Dispatcher(build_registry(), services, verify=verify)
