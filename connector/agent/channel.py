@@ -149,7 +149,7 @@ def status_code(exc: BaseException) -> grpc.StatusCode | None:
     return exc.code() if isinstance(exc, aio.AioRpcError) else None
 
 
-_TLS_MARKERS = ("ssl", "tls", "handshake", "certificate", "x509", "tsi_")
+_TLS_MARKERS = ("ssl", "tls", "handshake", "certificate", "x509", "tsi_", "hostname", "peer name")
 TLS_HINT = (
     "TLS to the control plane failed: check that CONNECTOR_TLS_CA_FILE (or the system roots) holds the CA that "
     "issued the control plane's certificate, that the host in CONTROL_PLANE_URL is named in that certificate, and, "
@@ -157,7 +157,11 @@ TLS_HINT = (
 )
 
 
-def failure_reason(exc: BaseException | None) -> str:
+# Under TLS 1.3 a server that refuses (or misses) our client certificate just closes the connection.
+_CLOSED_MARKERS = ("socket closed", "connection reset", "broken pipe")
+
+
+def failure_reason(exc: BaseException | None, tls: bool = True) -> str:
     """Why a connection attempt failed, for the reconnect log line: gRPC's details (redacted, bounded) and,
     for a TLS failure, which settings to check. A wrong CA or host name is retried, never fatal: the
     control plane's certificate may be being replaced."""
@@ -165,8 +169,11 @@ def failure_reason(exc: BaseException | None) -> str:
         return ""
     details = exc.details() if isinstance(exc, aio.AioRpcError) else str(exc)
     text = redact_text(details or type(exc).__name__)[:400]
-    if any(marker in text.lower() for marker in _TLS_MARKERS):
+    lowered = text.lower()
+    if tls and any(marker in lowered for marker in _TLS_MARKERS):
         return f"{text} -- {TLS_HINT}"
+    if tls and any(marker in lowered for marker in _CLOSED_MARKERS):
+        return f"{text} -- the control plane closed the connection while setting up TLS; {TLS_HINT}"
     return text
 
 

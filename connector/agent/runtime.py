@@ -225,7 +225,7 @@ class AgentRuntime:
             "reconnecting",
             attempt=state.attempt_number,
             error=code.name if code else type(exc).__name__,
-            reason=failure_reason(exc),
+            reason=failure_reason(exc, tls=not self.config.plaintext),
             retry_in_seconds=round(state.upcoming_sleep, 2),
         )
 
