@@ -41,6 +41,7 @@ from connector.agent.metrics import Metrics
 from connector.agent.slots import Slots
 from connector.agent.steering import Steering
 from connector.config import AgentConfig
+from connector.errors import ConnectorError
 from connector.jobs.dispatcher import Dispatcher
 from connector.logging import get_logger
 from connector.v1 import connector_pb2
@@ -319,8 +320,8 @@ class AgentRuntime:
     def _start_job(self, job: connector_pb2.Job) -> None:
         running = RunningJob(job=job, lease_until=time.monotonic() + self.steering.lease_duration)
         self.running[running.key] = running
-        if self.sweep_loop is not None:
-            self.sweep_loop.observe(job)
+        if self.sweep_loop is not None and self._verified(job):
+            self.sweep_loop.observe(job)  # only a verified job may change the settings the sweeper revokes with
         log.info(
             "job_started",
             job_id=job.id,
@@ -332,6 +333,13 @@ class AgentRuntime:
         task = asyncio.create_task(self._job_main(running), name=f"job-{job.id}")
         self._job_tasks.add(task)
         task.add_done_callback(self._job_tasks.discard)
+
+    def _verified(self, job: connector_pb2.Job) -> bool:
+        try:
+            self.dispatcher.verify(job)
+        except ConnectorError:
+            return False  # the dispatcher refuses it with the reason, as the job's result
+        return True
 
     async def _job_main(self, running: RunningJob) -> None:
         assert self._executor is not None

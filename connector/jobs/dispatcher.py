@@ -69,6 +69,11 @@ class Dispatcher:
         self._instances: dict[tuple[str, str, str], Integration] = {}
         self._lock = threading.Lock()
 
+    def verify(self, job: connector_pb2.Job) -> None:
+        """Raises ConnectorError when the verify hook refuses the job (e.g. its signature does not check out)."""
+        if self._verify is not None:
+            self._verify(job)
+
     def capabilities(self) -> list[str]:
         return self.registry.types()
 
@@ -107,8 +112,7 @@ class Dispatcher:
         integration_type = job.integration.type if job.HasField("integration") else ""
         try:
             _require_id(job.id, "job id")
-            if self._verify is not None:
-                self._verify(job)
+            self.verify(job)
             kind = job.WhichOneof("kind") or ""
             if not kind:
                 raise InvalidJob("the job has no kind: set one of sync, grant, revoke")

@@ -74,8 +74,10 @@ def _assert_refused_and_retrying(env: dict[str, str], log_path: Path, expect: tu
     proc = spawn_agent(env, log_path)
     try:
         wait_for(
-            lambda: sum(line.get("event") == "reconnecting" for line in read_lines(log_path)) >= 3
-            or proc.poll() is not None,
+            lambda: (
+                sum(line.get("event") == "reconnecting" for line in read_lines(log_path)) >= 3
+                or proc.poll() is not None
+            ),
             60,
             "three reconnect attempts",
         )
@@ -128,9 +130,7 @@ def test_hostname_mismatch_is_refused(tmp_path: Path, pki: dict[str, object]) ->
         env = _tls_env(cp, ca.path)  # dials https://127.0.0.1:PORT, not in the certificate
         _assert_refused_and_retrying(env, tmp_path / "agent.log", ("hostname",))
         # The same server, reached by the name in its certificate, is accepted: it was the name.
-        with AdminClient(
-            cp.address, ADMIN_TOKEN, tls_ca_file=ca.path, tls_server_name="cp.elsewhere.example"
-        ) as admin:
+        with AdminClient(cp.address, ADMIN_TOKEN, tls_ca_file=ca.path, tls_server_name="cp.elsewhere.example") as admin:
             assert admin.list() is not None
     finally:
         cp.stop()
@@ -143,13 +143,17 @@ def test_mtls_refuses_an_agent_without_a_client_certificate(tmp_path: Path, pki:
     cp = _start(tmp_path, server, client_ca=client_ca.path)
     try:
         env = _tls_env(cp, ca.path)
-        _assert_refused_and_retrying(env, tmp_path / "no-cert.log", ("handshake", "ssl", "tls", "certificate", "closed"))
+        _assert_refused_and_retrying(
+            env, tmp_path / "no-cert.log", ("handshake", "ssl", "tls", "certificate", "closed")
+        )
         # A certificate from a CA the control plane does not trust for clients is refused too.
         rogue_env = env | {
             "CONNECTOR_TLS_CLIENT_CERT_FILE": str(rogue.cert),
             "CONNECTOR_TLS_CLIENT_KEY_FILE": str(rogue.key),
         }
-        _assert_refused_and_retrying(rogue_env, tmp_path / "rogue.log", ("handshake", "ssl", "tls", "certificate", "closed"))
+        _assert_refused_and_retrying(
+            rogue_env, tmp_path / "rogue.log", ("handshake", "ssl", "tls", "certificate", "closed")
+        )
         # The operator API sits behind the same requirement.
         with AdminClient(cp.address, ADMIN_TOKEN, tls_ca_file=ca.path) as anonymous, pytest.raises(grpc.RpcError):
             anonymous.list()
