@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import grpc
+from google.protobuf import struct_pb2
 from grpc import aio
 
 from connector.controlplane.engine import Engine
@@ -30,6 +31,25 @@ DEFAULT_INVENTORY_LIMIT = 100
 MAX_INVENTORY_LIMIT = 5000
 
 
+# Nesting of a job's settings / target objects. protobuf parsers stop at 100 message levels and each
+# level of a JSON object costs two (Struct, Value), so a deeper job would be stored but could never be
+# parsed again by the connector's PollJobs (or ListJobs): refuse it here, with the field's name.
+MAX_STRUCT_DEPTH = 16
+
+
+def _depth(value: struct_pb2.Value | struct_pb2.Struct, level: int = 0) -> int:
+    if level > MAX_STRUCT_DEPTH:
+        return level
+    if isinstance(value, struct_pb2.Struct):
+        return max((_depth(v, level + 1) for v in value.fields.values()), default=level + 1)
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return _depth(value.struct_value, level)
+    if kind == "list_value":
+        return max((_depth(v, level + 1) for v in value.list_value.values), default=level + 1)
+    return level
+
+
 def _problem(request: admin_pb2.EnqueueJobRequest) -> str | None:
     """What is wrong with an enqueue request, naming the field; None when it is fine."""
     if not request.connector_id:
@@ -43,6 +63,12 @@ def _problem(request: admin_pb2.EnqueueJobRequest) -> str | None:
         body: Any = getattr(request, kind)
         if not body.grant_id or not body.principal:
             return f"{kind}.grant_id and {kind}.principal are required"
+    structs = [("integration.settings", request.integration.settings)]
+    if kind in ("grant", "revoke"):
+        structs.append((f"{kind}.target", getattr(request, kind).target))
+    for name, struct in structs:
+        if _depth(struct) > MAX_STRUCT_DEPTH:
+            return f"{name} is nested deeper than {MAX_STRUCT_DEPTH} levels of objects and lists"
     if request.HasField("timeout") and not 0 < seconds(request.timeout) <= MAX_JOB_TIMEOUT:
         return f"timeout must be between 0 and {MAX_JOB_TIMEOUT:g} seconds"
     return None

@@ -27,7 +27,7 @@ def _sleep(params: Mapping[str, Any], ctx: JobContext) -> float:
         ctx.cancelled.wait(min(left, 0.05))
     ctx.check_cancelled()
     if code := params.get("fail_with"):
-        if code not in ErrorCode.__members__:
+        if not isinstance(code, str) or code not in ErrorCode.__members__:
             raise InvalidJob(f"fail_with must be one of {sorted(ErrorCode.__members__)}")
         raise ConnectorError(ErrorCode(code), "failure requested by the noop job")
     return float(seconds)

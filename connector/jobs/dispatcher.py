@@ -47,8 +47,26 @@ class JobOutcome:
     integration_type: str = ""
 
 
-def _struct(msg: Any) -> dict[str, Any]:
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True) if msg is not None else {}
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z.
+_MIN_TIMESTAMP, _MAX_TIMESTAMP = -62_135_596_800, 253_402_300_799
+
+
+def _struct(msg: Any, what: str = "") -> dict[str, Any]:
+    if msg is None:
+        return {}
+    try:
+        return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    except ValueError:  # NaN / Infinity: a Struct can carry them, JSON (and every integration) cannot
+        raise InvalidJob(f"{what or 'the job'} holds a number that is NaN or Infinity; send finite numbers") from None
+
+
+def _expires_at(grant: connector_pb2.GrantJob) -> datetime | None:
+    if not grant.HasField("expires_at"):
+        return None
+    ts = grant.expires_at
+    if not _MIN_TIMESTAMP <= ts.seconds <= _MAX_TIMESTAMP or not 0 <= ts.nanos <= 999_999_999:
+        raise InvalidJob("grant.expires_at is not a valid timestamp (years 1 to 9999)")
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 def _require_id(value: str, what: str) -> str:
@@ -90,7 +108,7 @@ class Dispatcher:
                 f"(it runs: {', '.join(self.registry.types())})",
                 retryable=False,
             )
-        settings = _struct(spec.settings)
+        settings = _struct(spec.settings, "integration.settings")
         key = (spec.id, spec.type, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest())
         with self._lock:
             instance = self._instances.get(key)
@@ -104,7 +122,10 @@ class Dispatcher:
         started = time.monotonic()
         outcome = self._execute(job, ctx)
         if job.WhichOneof("kind") in ("grant", "revoke"):
-            _audit(job, outcome, time.monotonic() - started)  # exactly one audit line per grant / revoke
+            try:
+                _audit(job, outcome, time.monotonic() - started)  # exactly one audit line per grant / revoke
+            except Exception:  # execute never raises: the job's result must still be reported
+                log.exception("audit_record_failed", job_id=job.id[:MAX_ID_LENGTH])
         return outcome
 
     def _execute(self, job: connector_pb2.Job, ctx: JobContext) -> JobOutcome:
@@ -143,8 +164,8 @@ class Dispatcher:
             grant = GrantRequest(
                 grant_id=_require_id(g.grant_id, "grant.grant_id"),
                 principal=_require_id(g.principal, "grant.principal"),
-                target=_struct(g.target),
-                expires_at=g.expires_at.ToDatetime(tzinfo=UTC) if g.HasField("expires_at") else None,
+                target=_struct(g.target, "grant.target"),
+                expires_at=_expires_at(g),
                 dry_run=g.dry_run,
                 requester_public_key=g.requester_public_key,
                 requester=g.requester,
@@ -158,7 +179,7 @@ class Dispatcher:
             revoke = RevokeRequest(
                 grant_id=_require_id(r.grant_id, "revoke.grant_id"),
                 principal=_require_id(r.principal, "revoke.principal"),
-                target=_struct(r.target),
+                target=_struct(r.target, "revoke.target"),
                 dry_run=r.dry_run,
             )
             result = integration.revoke(revoke, ctx)
@@ -183,10 +204,17 @@ def _audit(job: connector_pb2.Job, outcome: JobOutcome, duration_s: float) -> No
         integration_id=job.integration.id[:MAX_ID_LENGTH],
         integration_type=job.integration.type[:64],
         principal=body.principal[:MAX_ID_LENGTH],
-        target=_struct(body.target),
+        target=_audit_target(body.target),
         dry_run=body.dry_run,
         outcome=outcome.outcome,
         error=outcome.error,
         duration_s=duration_s,
         result=outcome.result,
     )
+
+
+def _audit_target(target: Any) -> dict[str, Any]:
+    try:
+        return _struct(target)
+    except InvalidJob:
+        return {"unreadable": "the target holds NaN or Infinity"}
