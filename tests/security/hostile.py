@@ -192,21 +192,30 @@ def _org_settings() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def _k8s_settings() -> st.SearchStrategy[dict[str, Any]]:
-    hosts = st.sampled_from(
-        [
-            f"https://admin:{PLANTED_URL_PASSWORD}@127.0.0.1:1",
-            "https://127.0.0.1:1",
-            "http://127.0.0.1:1",
-            "http://10.0.0.1:443",  # plaintext off loopback: refused
-            "ftp://127.0.0.1",
-            "https://",
-            "127.0.0.1:1",
-            "https://%2F..%2F@127.0.0.1:1",
-        ]
+    planted_url = st.just(f"https://admin:{PLANTED_URL_PASSWORD}@127.0.0.1:1")
+    hosts = st.one_of(
+        planted_url,
+        planted_url,
+        st.sampled_from(
+            [
+                f"https://admin:{PLANTED_URL_PASSWORD}@127.0.0.1:1",
+                "https://127.0.0.1:1",
+                "http://127.0.0.1:1",
+                "http://10.0.0.1:443",  # plaintext off loopback: refused
+                "ftp://127.0.0.1",
+                "https://",
+                "127.0.0.1:1",
+                "https://%2F..%2F@127.0.0.1:1",
+            ]
+        ),
     )
     return merged(
         st.fixed_dictionaries(
-            {"connection": st.one_of(st.sampled_from(["in_cluster", "eks", "host", "EKS", "../"]), values())}
+            {
+                "connection": st.one_of(
+                    st.just("host"), st.sampled_from(["in_cluster", "eks", "host", "EKS", "../"]), values()
+                )
+            }
         ),
         _maybe("host", st.one_of(hosts, values())),
         _maybe("cluster_name", st.one_of(st.sampled_from(["prod", "../prod", "prod%2F..", "a" * 300]), values())),

@@ -138,6 +138,7 @@ def test_fuzz_hostile_jobs_through_grpc(sandbox: Sandbox, logs: LogCapture, tmp_
     accepted: list[str] = []
     refused_at_enqueue: collections.Counter[str] = collections.Counter()
     enqueue_problems: list[str] = []
+    planted_sent: collections.Counter[str] = collections.Counter()
     examples = 0
     started = time.monotonic()
 
@@ -155,6 +156,9 @@ def test_fuzz_hostile_jobs_through_grpc(sandbox: Sandbox, logs: LogCapture, tmp_
         if len(accepted) >= TARGET_CASES:
             return
         examples += 1
+        wire = request.SerializeToString()
+        for secret in hostile.PLANTED[1:]:  # the token is in every call's metadata
+            planted_sent[secret] += secret.encode() in wire
         # Pipelined: generating the next case overlaps the previous EnqueueJob calls.
         in_flight.append(stub.EnqueueJob.future(request, metadata=metadata, timeout=60))
         while len(in_flight) > 32:
@@ -223,6 +227,7 @@ def test_fuzz_hostile_jobs_through_grpc(sandbox: Sandbox, logs: LogCapture, tmp_
     )
     print("outcomes by error code:", json.dumps(dict(outcomes.most_common()), indent=1))
     print("refused at enqueue:", json.dumps(dict(refused_at_enqueue.most_common()), indent=1))
+    print("planted secrets sent in jobs:", dict(planted_sent))
     if problems:
         print("\n".join(problems[:40]))
 
@@ -258,3 +263,6 @@ def test_fuzz_hostile_jobs_through_grpc(sandbox: Sandbox, logs: LogCapture, tmp_
     assert "job_internal_error" not in captured
     assert not problems, "\n".join(problems[:40]) + f"\n({len(problems)} problems)"
     assert reached >= TARGET_CASES
+    # The secrets really travelled the risky paths: into settings, AssumeRole's ExternalId, a cluster URL.
+    assert all(planted_sent[secret] >= TARGET_CASES // 100 for secret in hostile.PLANTED[1:]), planted_sent
+    assert outcomes[ErrorCode.ACCESS_DENIED] >= 1 and outcomes[ErrorCode.UNAVAILABLE] >= 1, outcomes
