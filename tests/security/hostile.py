@@ -232,7 +232,7 @@ def _noop_params() -> st.SearchStrategy[dict[str, Any]]:
         st.floats(min_value=0, max_value=0.02),
     )
     items = st.one_of(st.sampled_from([-1, math.nan, math.inf, 1e12, "2", None, [1]]), st.integers(0, 3))
-    fail = st.one_of(st.sampled_from([*(c.value for c in ErrorCode), "NOPE", "", PLANTED_SETTING]), values())
+    fail = st.one_of(st.sampled_from([*(c.value for c in ErrorCode), "NOPE", ""]), values())
     return merged(_maybe("sleep_seconds", sleeps), _maybe("items", items), _maybe("fail_with", fail), SECRET_EXTRAS)
 
 
