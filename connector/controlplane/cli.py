@@ -203,7 +203,13 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     with admin_client(args) as admin:
         ids = (args.connector_id, args.integration_id, args.integration_type)
         if args.kind == "sync":
-            record = admin.enqueue_sync(*ids, resource_types=args.resource_type, account_ids=args.account_id, **common)
+            record = admin.enqueue_sync(
+                *ids,
+                resource_types=args.resource_type,
+                account_ids=args.account_id,
+                split_accounts_per_job=args.split_accounts,
+                **common,
+            )
         elif args.kind == "grant":
             record = admin.enqueue_grant(
                 *ids,
@@ -409,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "sync":
             p.add_argument("--resource-type", action="append", default=[], help="only this resource type (repeatable)")
             p.add_argument("--account-id", action="append", default=[], help="only this account (repeatable)")
+            p.add_argument(
+                "--split-accounts",
+                type=int,
+                default=0,
+                metavar="N",
+                help="run a discovery job, then per-account child jobs of at most N accounts (several replicas share them)",
+            )
         else:
             p.add_argument("--grant-id", required=True, help="stable grant id (shared by the grant and its revoke)")
             p.add_argument("--principal", required=True, help="who gets access: role ARN, user/group id, ...")

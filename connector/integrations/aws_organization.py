@@ -154,15 +154,20 @@ class AwsOrganizationIntegration(Integration):
                 ) from None
             raise
         active = [a.id for a in accounts if a.active]
+        per_account = [] if request.discovery_only else active
         tasks: list[ScopeTask] = []
         if "eks_cluster" in types:
-            tasks += [ScopeTask(a, r, "eks", self._eks_task) for a in active for r in self._regions()]
+            tasks += [ScopeTask(a, r, "eks", self._eks_task) for a in per_account for r in self._regions()]
         if "iam_role" in types:
-            tasks += [ScopeTask(a, "global", "iam", self._iam_task) for a in active]
+            tasks += [ScopeTask(a, "global", "iam", self._iam_task) for a in per_account]
         if "identity_center" in types:
-            tasks += self._identity_center_tasks(mgmt, active, emit)
+            # The directory (instance, permission sets, users, groups) is organisation-wide: it belongs to a
+            # full or discovery sync, not to each account-scoped job of a split.
+            directory = not request.account_ids
+            tasks += self._identity_center_tasks(mgmt, per_account, emit, directory)
         errors = self._fan_out(tasks, ctx, emit)
         result: dict[str, Any] = {
+            "discovery_only": request.discovery_only,
             "accounts_total": len(accounts),
             "accounts_active": len(active),
             "accounts_skipped": [{"id": a.id, "state": a.state} for a in accounts if not a.active][:100],
@@ -207,12 +212,18 @@ class AwsOrganizationIntegration(Integration):
             )
         accounts: list[Account] = []
         scope = self.config.organizational_unit_id
+        if wanted:  # an account-scoped (split) job: resolve the named accounts, do not walk the tree
+            for account in walk.resolve(sorted(wanted), scope):
+                accounts.append(account)
+                if with_items:
+                    emit(self._account_item(account))
+            return accounts
         if scope and not scope.startswith("r-"):
             starts = [(scope, walk.path_of(scope))]
         else:
             roots = walk.roots()
             starts = [(root["Id"], "Root") for root in roots]
-            if with_items and not wanted:
+            if with_items:
                 for root in roots:
                     emit(
                         InventoryItem(
@@ -225,7 +236,7 @@ class AwsOrganizationIntegration(Integration):
         for start_id, start_path in starts:
             for node in walk.walk(start_id, start_path):
                 if isinstance(node, OrgUnit):
-                    if with_items and not wanted:
+                    if with_items:
                         emit(
                             InventoryItem(
                                 type="aws.ou",
@@ -236,28 +247,28 @@ class AwsOrganizationIntegration(Integration):
                             )
                         )
                     continue
-                if wanted and node.id not in wanted:
-                    continue
                 accounts.append(node)
                 if with_items:
-                    emit(
-                        InventoryItem(
-                            type="aws.account",
-                            id=node.id,
-                            name=node.name,
-                            account_id=node.id,
-                            parent_id=node.parent_id,
-                            attributes={
-                                "email": node.email,
-                                "state": node.state,
-                                "path": node.path,
-                                "arn": node.arn,
-                                "joined": node.joined,
-                                "tags": node.tags,
-                            },
-                        )
-                    )
+                    emit(self._account_item(node))
         return accounts
+
+    @staticmethod
+    def _account_item(node: Account) -> InventoryItem:
+        return InventoryItem(
+            type="aws.account",
+            id=node.id,
+            name=node.name,
+            account_id=node.id,
+            parent_id=node.parent_id,
+            attributes={
+                "email": node.email,
+                "state": node.state,
+                "path": node.path,
+                "arn": node.arn,
+                "joined": node.joined,
+                "tags": node.tags,
+            },
+        )
 
     def _eks_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
         eks = self.aws.client(self.member(account_id), "eks", region)
@@ -267,7 +278,7 @@ class AwsOrganizationIntegration(Integration):
         yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
 
     def _identity_center_tasks(
-        self, mgmt: str, accounts: list[str], emit: Callable[[InventoryItem], None]
+        self, mgmt: str, accounts: list[str], emit: Callable[[InventoryItem], None], directory: bool = True
     ) -> list[ScopeTask]:
         region = self.config.sso_region or self.config.region
         sso = self.aws.client(mgmt, "sso-admin", region)
@@ -275,10 +286,13 @@ class AwsOrganizationIntegration(Integration):
             ic = identity_center_inventory.discover(sso)
             if ic is None:
                 return []
-            for item in identity_center_inventory.directory_items(
-                sso, self.aws.client(mgmt, "identitystore", region), ic
-            ):
-                emit(item)
+            if directory:
+                for item in identity_center_inventory.directory_items(
+                    sso, self.aws.client(mgmt, "identitystore", region), ic
+                ):
+                    emit(item)
+            elif accounts:
+                identity_center_inventory.load_permission_sets(sso, ic)
         except (ClientError, BotoCoreError) as exc:
             self._record_error(emit, exc, "management", region, "identity_center")
             return []
