@@ -32,6 +32,7 @@ from connector.logging import configure_logging
 from connector.v1 import admin_pb2
 
 INTEGRATION_ID = "demo-org"
+TERMINAL = (admin_pb2.JOB_STATE_SUCCEEDED, admin_pb2.JOB_STATE_FAILED, admin_pb2.JOB_STATE_CANCELLED)
 GRANT_ID = "demo-grant-0001"
 
 
@@ -57,9 +58,14 @@ class Demo:
         self.say(f"  [{'ok' if ok else 'FAILED'}] {name}{': ' + detail if detail else ''}")
 
     def run_job(
-        self, admin: AdminClient, label: str, record: admin_pb2.JobRecord, timeout: float = 120
+        self,
+        admin: AdminClient,
+        label: str,
+        record: admin_pb2.JobRecord,
+        timeout: float = 120,
+        started: float | None = None,
     ) -> admin_pb2.JobRecord:
-        started = time.monotonic()
+        started = time.monotonic() if started is None else started
         done = admin.wait(record.job.id, timeout=timeout)
         self.jobs.append((label, done, time.monotonic() - started))
         state = admin_pb2.JobState.Name(done.state).removeprefix("JOB_STATE_").lower()
@@ -141,7 +147,7 @@ def run(accounts: int) -> int:
                 "CONNECTOR_CONCURRENCY": "4",
                 "CONNECTOR_DRAIN_GRACE_SECONDS": "10",
             }
-            with agent_thread(agent_env), cp.admin as admin:
+            with agent_thread(agent_env) as runtime, cp.admin as admin:
                 demo.say(
                     f"  sandbox {sandbox.endpoint}: organisation {info.organization_id}, {len(info.accounts)} accounts, "
                     f"{len(info.clusters)} EKS clusters; control plane {cp.address}; connector {info.connector_id}"
@@ -154,7 +160,7 @@ def run(accounts: int) -> int:
                     "sso_region": info.identity_center.region if info.identity_center else "us-east-1",
                     "excluded_account_ids": [info.management_account_id],
                 }
-                sync_ok = _sync(demo, admin, info, settings)
+                sync_ok = _sync(demo, admin, runtime, info, settings)
                 grant_ok = _grant_and_revoke(demo, admin, sandbox, info, settings)
     demo.say("\n== jobs")
     demo.say(
@@ -180,11 +186,17 @@ def run(accounts: int) -> int:
     return 0 if sync_ok and grant_ok and not failed else 1
 
 
-def _sync(demo: Demo, admin: AdminClient, info: Any, settings: dict[str, Any]) -> bool:
+def _sync(demo: Demo, admin: AdminClient, runtime: AgentRuntime, info: Any, settings: dict[str, Any]) -> bool:
     demo.say("\n== sync: organisation, accounts, EKS clusters and their access, Identity Center, IAM roles")
-    record = demo.run_job(
-        admin, "sync", admin.enqueue_sync(info.connector_id, INTEGRATION_ID, "aws_organization", settings)
-    )
+    started = time.monotonic()
+    queued = admin.enqueue_sync(info.connector_id, INTEGRATION_ID, "aws_organization", settings)
+    shown = (0, 0)
+    while admin.wait(queued.job.id, timeout=0.3).state not in TERMINAL:  # progress, as the agent reports it
+        progress = max((r.progress for r in list(runtime.running.values())), default=(0, 0))
+        if progress != shown and progress[1]:
+            demo.say(f"  ... accounts done {progress[0]}/{progress[1]}")
+            shown = progress
+    record = demo.run_job(admin, "sync", queued, started=started)
     ok = record.state == admin_pb2.JOB_STATE_SUCCEEDED
     demo.check("sync succeeded", ok, record.error.message)
     if not ok:

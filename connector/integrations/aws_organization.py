@@ -157,7 +157,10 @@ class AwsOrganizationIntegration(Integration):
         per_account = [] if request.discovery_only else active
         tasks: list[ScopeTask] = []
         if "eks_cluster" in types:
-            tasks += [ScopeTask(a, r, "eks", self._eks_task) for a in per_account for r in self._regions()]
+            if self.config.regions == "enabled":  # one task per account: its enabled regions, then EKS in each
+                tasks += [ScopeTask(a, "enabled", "eks", self._eks_enabled_regions_task) for a in per_account]
+            else:
+                tasks += [ScopeTask(a, r, "eks", self._eks_task) for a in per_account for r in self._regions()]
         if "iam_role" in types:
             tasks += [ScopeTask(a, "global", "iam", self._iam_task) for a in per_account]
         if "identity_center" in types:
@@ -181,8 +184,7 @@ class AwsOrganizationIntegration(Integration):
 
     def _regions(self) -> tuple[str, ...]:
         regions = self.config.regions
-        if regions == "enabled":
-            raise InvalidJob("regions 'enabled' is not supported by this connector version yet: list the regions")
+        assert regions != "enabled"  # resolved per account by _eks_enabled_regions_task
         return regions or (self.config.region,)
 
     def _sync_org(
@@ -273,6 +275,18 @@ class AwsOrganizationIntegration(Integration):
     def _eks_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
         eks = self.aws.client(self.member(account_id), "eks", region)
         yield from cluster_items(eks, account_id, region, lambda: None)
+
+    def _eks_enabled_regions_task(self, account_id: str, _: str) -> Iterator[InventoryItem]:
+        """Every region enabled in the account (DescribeRegions without AllRegions lists only those); a
+        failure in one region becomes that region's error item and the others go on."""
+        session = self.member(account_id)
+        ec2 = self.aws.client(session, "ec2", self.config.region)
+        regions = sorted(r["RegionName"] for r in ec2.describe_regions(AllRegions=False).get("Regions", []))
+        for region in regions:
+            try:
+                yield from cluster_items(self.aws.client(session, "eks", region), account_id, region, lambda: None)
+            except (ClientError, BotoCoreError) as exc:
+                yield self._error_item(exc, account_id, region, "eks")
 
     def _iam_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
         yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
@@ -372,18 +386,19 @@ class AwsOrganizationIntegration(Integration):
     def _record_error(
         self, emit: Callable[[InventoryItem], None], exc: BaseException, account_id: str, region: str, stage: str
     ) -> None:
+        emit(self._error_item(exc, account_id, region, stage))
+
+    def _error_item(self, exc: BaseException, account_id: str, region: str, stage: str) -> InventoryItem:
         code, hint = scope_error_hint(
             exc, account_id, region, self.config.member_role_name, self._management_account_id
         )
         log.warning("sync_scope_failed", account_id=account_id, region=region, stage=stage, error_code=code)
-        emit(
-            InventoryItem(
-                type="error",
-                id=f"{account_id}/{region}/{stage}",
-                account_id=account_id,
-                region=region,
-                attributes={"stage": stage, "code": code, "message": str(exc)[:500], "hint": hint},
-            )
+        return InventoryItem(
+            type="error",
+            id=f"{account_id}/{region}/{stage}",
+            account_id=account_id,
+            region=region,
+            attributes={"stage": stage, "code": code, "message": str(exc)[:500], "hint": hint},
         )
 
     def account_ous(self, account_id: str) -> list[str]:
