@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import os
 import secrets
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,6 +30,7 @@ from google.protobuf import json_format
 from connector.agent.runtime import AgentRuntime
 from connector.config import load_config
 from connector.controlplane.client import AdminClient
+from connector.controlplane.sealed import SealedError, open_job_credentials, read_private_key, write_keypair
 from connector.controlplane.server import ControlPlaneThread
 from connector.controlplane.settings import ServerSettings
 from connector.jobs.runtime import build_dispatcher
@@ -162,6 +168,7 @@ def run(accounts: int) -> int:
                 }
                 sync_ok = _sync(demo, admin, runtime, info, settings)
                 grant_ok = _grant_and_revoke(demo, admin, sandbox, info, settings)
+                sealed_ok = _sealed_credentials(demo, admin, sandbox, info)
     demo.say("\n== jobs")
     demo.say(
         table(
@@ -183,7 +190,7 @@ def run(accounts: int) -> int:
     demo.say(
         f"\n== {'all checks passed' if not failed else 'FAILED: ' + ', '.join(failed)} in {time.monotonic() - t0:.1f} s"
     )
-    return 0 if sync_ok and grant_ok and not failed else 1
+    return 0 if sync_ok and grant_ok and sealed_ok and not failed else 1
 
 
 def _sync(demo: Demo, admin: AdminClient, runtime: AgentRuntime, info: Any, settings: dict[str, Any]) -> bool:
@@ -315,6 +322,88 @@ def _grant_and_revoke(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, s
             "access entry is gone after the revoke (checked through boto3)",
             exc.response["Error"]["Code"] == "ResourceNotFoundException",
         )
+    return True
+
+
+def _connector_session(sandbox: Any, region: str) -> boto3.Session:
+    env = sandbox.env(region)
+    return boto3.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
+        region_name=region,
+    )
+
+
+def _sealed_credentials(demo: Demo, admin: AdminClient, sandbox: Any, info: Any) -> bool:
+    """A Lambda custom integration hands out credentials: the connector seals them to the requester's key,
+    the control plane stores only ciphertext, and the requester opens them with their private key."""
+    region = "us-east-1"
+    demo.say("\n== credentials only the requester can read: a Lambda custom integration's create-credentials")
+    session = _connector_session(sandbox, region)
+    iam = session.client("iam", endpoint_url=sandbox.endpoint)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    role = iam.create_role(RoleName="demo-credentials-fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    session.client("lambda", endpoint_url=sandbox.endpoint).create_function(
+        FunctionName="demo-credentials",
+        Runtime="nodejs20.x",
+        Role=role,
+        Handler="index.handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+        Tags={"apono-connector-access": "true"},
+    )
+    password = secrets.token_urlsafe(18)
+    # The sandbox's Lambda answers from a queue: grant-access, then create-credentials (the seed's contract).
+    queued = {
+        "account_id": info.connector_account_id,
+        "region": region,
+        "results": [
+            json.dumps({"status": "ok"}),
+            json.dumps({"status": "ok", "username": "jit-alice", "password": password}),
+        ],
+    }
+    request = urllib.request.Request(  # noqa: S310 (the sandbox, on loopback)
+        f"{sandbox.endpoint}/moto-api/static/lambda-simple/response", data=json.dumps(queued).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        answer.read()
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "requester.key"
+        public_key = base64.b64decode(write_keypair(key_file))
+        record = demo.run_job(
+            admin,
+            "grant+credentials",
+            admin.enqueue_grant(
+                info.connector_id,
+                "demo-lambda",
+                "lambda_custom",
+                grant_id="demo-grant-0002",
+                principal="alice",
+                target={"resources": ["reports-db"], "permission": "reader", "credentials": "create"},
+                settings={"function_name": "demo-credentials", "region": region},
+                requester="alice@example.com",
+                requester_public_key=public_key,
+                expires_in=3600,
+            ),
+        )
+        demo.check("credentials grant succeeded", record.state == admin_pb2.JOB_STATE_SUCCEEDED, record.error.message)
+        stored = json_format.MessageToJson(record)
+        demo.check("the control plane holds only ciphertext", password not in stored and "ciphertext" in stored)
+        try:
+            opened = open_job_credentials(record, read_private_key(key_file))
+        except SealedError as exc:
+            demo.check("the requester opens them with their private key", False, str(exc))
+            return True
+    demo.check(
+        "the requester opens them with their private key",
+        opened.get("password") == password,
+        f"username={opened.get('username')}, password of {len(str(opened.get('password', '')))} characters",
+    )
     return True
 
 
