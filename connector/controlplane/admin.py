@@ -50,6 +50,9 @@ def _depth(value: struct_pb2.Value | struct_pb2.Struct, level: int = 0) -> int:
     return level
 
 
+MAX_SPLIT = 1000
+
+
 def _problem(request: admin_pb2.EnqueueJobRequest) -> str | None:
     """What is wrong with an enqueue request, naming the field; None when it is fine."""
     if not request.connector_id:
@@ -71,6 +74,13 @@ def _problem(request: admin_pb2.EnqueueJobRequest) -> str | None:
             return f"{name} is nested deeper than {MAX_STRUCT_DEPTH} levels of objects and lists"
     if request.HasField("timeout") and not 0 < seconds(request.timeout) <= MAX_JOB_TIMEOUT:
         return f"timeout must be between 0 and {MAX_JOB_TIMEOUT:g} seconds"
+    if request.split_accounts_per_job:
+        if kind != "sync":
+            return "split_accounts_per_job applies to sync jobs only"
+        if request.sync.account_ids or request.sync.discovery_only:
+            return "split_accounts_per_job splits a full sync: leave sync.account_ids and sync.discovery_only unset"
+        if request.split_accounts_per_job > MAX_SPLIT:
+            return f"split_accounts_per_job must be at most {MAX_SPLIT}"
     return None
 
 
@@ -95,9 +105,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         kind = request.WhichOneof("kind")
         assert kind is not None
         getattr(job, kind).CopyFrom(getattr(request, kind))
+        split = None
+        if request.split_accounts_per_job:
+            job.sync.discovery_only = True  # the children get the per-account work once this succeeds
+            split = (int(request.split_accounts_per_job), timeout)
         if self._signer is not None:  # signed once, here; the signature is stored with the job
             self._signer.sign(job)
-        return await self._engine.enqueue(request.connector_id, job, request.idempotency_key, now, now + timeout)
+        return await self._engine.enqueue(request.connector_id, job, request.idempotency_key, now, now + timeout, split)
 
     async def GetJob(self, request: admin_pb2.GetJobRequest, context: Context) -> admin_pb2.JobRecord:
         record = await self._engine.get(request.job_id)

@@ -86,7 +86,7 @@ class ControlPlaneServer:
         for connector_id, token in settings.connector_tokens.items():
             tokens.add(connector_id, token)
         tokens.reload()
-        self._engine = Engine(settings, self._db)
+        self._engine = Engine(settings, self._db, sign=self.signer.sign if self.signer is not None else None)
         await self._engine.start()
 
         options = [

@@ -333,3 +333,40 @@ def test_an_unusable_signing_key_stops_the_server_naming_the_flag(tmp_path: Path
         cp.stop()
     with pytest.raises(SettingsError, match="--job-signing-key: no readable file"):
         ControlPlaneServer(cp_settings(tmp_path, job_signing_key_file=tmp_path / "missing.pem"))
+
+
+def test_jobs_the_control_plane_makes_itself_are_signed_too(tmp_path: Path) -> None:
+    """A split sync's child jobs are created by the control plane when the discovery job succeeds: a connector
+    that pins the key must be able to verify them like any enqueued job."""
+    from tests.controlplane.cp_helpers import CONNECTOR_ID as CP_CONNECTOR_ID
+    from tests.controlplane.cp_helpers import Connector, digest_of, fast_settings
+
+    signer = _key(tmp_path / "signing.pem")
+    verify = JobVerifier(parse_public_keys(signer.public_key_b64))
+    settings = fast_settings(job_signing_key_file=tmp_path / "signing.pem", lease_seconds=30.0)
+    with ControlPlaneThread(settings) as cp, grpc.insecure_channel(cp.address) as channel:
+        parent = cp.admin.enqueue_sync(
+            CP_CONNECTOR_ID, "org-1", "aws_organization", resource_types=["organization"], split_accounts_per_job=2
+        )
+        connector = Connector(channel)
+        [discovery] = connector.poll(max_jobs=1, wait=5)
+        assert discovery.id == parent.job.id
+        verify(discovery)
+        accounts = [f"11111111111{i}" for i in range(3)]
+        items = []
+        for account in accounts:
+            item = connector_pb2.InventoryItem(type="aws.account", id=account, name=account, account_id=account)
+            item.attributes.update({"state": "ACTIVE"})
+            items.append(item)
+        connector.upload([connector.chunk(discovery, 0, items, digest=digest_of(items))])
+        connector.finish(discovery.id, discovery.attempt)
+
+        children: list[connector_pb2.Job] = []
+        while len(children) < 2:
+            polled = connector.poll(max_jobs=10, wait=5)
+            assert polled, "the split's child jobs were not offered"
+            children += polled
+        assert sorted(a for c in children for a in c.sync.account_ids) == accounts
+        for child in children:
+            assert child.signature_key_id == signer.key_id
+            verify(child)
