@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -27,7 +28,7 @@ from connector.errors import ErrorCode
 from connector.jobs.runtime import build_dispatcher
 from connector.jobs.signing import JobVerifier, canonical_bytes, key_id, parse_public_keys
 from connector.v1 import admin_pb2, connector_pb2, connector_pb2_grpc
-from tests.agent.agent_harness import CONNECTOR_ID, TOKEN, AgentThread, agent_env, cp_settings
+from tests.agent.agent_harness import CONNECTOR_ID, TOKEN, AgentThread, agent_env, cp_settings, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -370,3 +371,45 @@ def test_jobs_the_control_plane_makes_itself_are_signed_too(tmp_path: Path) -> N
         for child in children:
             assert child.signature_key_id == signer.key_id
             verify(child)
+
+
+class _RecordingSweeper:
+    """Stands in for the expiry sweeper (the agent's own boundary): records which settings it was shown."""
+
+    def __init__(self) -> None:
+        self.observed: list[tuple[str, str, dict[str, object]]] = []
+
+    def observe(self, integration_id: str, integration_type: str, settings: Mapping[str, object]) -> None:
+        self.observed.append((integration_id, integration_type, dict(settings)))
+
+    def sweep(self) -> list[object]:
+        return []
+
+
+def test_the_expiry_sweeper_learns_settings_only_from_verified_jobs(tmp_path: Path) -> None:
+    """An injected job must not re-point the integration the sweeper revokes with (e.g. another role ARN)."""
+    signer = _key(tmp_path / "signing.pem")
+    sweeper = _RecordingSweeper()
+    with ControlPlaneThread(cp_settings(tmp_path, job_signing_key_file=tmp_path / "signing.pem")) as cp:
+        honest = cp.admin.enqueue_sync(CONNECTOR_ID, "noop-1", "noop", {"items": 1})
+        # Someone with write access to the store adds an unsigned job for the same integration.
+        db = sqlite3.connect(cp.settings.db_path, timeout=10)
+        (blob,) = db.execute("SELECT job FROM jobs WHERE id = ?", (honest.job.id,)).fetchone()
+        injected = connector_pb2.Job.FromString(blob)
+        injected.id = "injected-1"
+        injected.integration.settings.update({"items": 1, "management_account_role_arn": "arn:aws:iam::666:role/x"})
+        injected.ClearField("signature")
+        db.execute(
+            "INSERT INTO jobs (id, connector_id, state, attempt, job, kind, integration_id, integration_type, created, "
+            "deadline, available_at) SELECT ?, connector_id, state, attempt, ?, kind, integration_id, integration_type, "
+            "created, deadline, available_at FROM jobs WHERE id = ?",
+            ("injected-1", injected.SerializeToString(), honest.job.id),
+        )
+        db.commit()
+        db.close()
+        env = agent_env(cp.address, CONNECTOR_JOB_SIGNING_KEYS=_pin(signer))
+        with AgentThread(env, sweeper=sweeper, sweep_interval=3600):
+            assert _final(cp.admin, honest.job.id).state == admin_pb2.JOB_STATE_SUCCEEDED
+            _assert_refused(_final(cp.admin, "injected-1"), "unsigned")
+            wait_for(lambda: len(sweeper.observed) >= 1, 10, "the sweeper saw the verified job")
+    assert sweeper.observed == [("noop-1", "noop", {"items": 1.0})], sweeper.observed
