@@ -167,9 +167,7 @@ def control_plane(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
 class AgentProcess:
     def __init__(self, sb: Sandbox, address: str, log: Path, **env: str) -> None:
         self.log = log
-        full = (
-            {"PATH": os.environ.get("PATH", ""), "PYTHONUNBUFFERED": "1"} | agent_env(address) | aws_env(sb) | env
-        )
+        full = {"PATH": os.environ.get("PATH", ""), "PYTHONUNBUFFERED": "1"} | agent_env(address) | aws_env(sb) | env
         with open(log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "connector", "run"], env=full, stdout=out, stderr=out)
 
@@ -185,9 +183,7 @@ class AgentProcess:
         return out
 
     def wait_event(self, name: str, timeout: float, count: int = 1) -> list[dict[str, Any]]:
-        wait_for(
-            lambda: len(self.events(name)) >= count or self.proc.poll() is not None, timeout, f"{count}x {name}"
-        )
+        wait_for(lambda: len(self.events(name)) >= count or self.proc.poll() is not None, timeout, f"{count}x {name}")
         found = self.events(name)
         assert len(found) >= count, f"agent exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}"
         return found

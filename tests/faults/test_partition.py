@@ -33,9 +33,10 @@ LEASE = 4.0
 
 @pytest.mark.timeout(180)
 def test_partition_longer_than_a_lease_no_double_apply_stale_finish_refused(sandbox, agents, tmp_path):
-    with start_cp(cp_settings(tmp_path, lease_seconds=LEASE, heartbeat_interval=1.0)) as cp, PartitionProxy(
-        cp.address
-    ) as proxy:
+    with (
+        start_cp(cp_settings(tmp_path, lease_seconds=LEASE, heartbeat_interval=1.0)) as cp,
+        PartitionProxy(cp.address) as proxy,
+    ):
         cut_off = AgentProcess(sandbox, proxy.address, tmp_path / "cut-off.log", CONNECTOR_HOST_ID="cut-off")
         agents.append(cut_off)
         cut_off.wait_event("registered", 60)
@@ -48,9 +49,7 @@ def test_partition_longer_than_a_lease_no_double_apply_stale_finish_refused(sand
 
         healthy = AgentProcess(sandbox, cp.address, tmp_path / "healthy.log", CONNECTOR_HOST_ID="healthy")
         agents.append(healthy)
-        wait_for(
-            lambda: cp.admin.get(record.job.id).state == admin_pb2.JOB_STATE_SUCCEEDED, 60, "attempt 2 finished"
-        )
+        wait_for(lambda: cp.admin.get(record.job.id).state == admin_pb2.JOB_STATE_SUCCEEDED, 60, "attempt 2 finished")
         partition_seconds = time.monotonic() - held_at
         proxy.heal()
         wait_for(lambda: cp.admin.get(record.job.id).stale_finishes_refused >= 1, 30, "the late finish refused")

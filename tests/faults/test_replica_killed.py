@@ -40,6 +40,7 @@ def test_replica_sigkilled_mid_grant_other_replica_finishes_it(sandbox, agents, 
         survivor = next(r for host, r in replicas.items() if host != holder)
 
         done = cp.admin.wait(record.job.id, timeout=90)
+
         def finished_by_survivor() -> list[dict[str, object]]:
             return [e for e in survivor.events("job_finished") if e.get("job_id") == record.job.id]
 

@@ -37,9 +37,7 @@ def test_sigterm_drains_running_grants_inside_the_grace(sandbox, agents, tmp_pat
         sandbox.faults.latency(3.0, service="eks", operation="AssociateAccessPolicy")
         grants = eks_grants(sandbox, "drain", RUNNING + QUEUED)
         records = [enqueue_grant(cp.admin, sandbox, g) for g in grants]
-        wait_for(
-            lambda: sandbox.faults.calls("eks", "AssociateAccessPolicy") >= RUNNING, 60, "every slot mid-grant"
-        )
+        wait_for(lambda: sandbox.faults.calls("eks", "AssociateAccessPolicy") >= RUNNING, 60, "every slot mid-grant")
         agent.proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         code = agent.proc.wait(timeout=GRACE + 30)

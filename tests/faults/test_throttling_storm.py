@@ -44,7 +44,15 @@ def inventory(admin: AdminClient, integration_id: str) -> set[tuple[str, ...]]:
     response = admin.inventory(integration_id=integration_id, limit=5000)
     assert response.total == len(response.items), "raise the limit"
     return {
-        (i.type, i.id, i.name, i.account_id, i.region, i.parent_id, json.dumps(json_format.MessageToDict(i.attributes), sort_keys=True))
+        (
+            i.type,
+            i.id,
+            i.name,
+            i.account_id,
+            i.region,
+            i.parent_id,
+            json.dumps(json_format.MessageToDict(i.attributes), sort_keys=True),
+        )
         for i in response.items
     }
 
