@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from connector import doctor
 from connector.controlplane.server import ControlPlaneThread
 from connector.sandbox import Sandbox, SeedSpec
 from tests.agent.agent_harness import CONNECTOR_ID, TOKEN, cp_settings
+from tests.sandbox_env import sandbox_as_aws
 
 # Two regions (one gets an SCP deny), clusters in two workload accounts (API and API_AND_CONFIG_MAP), and one
 # account without the member role (excluded in the all-green settings).
@@ -32,15 +32,8 @@ SPEC = SeedSpec(
 
 @pytest.fixture(scope="package")
 def sandbox() -> Iterator[Sandbox]:
-    sb = Sandbox.start(seed=SPEC)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in sb.env().items():
-            mp.setenv(key, value)
-        mp.setenv("AWS_CONFIG_FILE", os.devnull)
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        mp.delenv("AWS_PROFILE", raising=False)
+    with sandbox_as_aws(SPEC) as sb:
         yield sb
-    sb.stop()
 
 
 @pytest.fixture(autouse=True)

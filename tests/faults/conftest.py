@@ -24,6 +24,7 @@ from connector.integrations.eks_access import GRANT_PREFIX, MANAGED_BY_KEY
 from connector.sandbox import Sandbox, SeedSpec
 from connector.v1 import admin_pb2
 from tests.agent.agent_harness import ADMIN_TOKEN, CONNECTOR_ID, TOKEN, agent_env, wait_for
+from tests.sandbox_env import sandbox_as_aws
 
 # Two workload accounts with one cluster each (modes API and API_AND_CONFIG_MAP: both take access entries).
 SPEC = SeedSpec(accounts=4, regions=("us-east-1",), cluster_accounts=2, account_without_member_role=None, users=2)
@@ -32,15 +33,8 @@ INTEGRATION = "org"
 
 @pytest.fixture(scope="package")
 def sandbox() -> Iterator[Sandbox]:
-    sb = Sandbox.start(seed=SPEC)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in sb.env().items():
-            mp.setenv(key, value)
-        mp.setenv("AWS_CONFIG_FILE", os.devnull)
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        mp.delenv("AWS_PROFILE", raising=False)
+    with sandbox_as_aws(SPEC) as sb:
         yield sb
-    sb.stop()
 
 
 @pytest.fixture(autouse=True)
