@@ -116,8 +116,7 @@ def control_plane_checks(config: AgentConfig | None, environ: Mapping[str, str])
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.create_connection((host, port), timeout=RPC_TIMEOUT):
-            pass
+        raw = socket.create_connection((host, port), timeout=RPC_TIMEOUT)
     except OSError as exc:
         return [
             _fail(
@@ -128,7 +127,8 @@ def control_plane_checks(config: AgentConfig | None, environ: Mapping[str, str])
             )
         ]
     checks = [_ok("control_plane.reachable", f"TCP connection to {host}:{port} opened")]
-    tls = _tls_check(config, host, port)
+    with raw:  # the TLS check shakes hands on this same connection
+        tls = _tls_check(config, host, port, raw)
     checks.append(tls)
     if tls.status == "fail":
         return checks
@@ -136,7 +136,7 @@ def control_plane_checks(config: AgentConfig | None, environ: Mapping[str, str])
     return checks
 
 
-def _tls_check(config: AgentConfig, host: str, port: int) -> Check:
+def _tls_check(config: AgentConfig, host: str, port: int, raw: socket.socket) -> Check:
     if config.plaintext:
         return _warn(
             "control_plane.tls",
@@ -148,10 +148,7 @@ def _tls_check(config: AgentConfig, host: str, port: int) -> Check:
     if config.tls_client_cert_file and config.tls_client_key_file:
         context.load_cert_chain(str(config.tls_client_cert_file), str(config.tls_client_key_file))
     try:
-        with (
-            socket.create_connection((host, port), timeout=RPC_TIMEOUT) as raw,
-            context.wrap_socket(raw, server_hostname=host) as tls,
-        ):
+        with context.wrap_socket(raw, server_hostname=host) as tls:
             cert = tls.getpeercert() or {}
             version = tls.version()
     except ssl.SSLCertVerificationError as exc:

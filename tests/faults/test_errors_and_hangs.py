@@ -89,6 +89,7 @@ def test_500s_and_hangs_are_retried_or_reported_and_jobs_end_in_time(sandbox, tm
             (r.job.attempt, admin_pb2.JobState.Name(r.state), r.error.code, r.error.message) for r in final
         ]
         assert len(took) == GRANTS and max(took) < JOB_TIMEOUT, took
+        assert max(took) > READ_TIMEOUT, "no call timed out: the hang rules never fired"
         assert all(e.once for e in effects), effects
         assert healthy
         assert not left
