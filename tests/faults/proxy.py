@@ -23,7 +23,7 @@ class PartitionProxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="partition-proxy", daemon=True)
         self.address = ""
-        self.held_bytes = 0
+        self.held_bytes = 0  # a lower bound: bytes beyond the first chunk wait in the kernel buffers
         self.connections = 0
 
     def start(self) -> PartitionProxy:
