@@ -295,8 +295,9 @@ def effect(sb: Sandbox, grant: EksGrant) -> Effect:
     )
 
 
-def connector_entries(sb: Sandbox) -> list[str]:
-    """Principals of every access entry the connector manages, on every seeded cluster."""
+def connector_entries(sb: Sandbox, prefix: str = "") -> list[str]:
+    """Principals of the access entries the connector manages on every seeded cluster (only the principals
+    of grants made with `prefix` when given, so one test's leftovers are not blamed on the next)."""
     out = []
     for c in sb.seed_info.clusters:
         if c.mode == "CONFIG_MAP":
@@ -305,7 +306,7 @@ def connector_entries(sb: Sandbox) -> list[str]:
         for page in eks.get_paginator("list_access_entries").paginate(clusterName=c.name):
             for principal in page["accessEntries"]:
                 tags = eks.describe_access_entry(clusterName=c.name, principalArn=principal)["accessEntry"]["tags"]
-                if tags.get(MANAGED_BY_KEY) == "access-connector":
+                if tags.get(MANAGED_BY_KEY) == "access-connector" and f":role/{prefix}" in principal:
                     out.append(principal)
     return out
 

@@ -51,7 +51,7 @@ def test_controlplane_sigkill_and_restart_loses_no_job(sandbox, control_plane, a
     undelivered = len(agent.events("job_result_undelivered"))
 
     revoke_all(cp.admin, sandbox, grants)
-    left = connector_entries(sandbox)
+    left = connector_entries(sandbox, "cpkill-")
     summarize(
         "controlplane_sigkill_restart",
         **figures,

@@ -77,7 +77,7 @@ def test_grants_expire_and_are_revoked_while_the_control_plane_is_down(sandbox, 
     events = reported()
     per_grant = Counter(e.grant_id for e in events)
     lags = [gone_at[g.grant_id] - expires_at for g in grants]
-    left = connector_entries(sandbox)
+    left = connector_entries(sandbox, "expiry-")
     summarize(
         "expiry_while_controlplane_down",
         **job_figures(granted),

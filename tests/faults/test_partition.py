@@ -64,7 +64,7 @@ def test_partition_longer_than_a_lease_no_double_apply_stale_finish_refused(sand
         one = effect(sandbox, grant)
         creates = sandbox.faults.calls("eks", "CreateAccessEntry")
         revoke_all(cp.admin, sandbox, [grant])
-        left = connector_entries(sandbox)
+        left = connector_entries(sandbox, "partition-")
         summarize(
             "partition_longer_than_lease",
             **job_figures([done]),

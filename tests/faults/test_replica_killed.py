@@ -49,7 +49,7 @@ def test_replica_sigkilled_mid_grant_other_replica_finishes_it(sandbox, agents, 
         one = effect(sandbox, grant)
         creates = sandbox.faults.calls("eks", "CreateAccessEntry")
         revoke_all(cp.admin, sandbox, [grant])
-        left = connector_entries(sandbox)
+        left = connector_entries(sandbox, "replica-")
         summarize(
             "replica_sigkill_mid_grant",
             **job_figures([done]),

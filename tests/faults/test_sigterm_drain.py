@@ -57,7 +57,7 @@ def test_sigterm_drains_running_grants_inside_the_grace(sandbox, agents, tmp_pat
         final = terminal_records(cp.admin, [r.job.id for r in records], timeout=90)
         effects = [effect(sandbox, g) for g in grants]
         revoke_all(cp.admin, sandbox, grants)
-        left = connector_entries(sandbox)
+        left = connector_entries(sandbox, "drain-")
         summarize(
             "sigterm_drain",
             **job_figures(final),

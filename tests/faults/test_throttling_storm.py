@@ -87,7 +87,7 @@ def test_throttling_storm_same_inventory_and_grant(sandbox, agents, tmp_path):
         revoke_all(cp.admin, sandbox, [grant])  # the revoke runs in the storm too
         for rule in rules:
             sandbox.faults.remove(rule)
-        left = connector_entries(sandbox)
+        left = connector_entries(sandbox, "storm-")
         throttled = sum(counts["faulted"].values())
         calls = sum(n for op, n in counts["by_operation"].items() if op.split(":")[0] in ("eks", "organizations"))
         summarize(
