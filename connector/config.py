@@ -65,6 +65,9 @@ class AgentConfig(BaseSettings):
         default="", description="Comma-separated base64 Ed25519 public keys that jobs must be signed with."
     )
     state_dir: Path | None = Field(default=None, description="Writable directory for local state (optional).")
+    expiry_sweep_seconds: float = Field(
+        default=60.0, ge=1, le=3600, description="How often expired grants are looked for and revoked."
+    )
 
     @field_validator("control_plane_url")
     @classmethod

@@ -107,7 +107,7 @@ def main(argv: Sequence[str] = ()) -> int:
     except (OSError, ValueError) as exc:
         print(f"connector: CONNECTOR_STATE_DIR: cannot use the expiry sweeper's state: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    runtime = AgentRuntime(config, dispatcher, sweeper=sweeper)
+    runtime = AgentRuntime(config, dispatcher, sweeper=sweeper, sweep_interval=config.expiry_sweep_seconds)
     try:
         code = asyncio.run(_serve(runtime))
     except OSError as exc:  # the health port is taken, a TLS file unreadable: the message names the variable

@@ -324,6 +324,17 @@ class AgentRuntime:
             extra = jobs[taken:]
             jobs = jobs[:taken]
             await self.slots.release(taken - len(jobs))
+        in_transit = time.monotonic() - started
+        if jobs and in_transit > self.steering.poll_wait + self.steering.lease_duration:
+            # The server answers within poll_wait, so this answer was held up (a partition) for more than a
+            # whole lease: every lease in it has expired and its job is queued again, maybe running elsewhere.
+            # Running it would only repeat work whose result the fence refuses.
+            for job in jobs:
+                log.warning(
+                    "job_dropped_lease_expired", job_id=job.id, attempt=job.attempt, seconds=round(in_transit, 1)
+                )
+            await self.slots.release(len(jobs))
+            jobs = []
         for job in jobs:
             self._start_job(job)
         for job in extra:  # a server that sends more than asked: give them back rather than overrun slots
