@@ -12,6 +12,7 @@ commands:
   demo          sandbox AWS + control plane + agent in one process: sync, grant, revoke
   controlplane  the reference control plane: serve, dispatch, jobs, inventory
   sandbox       the embedded AWS sandbox (moto + extensions): serve
+  bench         benchmarks: sync, dispatch, grant, memory (needs the 'bench' extra)
   version       print the version
 
 `connector <command> --help` for a command's options.
@@ -47,6 +48,12 @@ def _sandbox(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _bench(argv: Sequence[str]) -> int:
+    from connector.bench.cli import main
+
+    return main(argv)
+
+
 def _version(argv: Sequence[str]) -> int:
     from connector import __version__
 
@@ -59,6 +66,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo": _demo,
     "controlplane": _controlplane,
     "sandbox": _sandbox,
+    "bench": _bench,
     "version": _version,
 }
 
