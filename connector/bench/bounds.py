@@ -42,7 +42,7 @@ class RateLimit:
 
 
 def parse_graph(graph: dict[str, int]) -> list[tuple[str, str, str, str, int]]:
-    """"account/region/service:Operation" -> (account, region, service, operation, calls)."""
+    """ "account/region/service:Operation" -> (account, region, service, operation, calls)."""
     rows = []
     for key, calls in graph.items():
         account, region, rest = key.split("/", 2)

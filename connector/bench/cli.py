@@ -54,7 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = BENCHES if args.bench == "all" else (args.bench,)
-    results: dict[str, Any] = {"machine": machine(), "size": args.size, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "size": args.size,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     previous = out / "results.json"
     if previous.is_file() and args.bench != "all":  # one bench re-run: keep the others' latest figures
         try:
@@ -84,5 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     png = report.chart(results, out / "benchmarks.png")
     print(f"results: {out / 'results.json'}" + (f"; chart: {png}" if png else " (no chart: install the bench extra)"))
     for target in results["targets"]:
-        print(f"  [{'met' if target['met'] else 'MISSED'}] {target['name']}: {target['figure']} (target {target['target']})")
+        print(
+            f"  [{'met' if target['met'] else 'MISSED'}] {target['name']}: {target['figure']} (target {target['target']})"
+        )
     return status

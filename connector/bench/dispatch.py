@@ -42,7 +42,7 @@ SIZES = {
 
 
 def _ts(stamp: Any) -> float:
-    return float(stamp.seconds) + stamp.nanos / 1e9
+    return float(stamp.seconds) + float(stamp.nanos) / 1e9
 
 
 class Enqueuer:
@@ -60,7 +60,9 @@ class Enqueuer:
             self._n += 1
             n = self._n
         sent = time.time()
-        record = self.cp.admin.enqueue_grant(CONNECTOR_ID, "noop-bench", "noop", grant_id=f"{tag}-{n}", principal="bench")
+        record = self.cp.admin.enqueue_grant(
+            CONNECTOR_ID, "noop-bench", "noop", grant_id=f"{tag}-{n}", principal="bench"
+        )
         with self._lock:
             self.sent[record.job.id] = sent
         return str(record.job.id)
@@ -86,8 +88,8 @@ def _collect(cp: ControlPlaneProcess, enqueuer: Enqueuer, job_ids: list[str], ti
         record = cp.admin.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
         if record.state != admin_pb2.JOB_STATE_SUCCEEDED:
             raise BenchError(f"no-op job {job_id} ended {admin_pb2.JobState.Name(record.state)}: {record.error}")
-        rows.append({"sent": enqueuer.sent[job_id], "started": float(record.result["started_at"]),
-                     "finished": _ts(record.finished)})
+        started = record.result.fields["started_at"].number_value  # the noop grant's own clock
+        rows.append({"sent": enqueuer.sent[job_id], "started": started, "finished": _ts(record.finished)})
     return rows
 
 
@@ -114,8 +116,10 @@ def _load(cp: ControlPlaneProcess, agents: list[AgentProcess], rate: int, size: 
         "p50_ms": round(percentile(latencies, 50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
         "max_ms": round(max(latencies) * 1000, 2),
-        "cpu_seconds": {"controlplane": round(cpu_seconds(cp.proc.pid) - cpu0[0], 2),
-                        "agents": round(sum(cpu_seconds(a.proc.pid) for a in agents) - cpu0[1], 2)},
+        "cpu_seconds": {
+            "controlplane": round(cpu_seconds(cp.proc.pid) - cpu0[0], 2),
+            "agents": round(sum(cpu_seconds(a.proc.pid) for a in agents) - cpu0[1], 2),
+        },
     }
 
 
@@ -135,8 +139,12 @@ def _drain(cp: ControlPlaneProcess, workdir: Path, replicas: int, jobs: int) -> 
         for agent in agents:
             agent.stop()
     span = max(r["finished"] for r in rows) - min(r["started"] for r in rows)
-    return {"replicas": replicas, "jobs": len(rows), "seconds": round(span, 2),
-            "jobs_per_second": round(len(rows) / span, 1) if span > 0 else None}
+    return {
+        "replicas": replicas,
+        "jobs": len(rows),
+        "seconds": round(span, 2),
+        "jobs_per_second": round(len(rows) / span, 1) if span > 0 else None,
+    }
 
 
 def run(size_name: str, workdir: Path) -> dict[str, Any]:
@@ -165,5 +173,10 @@ def run(size_name: str, workdir: Path) -> dict[str, Any]:
                     agent.stop()
     finally:
         cp.stop()
-    return {"size": size_name, "agent_concurrency": AGENT_CONCURRENCY, "enqueue_threads": ENQUEUE_THREADS,
-            "loads": loads, "drain": drains}
+    return {
+        "size": size_name,
+        "agent_concurrency": AGENT_CONCURRENCY,
+        "enqueue_threads": ENQUEUE_THREADS,
+        "loads": loads,
+        "drain": drains,
+    }

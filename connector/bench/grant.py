@@ -59,9 +59,14 @@ def run(size_name: str, workdir: Path) -> dict[str, Any]:
             before = sandbox.timing()
             started = time.perf_counter()
             record = cp.admin.enqueue_grant(
-                CONNECTOR_ID, "org-bench", "aws_organization",
-                grant_id=f"bench-grant-{i}", principal=f"arn:aws:iam::{cluster['account']}:role/bench-{i}",
-                target=target, settings=settings, expires_in=3600,
+                CONNECTOR_ID,
+                "org-bench",
+                "aws_organization",
+                grant_id=f"bench-grant-{i}",
+                principal=f"arn:aws:iam::{cluster['account']}:role/bench-{i}",
+                target=target,
+                settings=settings,
+                expires_in=3600,
             )
             done = cp.admin.wait(record.job.id, timeout=120)
             e2e = time.perf_counter() - started
@@ -69,12 +74,14 @@ def run(size_name: str, workdir: Path) -> dict[str, Any]:
                 raise BenchError(f"grant {i} ended {admin_pb2.JobState.Name(done.state)}: {done.error}")
             after = sandbox.timing()
             line = _finished_line(agent, record.job.id)
-            rows.append({
-                "sandbox": after["total_seconds"] - before["total_seconds"],
-                "calls": after["total_calls"] - before["total_calls"],
-                "agent": float(line["duration_ms"]) / 1000,
-                "e2e": e2e,
-            })
+            rows.append(
+                {
+                    "sandbox": after["total_seconds"] - before["total_seconds"],
+                    "calls": after["total_calls"] - before["total_calls"],
+                    "agent": float(line["duration_ms"]) / 1000,
+                    "e2e": e2e,
+                }
+            )
         cold, warm = rows[0], rows[1:]
         overhead = [r["agent"] - r["sandbox"] for r in warm]
         return {
@@ -101,6 +108,6 @@ def _finished_line(agent: AgentProcess, job_id: str) -> dict[str, Any]:
         agent.read_events()
         for line in reversed(agent.events):
             if line.get("event") == "job_finished" and line.get("job_id") == job_id:
-                return line
+                return dict(line)
         time.sleep(0.02)
     raise BenchError(f"the agent logged no job_finished for {job_id}; see {agent.log_path}")

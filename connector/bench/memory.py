@@ -24,7 +24,10 @@ def idle_rss(workdir: Path, seconds: float = 3.0) -> dict[str, Any]:
             while time.monotonic() < end:
                 samples.append(rss_mb(agent.proc.pid)["rss_mb"])
                 time.sleep(0.25)
-            return {"idle_rss_mb": statistics.median(samples), "idle_peak_rss_mb": rss_mb(agent.proc.pid)["peak_rss_mb"]}
+            return {
+                "idle_rss_mb": statistics.median(samples),
+                "idle_peak_rss_mb": rss_mb(agent.proc.pid)["peak_rss_mb"],
+            }
         finally:
             agent.stop()
     finally:
@@ -39,11 +42,13 @@ def run(size_name: str, workdir: Path) -> dict[str, Any]:
     result = json.loads(previous.read_text()) if previous.is_file() else None
     if result is None or result.get("size") != size_name:
         result = sync.run(size_name, workdir / "sync")
-    figures.update({
-        "sync_size": size_name,
-        "sync_accounts": result["organisation"]["accounts"],
-        "sync_peak_rss_mb": result["agent_peak_rss_mb"],
-        "sync_rss_samples": result["agent_rss_samples"],
-        "sync_inventory_items": result["inventory_items"],
-    })
+    figures.update(
+        {
+            "sync_size": size_name,
+            "sync_accounts": result["organisation"]["accounts"],
+            "sync_peak_rss_mb": result["agent_peak_rss_mb"],
+            "sync_rss_samples": result["agent_rss_samples"],
+            "sync_inventory_items": result["inventory_items"],
+        }
+    )
     return figures

@@ -223,7 +223,9 @@ class AgentProcess:
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         } | (aws_env or {})
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "connector", "run"], env=_python_env(env), stdout=log, stderr=log)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "connector", "run"], env=_python_env(env), stdout=log, stderr=log
+            )
         agent = cls(proc, log_path)
         agent.wait_event("registered", START_TIMEOUT)
         return agent

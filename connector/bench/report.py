@@ -27,7 +27,9 @@ def summary(name: str, r: dict[str, Any]) -> list[str]:
                 f"{run['completed_per_second']}/s, start latency p50 {run['p50_ms']} ms p99 {run['p99_ms']} ms"
             )
         for drain in r["drain"]:
-            lines.append(f"drain {drain['jobs']} queued jobs, {drain['replicas']} replica(s): {drain['jobs_per_second']} jobs/s")
+            lines.append(
+                f"drain {drain['jobs']} queued jobs, {drain['replicas']} replica(s): {drain['jobs_per_second']} jobs/s"
+            )
         return lines
     if name == "grant":
         return [
@@ -50,25 +52,44 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     sync = results.get("sync")
     if sync and "wall_seconds" in sync:
-        add("sync ratio to lower bound", sync["ratio_to_limits_bound"], "<= 1.25", (sync["ratio_to_limits_bound"] or 99) <= 1.25)
+        add(
+            "sync ratio to lower bound",
+            sync["ratio_to_limits_bound"],
+            "<= 1.25",
+            (sync["ratio_to_limits_bound"] or 99) <= 1.25,
+        )
         if sync["size"] == "full":
             add("sync wall time (1,000 accounts)", f"{sync['wall_seconds']} s", "< 180 s", sync["wall_seconds"] < 180)
     dispatch = results.get("dispatch")
     if dispatch and "loads" in dispatch:
         at200 = [x for x in dispatch["loads"] if x["offered_per_second"] == 200]
         for run in at200:
-            add(f"dispatch p99 at 200/s, {run['replicas']} replica(s)", f"{run['p99_ms']} ms", "<= 25 ms", run["p99_ms"] <= 25)
+            add(
+                f"dispatch p99 at 200/s, {run['replicas']} replica(s)",
+                f"{run['p99_ms']} ms",
+                "<= 25 ms",
+                run["p99_ms"] <= 25,
+            )
         best = max((d["jobs_per_second"] for d in dispatch["drain"] if d["replicas"] == 1), default=0)
         add("no-op jobs/s, one connector", best, ">= 1000", best >= 1000)
     grant = results.get("grant")
     if grant and "overhead_ms" in grant:
-        add("grant overhead beyond AWS calls (p50)", f"{grant['overhead_ms']['p50']} ms", "<= 10 ms", grant["overhead_ms"]["p50"] <= 10)
+        add(
+            "grant overhead beyond AWS calls (p50)",
+            f"{grant['overhead_ms']['p50']} ms",
+            "<= 10 ms",
+            grant["overhead_ms"]["p50"] <= 10,
+        )
     memory = results.get("memory")
     if memory and "idle_rss_mb" in memory:
         add("agent idle RSS", f"{memory['idle_rss_mb']} MB", "<= 80 MB", memory["idle_rss_mb"] <= 80)
         if memory.get("sync_peak_rss_mb") is not None and memory.get("sync_size") == "full":
-            add("agent peak RSS through the 1,000-account sync", f"{memory['sync_peak_rss_mb']} MB", "<= 200 MB",
-                memory["sync_peak_rss_mb"] <= 200)
+            add(
+                "agent peak RSS through the 1,000-account sync",
+                f"{memory['sync_peak_rss_mb']} MB",
+                "<= 200 MB",
+                memory["sync_peak_rss_mb"] <= 200,
+            )
     return targets
 
 
@@ -91,8 +112,10 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
         ax.bar(labels, values, color=["tab:blue", "tab:green", "tab:olive", "tab:gray"])
         ax.set_ylabel("seconds")
         org = sync["organisation"]
-        ax.set_title(f"org sync: {org['accounts']} accounts, {org['clusters']} clusters, "
-                     f"{sync['settings']['latency_ms']:.0f} ms/call")
+        ax.set_title(
+            f"org sync: {org['accounts']} accounts, {org['clusters']} clusters, "
+            f"{sync['settings']['latency_ms']:.0f} ms/call"
+        )
     ax = axes[0][1]
     dispatch = results.get("dispatch", {})
     for replicas in sorted({x["replicas"] for x in dispatch.get("loads", [])}):
@@ -111,22 +134,29 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
     ax = axes[1][0]
     grant = results.get("grant", {})
     if "overhead_ms" in grant:
-        ax.bar(["sandbox (AWS calls)", "connector overhead", "end-to-end extra"],
-               [grant["sandbox_ms_per_grant"]["p50"], grant["overhead_ms"]["p50"], grant["e2e_overhead_ms"]["p50"]],
-               color=["tab:gray", "tab:blue", "tab:orange"])
+        ax.bar(
+            ["sandbox (AWS calls)", "connector overhead", "end-to-end extra"],
+            [grant["sandbox_ms_per_grant"]["p50"], grant["overhead_ms"]["p50"], grant["e2e_overhead_ms"]["p50"]],
+            color=["tab:gray", "tab:blue", "tab:orange"],
+        )
         ax.axhline(10, color="red", linewidth=0.8)
         ax.set_ylabel("ms per grant (p50)")
         ax.set_title(f"EKS grant, zero latency ({grant['aws_calls_per_grant']} AWS calls)")
     ax = axes[1][1]
     memory = results.get("memory", {})
     if "idle_rss_mb" in memory:
-        ax.bar(["idle", "peak through sync"], [memory["idle_rss_mb"], memory.get("sync_peak_rss_mb") or 0],
-               color=["tab:blue", "tab:purple"])
+        ax.bar(
+            ["idle", "peak through sync"],
+            [memory["idle_rss_mb"], memory.get("sync_peak_rss_mb") or 0],
+            color=["tab:blue", "tab:purple"],
+        )
         ax.axhline(80, color="red", linewidth=0.8, linestyle="--")
         ax.axhline(200, color="red", linewidth=0.8)
         ax.set_ylabel("agent RSS (MB)")
         ax.set_title(f"agent memory ({memory.get('sync_size', '')} sync)")
-    fig.suptitle(f"connector bench ({results.get('size')}) on {results['machine']['cpus']} CPUs, {results.get('started')}")
+    fig.suptitle(
+        f"connector bench ({results.get('size')}) on {results['machine']['cpus']} CPUs, {results.get('started')}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -54,8 +54,15 @@ class SyncSize:
 
 
 SIZES = {
-    "smoke": SyncSize(accounts=6, regions=("us-east-1", "eu-west-1"), clusters_per_region=1, entries_per_cluster=2,
-                      latency=0.005, max_parallelism=8, capacity_seconds=0.5),
+    "smoke": SyncSize(
+        accounts=6,
+        regions=("us-east-1", "eu-west-1"),
+        clusters_per_region=1,
+        entries_per_cluster=2,
+        latency=0.005,
+        max_parallelism=8,
+        capacity_seconds=0.5,
+    ),
     "full": SyncSize(accounts=1000, regions=REGIONS_FULL, clusters_per_region=3, entries_per_cluster=5),
 }
 
@@ -137,8 +144,12 @@ def run(size_name: str, workdir: Path) -> dict[str, Any]:
         }
         started = time.perf_counter()
         record = cp.admin.enqueue_sync(
-            "bench-connector", "org-bench", "aws_organization", settings,
-            resource_types=["organization", "eks_cluster"], timeout=3600,
+            "bench-connector",
+            "org-bench",
+            "aws_organization",
+            settings,
+            resource_types=["organization", "eks_cluster"],
+            timeout=3600,
         )
         samples: list[tuple[float, float]] = []
         while True:
@@ -168,8 +179,12 @@ def run(size_name: str, workdir: Path) -> dict[str, Any]:
             "organisation": {k: v for k, v in seed.items() if k != "clusters_sample" and not k.endswith("_arn")},
             "settings": {
                 "latency_ms": size.latency * 1000,
-                "rate_limit": {"service": "eks", "per": "account/region/operation", "rate": size.rate,
-                               "burst": size.burst},
+                "rate_limit": {
+                    "service": "eks",
+                    "per": "account/region/operation",
+                    "rate": size.rate,
+                    "burst": size.burst,
+                },
                 "max_parallelism": size.max_parallelism,
                 "regions": list(size.regions),
             },
