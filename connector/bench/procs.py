@@ -208,7 +208,13 @@ class AgentProcess:
 
     @classmethod
     def start(
-        cls, cp: ControlPlaneProcess, log_path: Path, *, concurrency: int, aws_env: dict[str, str] | None = None
+        cls,
+        cp: ControlPlaneProcess,
+        log_path: Path,
+        *,
+        concurrency: int,
+        aws_env: dict[str, str] | None = None,
+        sweeper: bool = True,
     ) -> AgentProcess:
         env = {
             "CONNECTOR_ID": CONNECTOR_ID,
@@ -223,9 +229,8 @@ class AgentProcess:
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         } | (aws_env or {})
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "connector", "run"], env=_python_env(env), stdout=log, stderr=log
-            )
+            command = ["connector", "run"] if sweeper else ["connector.bench.agent_no_sweeper"]
+            proc = subprocess.Popen([sys.executable, "-m", *command], env=_python_env(env), stdout=log, stderr=log)
         agent = cls(proc, log_path)
         agent.wait_event("registered", START_TIMEOUT)
         return agent

@@ -129,7 +129,7 @@ def run(size_name: str, workdir: Path) -> dict[str, Any]:
         sandbox.add_fault(kind="rate_limit", service="eks", rate=size.rate, burst=size.burst)
         cp = ControlPlaneProcess.start(workdir / "cp")
         aws_env = dict(sandbox.env)
-        agent = AgentProcess.start(cp, workdir / "agent-sync.log", concurrency=2, aws_env=aws_env)
+        agent = AgentProcess.start(cp, workdir / "agent-sync.log", concurrency=2, aws_env=aws_env, sweeper=False)
         time.sleep(1.0)
         idle = rss_mb(agent.proc.pid)
         pids = {"agent": agent.proc.pid, "controlplane": cp.proc.pid, "sandbox": sandbox.proc.pid}
