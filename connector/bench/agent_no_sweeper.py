@@ -9,12 +9,14 @@ sweeper's own cost is a separate question (docs/performance.md).
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from connector.agent import main as agent_main
+from connector.agent.events import Sweeper
+from connector.config import AgentConfig
+from connector.jobs.dispatcher import Dispatcher
 
 
-def _no_sweeper(*_: Any) -> None:
+def _no_sweeper(config: AgentConfig, dispatcher: Dispatcher) -> Sweeper | None:
     return None
 
 
