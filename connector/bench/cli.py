@@ -1,7 +1,7 @@
 """`connector bench [sync|dispatch|grant|memory|all] [--size smoke|full] [--out DIR]`.
 
 Writes DIR/<bench>.json for each benchmark run, DIR/results.json (all of them, plus the machine and the
-targets) and DIR/benchmarks.png; prints a summary with each figure next to its target.
+targets), DIR/summary.md and DIR/benchmarks.png; prints a summary with each figure next to its target.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("  " + line, flush=True)
     results["targets"] = report.check_targets(results)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    (out / "summary.md").write_text(report.markdown(results))
     png = report.chart(results, out / "benchmarks.png")
     print(f"results: {out / 'results.json'}" + (f"; chart: {png}" if png else " (no chart: install the bench extra)"))
     for target in results["targets"]:

@@ -161,3 +161,22 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as a Markdown section (OUT/summary.md; docs/performance.md quotes the latest full run)."""
+    m = results["machine"]
+    lines = [
+        f"Run {results.get('started')} ({results.get('size')}): {m['cpus']} CPUs ({m['cpu_model']}), "
+        f"{m['memory_gb']} GB, Python {m['python']}, 1-minute load average {m['load_avg_1m']} at the start.",
+        "",
+        "| target | figure | met |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {t['name']}: {t['target']} | {t['figure']} | {'yes' if t['met'] else 'no'} |" for t in results["targets"]
+    ]
+    for name in ("sync", "dispatch", "grant", "memory"):
+        if name in results and "error" not in results[name]:
+            lines += ["", f"**{name}**", ""] + [f"- {line}" for line in summary(name, results[name])]
+    return "\n".join(lines) + "\n"
