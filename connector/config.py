@@ -26,7 +26,7 @@ class ConfigError(Exception):
     """Start-up configuration is invalid. The message names each variable and what to fix."""
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -104,7 +104,7 @@ class AgentConfig(BaseSettings):
     def _cross_checks(self) -> AgentConfig:
         parts = urlsplit(self.control_plane_url)
         if parts.scheme == "http":
-            if not _is_loopback(parts.hostname or ""):
+            if not is_loopback(parts.hostname or ""):
                 raise ValueError(
                     "CONTROL_PLANE_URL: plaintext http:// is only allowed to a loopback address; use https://"
                 )

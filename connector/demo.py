@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import os
 import secrets
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,6 +30,7 @@ from google.protobuf import json_format
 from connector.agent.runtime import AgentRuntime
 from connector.config import load_config
 from connector.controlplane.client import AdminClient
+from connector.controlplane.sealed import SealedError, open_job_credentials, read_private_key, write_keypair
 from connector.controlplane.server import ControlPlaneThread
 from connector.controlplane.settings import ServerSettings
 from connector.jobs.runtime import build_dispatcher
@@ -32,6 +38,7 @@ from connector.logging import configure_logging
 from connector.v1 import admin_pb2
 
 INTEGRATION_ID = "demo-org"
+TERMINAL = (admin_pb2.JOB_STATE_SUCCEEDED, admin_pb2.JOB_STATE_FAILED, admin_pb2.JOB_STATE_CANCELLED)
 GRANT_ID = "demo-grant-0001"
 
 
@@ -57,9 +64,14 @@ class Demo:
         self.say(f"  [{'ok' if ok else 'FAILED'}] {name}{': ' + detail if detail else ''}")
 
     def run_job(
-        self, admin: AdminClient, label: str, record: admin_pb2.JobRecord, timeout: float = 120
+        self,
+        admin: AdminClient,
+        label: str,
+        record: admin_pb2.JobRecord,
+        timeout: float = 120,
+        started: float | None = None,
     ) -> admin_pb2.JobRecord:
-        started = time.monotonic()
+        started = time.monotonic() if started is None else started
         done = admin.wait(record.job.id, timeout=timeout)
         self.jobs.append((label, done, time.monotonic() - started))
         state = admin_pb2.JobState.Name(done.state).removeprefix("JOB_STATE_").lower()
@@ -141,7 +153,7 @@ def run(accounts: int) -> int:
                 "CONNECTOR_CONCURRENCY": "4",
                 "CONNECTOR_DRAIN_GRACE_SECONDS": "10",
             }
-            with agent_thread(agent_env), cp.admin as admin:
+            with agent_thread(agent_env) as runtime, cp.admin as admin:
                 demo.say(
                     f"  sandbox {sandbox.endpoint}: organisation {info.organization_id}, {len(info.accounts)} accounts, "
                     f"{len(info.clusters)} EKS clusters; control plane {cp.address}; connector {info.connector_id}"
@@ -154,8 +166,9 @@ def run(accounts: int) -> int:
                     "sso_region": info.identity_center.region if info.identity_center else "us-east-1",
                     "excluded_account_ids": [info.management_account_id],
                 }
-                sync_ok = _sync(demo, admin, info, settings)
+                sync_ok = _sync(demo, admin, runtime, info, settings)
                 grant_ok = _grant_and_revoke(demo, admin, sandbox, info, settings)
+                sealed_ok = _sealed_credentials(demo, admin, sandbox, info)
     demo.say("\n== jobs")
     demo.say(
         table(
@@ -177,14 +190,20 @@ def run(accounts: int) -> int:
     demo.say(
         f"\n== {'all checks passed' if not failed else 'FAILED: ' + ', '.join(failed)} in {time.monotonic() - t0:.1f} s"
     )
-    return 0 if sync_ok and grant_ok and not failed else 1
+    return 0 if sync_ok and grant_ok and sealed_ok and not failed else 1
 
 
-def _sync(demo: Demo, admin: AdminClient, info: Any, settings: dict[str, Any]) -> bool:
+def _sync(demo: Demo, admin: AdminClient, runtime: AgentRuntime, info: Any, settings: dict[str, Any]) -> bool:
     demo.say("\n== sync: organisation, accounts, EKS clusters and their access, Identity Center, IAM roles")
-    record = demo.run_job(
-        admin, "sync", admin.enqueue_sync(info.connector_id, INTEGRATION_ID, "aws_organization", settings)
-    )
+    started = time.monotonic()
+    queued = admin.enqueue_sync(info.connector_id, INTEGRATION_ID, "aws_organization", settings)
+    shown = (0, 0)
+    while admin.wait(queued.job.id, timeout=0.3).state not in TERMINAL:  # progress, as the agent reports it
+        progress = max((r.progress for r in list(runtime.running.values())), default=(0, 0))
+        if progress != shown and progress[1]:
+            demo.say(f"  ... accounts done {progress[0]}/{progress[1]}")
+            shown = progress
+    record = demo.run_job(admin, "sync", queued, started=started)
     ok = record.state == admin_pb2.JOB_STATE_SUCCEEDED
     demo.check("sync succeeded", ok, record.error.message)
     if not ok:
@@ -303,6 +322,88 @@ def _grant_and_revoke(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, s
             "access entry is gone after the revoke (checked through boto3)",
             exc.response["Error"]["Code"] == "ResourceNotFoundException",
         )
+    return True
+
+
+def _connector_session(sandbox: Any, region: str) -> boto3.Session:
+    env = sandbox.env(region)
+    return boto3.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
+        region_name=region,
+    )
+
+
+def _sealed_credentials(demo: Demo, admin: AdminClient, sandbox: Any, info: Any) -> bool:
+    """A Lambda custom integration hands out credentials: the connector seals them to the requester's key,
+    the control plane stores only ciphertext, and the requester opens them with their private key."""
+    region = "us-east-1"
+    demo.say("\n== credentials only the requester can read: a Lambda custom integration's create-credentials")
+    session = _connector_session(sandbox, region)
+    iam = session.client("iam", endpoint_url=sandbox.endpoint)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    role = iam.create_role(RoleName="demo-credentials-fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    session.client("lambda", endpoint_url=sandbox.endpoint).create_function(
+        FunctionName="demo-credentials",
+        Runtime="nodejs20.x",
+        Role=role,
+        Handler="index.handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+        Tags={"apono-connector-access": "true"},
+    )
+    password = secrets.token_urlsafe(18)
+    # The sandbox's Lambda answers from a queue: grant-access, then create-credentials (the seed's contract).
+    queued = {
+        "account_id": info.connector_account_id,
+        "region": region,
+        "results": [
+            json.dumps({"status": "ok"}),
+            json.dumps({"status": "ok", "username": "jit-alice", "password": password}),
+        ],
+    }
+    request = urllib.request.Request(  # noqa: S310 (the sandbox, on loopback)
+        f"{sandbox.endpoint}/moto-api/static/lambda-simple/response", data=json.dumps(queued).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        answer.read()
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "requester.key"
+        public_key = base64.b64decode(write_keypair(key_file))
+        record = demo.run_job(
+            admin,
+            "grant+credentials",
+            admin.enqueue_grant(
+                info.connector_id,
+                "demo-lambda",
+                "lambda_custom",
+                grant_id="demo-grant-0002",
+                principal="alice",
+                target={"resources": ["reports-db"], "permission": "reader", "credentials": "create"},
+                settings={"function_name": "demo-credentials", "region": region},
+                requester="alice@example.com",
+                requester_public_key=public_key,
+                expires_in=3600,
+            ),
+        )
+        demo.check("credentials grant succeeded", record.state == admin_pb2.JOB_STATE_SUCCEEDED, record.error.message)
+        stored = json_format.MessageToJson(record)
+        demo.check("the control plane holds only ciphertext", password not in stored and "ciphertext" in stored)
+        try:
+            opened = open_job_credentials(record, read_private_key(key_file))
+        except SealedError as exc:
+            demo.check("the requester opens them with their private key", False, str(exc))
+            return True
+    demo.check(
+        "the requester opens them with their private key",
+        opened.get("password") == password,
+        f"username={opened.get('username')}, password of {len(str(opened.get('password', '')))} characters",
+    )
     return True
 
 

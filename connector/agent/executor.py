@@ -76,7 +76,9 @@ class JobExecutor:
         client: ControlPlaneClient,
         connector_id: str,
         steering: Callable[[], Steering],
+        on_progress: Callable[[RunningJob, int, int], None] | None = None,
     ) -> None:
+        self._on_progress = on_progress
         self._dispatcher = dispatcher
         self._pool = pool
         self._client = client
@@ -96,8 +98,10 @@ class JobExecutor:
             deadline=steering.local_deadline(job.deadline if job.HasField("deadline") else None),
         )
 
-        def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int) -> None:  # called from the job's worker threads
             running.progress = (done, total)
+            if self._on_progress is not None:
+                self._on_progress(running, done, total)
 
         ctx.progress = progress
         uploader: InventoryUploader | None = None

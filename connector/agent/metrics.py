@@ -34,6 +34,18 @@ class Metrics:
         self.heartbeat_failures = Counter(
             "connector_heartbeat_failures_total", "Heartbeat calls that failed.", registry=self.registry
         )
+        self.sync_accounts_done = Gauge(
+            "connector_sync_accounts_done",
+            "Accounts finished by the running sync of an integration (progress; see _total).",
+            ["integration"],
+            registry=self.registry,
+        )
+        self.sync_accounts_total = Gauge(
+            "connector_sync_accounts_total",
+            "Accounts the running sync of an integration will visit.",
+            ["integration"],
+            registry=self.registry,
+        )
         self.hello_attempts = Counter(
             "connector_hello_attempts_total", "Hello calls made (registration attempts).", registry=self.registry
         )

@@ -138,7 +138,9 @@ class AgentRuntime:
         self._loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="connector-job")
         self._client = ControlPlaneClient(self.config, make_channel(self.config))
-        self._executor = JobExecutor(self.dispatcher, pool, self._client, self.config.id, lambda: self.steering)
+        self._executor = JobExecutor(
+            self.dispatcher, pool, self._client, self.config.id, lambda: self.steering, self._progress
+        )
         health_server = HealthServer(self.config.health_addr, self.health, self.metrics.registry)
         health_server.start()
         self.health_address = health_server.address
@@ -184,6 +186,20 @@ class AgentRuntime:
             await self._client.close()
             pool.shutdown(wait=False, cancel_futures=True)
             log.info("agent_stopped", reconnects=self.reconnects)
+
+    def _progress(self, running: RunningJob, done: int, total: int) -> None:
+        """Sync progress (accounts done / total) as metrics, and a log line per tenth of the way."""
+        integration = running.job.integration.id
+        self.metrics.sync_accounts_done.labels(integration).set(done)
+        self.metrics.sync_accounts_total.labels(integration).set(total)
+        if total and (done == total or done * 10 // total != (done - 1) * 10 // total):
+            log.info(
+                "sync_progress",
+                job_id=running.job.id,
+                integration=integration,
+                accounts_done=done,
+                accounts_total=total,
+            )
 
     async def _tick(self) -> None:
         while True:

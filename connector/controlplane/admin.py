@@ -29,6 +29,9 @@ DEFAULT_INVENTORY_LIMIT = 100
 MAX_INVENTORY_LIMIT = 5000
 
 
+MAX_SPLIT = 1000
+
+
 def _problem(request: admin_pb2.EnqueueJobRequest) -> str | None:
     """What is wrong with an enqueue request, naming the field; None when it is fine."""
     if not request.connector_id:
@@ -44,6 +47,13 @@ def _problem(request: admin_pb2.EnqueueJobRequest) -> str | None:
             return f"{kind}.grant_id and {kind}.principal are required"
     if request.HasField("timeout") and not 0 < seconds(request.timeout) <= MAX_JOB_TIMEOUT:
         return f"timeout must be between 0 and {MAX_JOB_TIMEOUT:g} seconds"
+    if request.split_accounts_per_job:
+        if kind != "sync":
+            return "split_accounts_per_job applies to sync jobs only"
+        if request.sync.account_ids or request.sync.discovery_only:
+            return "split_accounts_per_job splits a full sync: leave sync.account_ids and sync.discovery_only unset"
+        if request.split_accounts_per_job > MAX_SPLIT:
+            return f"split_accounts_per_job must be at most {MAX_SPLIT}"
     return None
 
 
@@ -67,7 +77,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         kind = request.WhichOneof("kind")
         assert kind is not None
         getattr(job, kind).CopyFrom(getattr(request, kind))
-        return await self._engine.enqueue(request.connector_id, job, request.idempotency_key, now, now + timeout)
+        split = None
+        if request.split_accounts_per_job:
+            job.sync.discovery_only = True  # the children get the per-account work once this succeeds
+            split = (int(request.split_accounts_per_job), timeout)
+        return await self._engine.enqueue(request.connector_id, job, request.idempotency_key, now, now + timeout, split)
 
     async def GetJob(self, request: admin_pb2.GetJobRequest, context: Context) -> admin_pb2.JobRecord:
         record = await self._engine.get(request.job_id)

@@ -35,6 +35,13 @@ from google.protobuf import json_format
 from connector.controlplane.auth import store_new_token
 from connector.controlplane.client import TERMINAL_STATES, AdminClient
 from connector.controlplane.db import Database
+from connector.controlplane.sealed import (
+    SealedError,
+    open_job_credentials,
+    parse_public_key,
+    read_private_key,
+    write_keypair,
+)
 from connector.controlplane.server import ControlPlaneServer
 from connector.controlplane.settings import ServerSettings, SettingsError
 from connector.logging import configure_logging
@@ -203,7 +210,13 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     with admin_client(args) as admin:
         ids = (args.connector_id, args.integration_id, args.integration_type)
         if args.kind == "sync":
-            record = admin.enqueue_sync(*ids, resource_types=args.resource_type, account_ids=args.account_id, **common)
+            record = admin.enqueue_sync(
+                *ids,
+                resource_types=args.resource_type,
+                account_ids=args.account_id,
+                split_accounts_per_job=args.split_accounts,
+                **common,
+            )
         elif args.kind == "grant":
             record = admin.enqueue_grant(
                 *ids,
@@ -213,6 +226,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
                 expires_in=args.expires_in,
                 dry_run=args.dry_run,
                 requester=args.requester or "",
+                requester_public_key=parse_public_key(args.requester_public_key) if args.requester_public_key else b"",
                 **common,
             )
         else:
@@ -294,6 +308,20 @@ def cmd_events(args: argparse.Namespace) -> int:
         if event.error.code:
             parts.append(f"error={event.error.code}: {event.error.message}")
         print("  ".join(parts))
+    return EXIT_OK
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    if args.credentials_command == "keygen":
+        public = write_keypair(Path(args.out), force=args.force)
+        print(f"wrote a new X25519 private key to {args.out} (mode 0600); keep it on the requester's machine")
+        print(f"public key (pass as --requester-public-key): {public}")
+        return EXIT_OK
+    private_key = read_private_key(Path(args.private_key))
+    with admin_client(args) as admin:
+        record = admin.get(args.job_id)
+    opened = open_job_credentials(record, private_key)
+    print(json.dumps(opened, indent=2, sort_keys=True))
     return EXIT_OK
 
 
@@ -409,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "sync":
             p.add_argument("--resource-type", action="append", default=[], help="only this resource type (repeatable)")
             p.add_argument("--account-id", action="append", default=[], help="only this account (repeatable)")
+            p.add_argument(
+                "--split-accounts",
+                type=int,
+                default=0,
+                metavar="N",
+                help="run a discovery job, then per-account child jobs of at most N accounts (several replicas share them)",
+            )
         else:
             p.add_argument("--grant-id", required=True, help="stable grant id (shared by the grant and its revoke)")
             p.add_argument("--principal", required=True, help="who gets access: role ARN, user/group id, ...")
@@ -417,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "grant":
             p.add_argument("--expires-in", type=float, help="seconds until the grant expires")
             p.add_argument("--requester", help="who asked for the access (audit)")
+            p.add_argument(
+                "--requester-public-key",
+                metavar="BASE64",
+                help="the requester's X25519 public key (`credentials keygen`): credentials are sealed to it",
+            )
         p.set_defaults(func=cmd_dispatch)
 
     jobs = sub.add_parser("jobs", help="list, show, wait for or cancel jobs")
@@ -450,6 +490,21 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--limit", type=int, default=50, help="at most this many (default %(default)s)")
     events.set_defaults(func=cmd_events)
 
+    credentials = sub.add_parser(
+        "credentials",
+        help="the requester's side of sealed credentials: make a key pair, open a grant's credentials",
+    )
+    cred_sub = credentials.add_subparsers(dest="credentials_command", required=True, metavar="ACTION")
+    keygen = cred_sub.add_parser("keygen", help="write a new X25519 private key (0600) and print its public key")
+    keygen.add_argument("--out", required=True, help="file for the private key")
+    keygen.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    keygen.set_defaults(func=cmd_credentials)
+    opener = cred_sub.add_parser("open", help="open the credentials a grant job sealed to your key")
+    opener.add_argument("job_id")
+    opener.add_argument("--private-key", required=True, help="the file `credentials keygen` wrote")
+    _admin_options(opener)
+    opener.set_defaults(func=cmd_credentials)
+
     token = sub.add_parser("token", help="manage connector tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_sub.add_parser(
@@ -474,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return int(args.func(args))
-    except UsageError as exc:
+    except (UsageError, SealedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except grpc.RpcError as exc:

@@ -110,9 +110,13 @@ class AdminClient:
         account_ids: Sequence[str] = (),
         timeout: float | None = None,
         idempotency_key: str = "",
+        split_accounts_per_job: int = 0,
     ) -> admin_pb2.JobRecord:
+        """`split_accounts_per_job` > 0: a discovery job now, per-account child jobs once it succeeded
+        (their ids appear in the discovery job's record as child_job_ids)."""
         request = self._request(connector_id, integration_id, integration_type, settings, timeout, idempotency_key)
         request.sync.CopyFrom(connector_pb2.SyncJob(resource_types=resource_types, account_ids=account_ids))
+        request.split_accounts_per_job = split_accounts_per_job
         return self.enqueue(request)
 
     def enqueue_grant(

@@ -99,6 +99,16 @@ CREATE TABLE IF NOT EXISTS inventory (
 );
 CREATE INDEX IF NOT EXISTS inventory_account ON inventory (integration_id, account_id);
 
+-- A split sync: once the discovery job (parent) succeeds, its ACTIVE accounts are spread over child jobs.
+CREATE TABLE IF NOT EXISTS sync_splits (
+    parent_job_id TEXT PRIMARY KEY,
+    connector_id TEXT NOT NULL,
+    accounts_per_job INTEGER NOT NULL,
+    timeout REAL NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    child_job_ids TEXT NOT NULL DEFAULT '[]'
+);
+
 -- What connectors did on their own (ReportEvents), idempotent by (connector, event id).
 CREATE TABLE IF NOT EXISTS events (
     connector_id TEXT NOT NULL,

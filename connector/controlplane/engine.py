@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from connector.controlplane.db import Database
 from connector.controlplane.events import EventStore
+from connector.controlplane.fanout import SplitStore
 from connector.controlplane.inventory import ChunkStatus, InventoryStore
 from connector.controlplane.leases import Timers
 from connector.controlplane.settings import ServerSettings
@@ -45,6 +46,7 @@ class Engine:
         self.jobs = JobStore(db)
         self.inventory = InventoryStore(db)
         self.events = EventStore(db)
+        self.splits = SplitStore(db)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="controlplane-db")
         self._events: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Future[None]] = set()
@@ -62,6 +64,8 @@ class Engine:
         for connector_id, available_at in await self.call(self.jobs.delayed, now):
             self.timers.schedule(available_at, ("wake", connector_id, available_at))
         self.timers.start()
+        for parent_job_id in await self.call(self.splits.pending):  # splits whose parent ended while we were down
+            self._apply(await self.call(self.splits.complete, parent_job_id, time.time()))
 
     def begin_shutdown(self) -> None:
         """Held long-polls and waits return now (empty / as-is), so the server stops without cutting them."""
@@ -108,6 +112,7 @@ class Engine:
                 self.timers.forget(("lease", change.job_id, change.attempt - 1))
             if change.state in TERMINAL:
                 self.timers.forget(("lease", change.job_id, change.attempt))
+                self._spawn(self._complete_split(change.job_id))
             if change.state == QUEUED:
                 if change.available_at is not None and change.available_at > now:
                     fields["retry_in_s"] = round(change.available_at - now, 3)
@@ -117,6 +122,15 @@ class Engine:
             self._notify(f"job:{change.job_id}")
             level = log.warning if change.state == admin_pb2.JOB_STATE_FAILED else log.info
             level(f"job {change.event}", **fields)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _complete_split(self, job_id: str) -> None:
+        if not self._stopping:
+            self._apply(await self.call(self.splits.complete, job_id, time.time()))
 
     async def _on_due(self, keys: list[Hashable]) -> None:
         for key in keys:
@@ -135,9 +149,15 @@ class Engine:
     # -- operations ----------------------------------------------------------------------------
 
     async def enqueue(
-        self, connector_id: str, job: connector_pb2.Job, idempotency_key: str, now: float, deadline: float
+        self,
+        connector_id: str,
+        job: connector_pb2.Job,
+        idempotency_key: str,
+        now: float,
+        deadline: float,
+        split: tuple[int, float] | None = None,
     ) -> admin_pb2.JobRecord:
-        record, changes = await self.call(self.jobs.enqueue, connector_id, job, idempotency_key, now, deadline)
+        record, changes = await self.call(self.jobs.enqueue, connector_id, job, idempotency_key, now, deadline, split)
         self._apply(changes)
         return record
 
@@ -242,7 +262,10 @@ class Engine:
         return record
 
     async def get(self, job_id: str) -> admin_pb2.JobRecord | None:
-        return await self.call(self.jobs.get, job_id)
+        record = await self.call(self.jobs.get, job_id)
+        if record is not None and record.job.WhichOneof("kind") == "sync" and record.job.sync.discovery_only:
+            record.child_job_ids.extend(await self.call(self.splits.children, job_id))
+        return record
 
     async def wait(self, job_id: str, wait_seconds: float) -> admin_pb2.JobRecord | None:
         """The job's record once it is terminal, or as it is when `wait_seconds` end."""

@@ -92,6 +92,33 @@ _JOB_COLUMNS = (
 )
 
 
+def insert_job(
+    conn: sqlite3.Connection,
+    connector_id: str,
+    job: connector_pb2.Job,
+    idempotency_key: str,
+    now: float,
+    deadline: float,
+) -> None:
+    conn.execute(
+        "INSERT INTO jobs (id, connector_id, idempotency_key, state, attempt, job, kind, integration_id, "
+        "integration_type, created, deadline, available_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job.id,
+            connector_id,
+            idempotency_key or None,
+            QUEUED,
+            job.SerializeToString(deterministic=True),
+            job.WhichOneof("kind") or "",
+            job.integration.id,
+            job.integration.type,
+            now,
+            deadline,
+            now,
+        ),
+    )
+
+
 def record_from_row(row: sqlite3.Row) -> admin_pb2.JobRecord:
     job = connector_pb2.Job.FromString(row["job"])
     job.attempt = row["attempt"]
@@ -157,9 +184,16 @@ class JobStore:
     # -- transitions ---------------------------------------------------------------------------
 
     def enqueue(
-        self, connector_id: str, job: connector_pb2.Job, idempotency_key: str, now: float, deadline: float
+        self,
+        connector_id: str,
+        job: connector_pb2.Job,
+        idempotency_key: str,
+        now: float,
+        deadline: float,
+        split: tuple[int, float] | None = None,
     ) -> tuple[admin_pb2.JobRecord, list[Change]]:
-        kind = job.WhichOneof("kind") or ""
+        """Stores a new job (or returns the one with the same idempotency key). `split` = (accounts per child
+        job, child timeout) registers the job as the discovery job of a split sync, in the same transaction."""
         with self.db.transaction() as conn:
             if idempotency_key:
                 row = conn.execute(
@@ -168,23 +202,12 @@ class JobStore:
                 ).fetchone()
                 if row is not None:
                     return record_from_row(row), []
-            conn.execute(
-                "INSERT INTO jobs (id, connector_id, idempotency_key, state, attempt, job, kind, integration_id, "
-                "integration_type, created, deadline, available_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    connector_id,
-                    idempotency_key or None,
-                    QUEUED,
-                    job.SerializeToString(deterministic=True),
-                    kind,
-                    job.integration.id,
-                    job.integration.type,
-                    now,
-                    deadline,
-                    now,
-                ),
-            )
+            insert_job(conn, connector_id, job, idempotency_key, now, deadline)
+            if split is not None:
+                conn.execute(
+                    "INSERT INTO sync_splits (parent_job_id, connector_id, accounts_per_job, timeout) VALUES (?, ?, ?, ?)",
+                    (job.id, connector_id, split[0], split[1]),
+                )
             row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job.id,)).fetchone()  # noqa: S608
         return record_from_row(row), [Change("enqueued", job.id, connector_id, QUEUED, 1)]
 

@@ -154,15 +154,23 @@ class AwsOrganizationIntegration(Integration):
                 ) from None
             raise
         active = [a.id for a in accounts if a.active]
+        per_account = [] if request.discovery_only else active
         tasks: list[ScopeTask] = []
         if "eks_cluster" in types:
-            tasks += [ScopeTask(a, r, "eks", self._eks_task) for a in active for r in self._regions()]
+            if self.config.regions == "enabled":  # one task per account: its enabled regions, then EKS in each
+                tasks += [ScopeTask(a, "enabled", "eks", self._eks_enabled_regions_task) for a in per_account]
+            else:
+                tasks += [ScopeTask(a, r, "eks", self._eks_task) for a in per_account for r in self._regions()]
         if "iam_role" in types:
-            tasks += [ScopeTask(a, "global", "iam", self._iam_task) for a in active]
+            tasks += [ScopeTask(a, "global", "iam", self._iam_task) for a in per_account]
         if "identity_center" in types:
-            tasks += self._identity_center_tasks(mgmt, active, emit)
+            # The directory (instance, permission sets, users, groups) is organisation-wide: it belongs to a
+            # full or discovery sync, not to each account-scoped job of a split.
+            directory = not request.account_ids
+            tasks += self._identity_center_tasks(mgmt, per_account, emit, directory)
         errors = self._fan_out(tasks, ctx, emit)
         result: dict[str, Any] = {
+            "discovery_only": request.discovery_only,
             "accounts_total": len(accounts),
             "accounts_active": len(active),
             "accounts_skipped": [{"id": a.id, "state": a.state} for a in accounts if not a.active][:100],
@@ -176,8 +184,7 @@ class AwsOrganizationIntegration(Integration):
 
     def _regions(self) -> tuple[str, ...]:
         regions = self.config.regions
-        if regions == "enabled":
-            raise InvalidJob("regions 'enabled' is not supported by this connector version yet: list the regions")
+        assert regions != "enabled"  # resolved per account by _eks_enabled_regions_task
         return regions or (self.config.region,)
 
     def _sync_org(
@@ -207,12 +214,18 @@ class AwsOrganizationIntegration(Integration):
             )
         accounts: list[Account] = []
         scope = self.config.organizational_unit_id
+        if wanted:  # an account-scoped (split) job: resolve the named accounts, do not walk the tree
+            for account in walk.resolve(sorted(wanted), scope):
+                accounts.append(account)
+                if with_items:
+                    emit(self._account_item(account))
+            return accounts
         if scope and not scope.startswith("r-"):
             starts = [(scope, walk.path_of(scope))]
         else:
             roots = walk.roots()
             starts = [(root["Id"], "Root") for root in roots]
-            if with_items and not wanted:
+            if with_items:
                 for root in roots:
                     emit(
                         InventoryItem(
@@ -225,7 +238,7 @@ class AwsOrganizationIntegration(Integration):
         for start_id, start_path in starts:
             for node in walk.walk(start_id, start_path):
                 if isinstance(node, OrgUnit):
-                    if with_items and not wanted:
+                    if with_items:
                         emit(
                             InventoryItem(
                                 type="aws.ou",
@@ -236,38 +249,50 @@ class AwsOrganizationIntegration(Integration):
                             )
                         )
                     continue
-                if wanted and node.id not in wanted:
-                    continue
                 accounts.append(node)
                 if with_items:
-                    emit(
-                        InventoryItem(
-                            type="aws.account",
-                            id=node.id,
-                            name=node.name,
-                            account_id=node.id,
-                            parent_id=node.parent_id,
-                            attributes={
-                                "email": node.email,
-                                "state": node.state,
-                                "path": node.path,
-                                "arn": node.arn,
-                                "joined": node.joined,
-                                "tags": node.tags,
-                            },
-                        )
-                    )
+                    emit(self._account_item(node))
         return accounts
+
+    @staticmethod
+    def _account_item(node: Account) -> InventoryItem:
+        return InventoryItem(
+            type="aws.account",
+            id=node.id,
+            name=node.name,
+            account_id=node.id,
+            parent_id=node.parent_id,
+            attributes={
+                "email": node.email,
+                "state": node.state,
+                "path": node.path,
+                "arn": node.arn,
+                "joined": node.joined,
+                "tags": node.tags,
+            },
+        )
 
     def _eks_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
         eks = self.aws.client(self.member(account_id), "eks", region)
         yield from cluster_items(eks, account_id, region, lambda: None)
 
+    def _eks_enabled_regions_task(self, account_id: str, _: str) -> Iterator[InventoryItem]:
+        """Every region enabled in the account (DescribeRegions without AllRegions lists only those); a
+        failure in one region becomes that region's error item and the others go on."""
+        session = self.member(account_id)
+        ec2 = self.aws.client(session, "ec2", self.config.region)
+        regions = sorted(r["RegionName"] for r in ec2.describe_regions(AllRegions=False).get("Regions", []))
+        for region in regions:
+            try:
+                yield from cluster_items(self.aws.client(session, "eks", region), account_id, region, lambda: None)
+            except (ClientError, BotoCoreError) as exc:
+                yield self._error_item(exc, account_id, region, "eks")
+
     def _iam_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
         yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
 
     def _identity_center_tasks(
-        self, mgmt: str, accounts: list[str], emit: Callable[[InventoryItem], None]
+        self, mgmt: str, accounts: list[str], emit: Callable[[InventoryItem], None], directory: bool = True
     ) -> list[ScopeTask]:
         region = self.config.sso_region or self.config.region
         sso = self.aws.client(mgmt, "sso-admin", region)
@@ -275,10 +300,13 @@ class AwsOrganizationIntegration(Integration):
             ic = identity_center_inventory.discover(sso)
             if ic is None:
                 return []
-            for item in identity_center_inventory.directory_items(
-                sso, self.aws.client(mgmt, "identitystore", region), ic
-            ):
-                emit(item)
+            if directory:
+                for item in identity_center_inventory.directory_items(
+                    sso, self.aws.client(mgmt, "identitystore", region), ic
+                ):
+                    emit(item)
+            elif accounts:
+                identity_center_inventory.load_permission_sets(sso, ic)
         except (ClientError, BotoCoreError) as exc:
             self._record_error(emit, exc, "management", region, "identity_center")
             return []
@@ -358,18 +386,19 @@ class AwsOrganizationIntegration(Integration):
     def _record_error(
         self, emit: Callable[[InventoryItem], None], exc: BaseException, account_id: str, region: str, stage: str
     ) -> None:
+        emit(self._error_item(exc, account_id, region, stage))
+
+    def _error_item(self, exc: BaseException, account_id: str, region: str, stage: str) -> InventoryItem:
         code, hint = scope_error_hint(
             exc, account_id, region, self.config.member_role_name, self._management_account_id
         )
         log.warning("sync_scope_failed", account_id=account_id, region=region, stage=stage, error_code=code)
-        emit(
-            InventoryItem(
-                type="error",
-                id=f"{account_id}/{region}/{stage}",
-                account_id=account_id,
-                region=region,
-                attributes={"stage": stage, "code": code, "message": str(exc)[:500], "hint": hint},
-            )
+        return InventoryItem(
+            type="error",
+            id=f"{account_id}/{region}/{stage}",
+            account_id=account_id,
+            region=region,
+            attributes={"stage": stage, "code": code, "message": str(exc)[:500], "hint": hint},
         )
 
     def account_ous(self, account_id: str) -> list[str]:

@@ -35,6 +35,7 @@ class InventoryItem:
 class SyncRequest:
     resource_types: tuple[str, ...] = ()  # empty = all the integration syncs
     account_ids: tuple[str, ...] = ()  # empty = every account in scope
+    discovery_only: bool = False  # only the organisation-wide part: tree, accounts, Identity Center directory
 
 
 @dataclass(frozen=True, slots=True)

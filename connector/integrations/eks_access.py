@@ -23,10 +23,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connector.aws.errors import error_code
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
+from connector.integrations import validation
 
 MANAGED_BY_KEY = "access-connector/managed-by"
 MANAGED_BY_VALUE = "access-connector"
@@ -108,13 +109,7 @@ class EksTarget(BaseModel):
 
 
 def parse_target(raw: Mapping[str, Any]) -> EksTarget:
-    try:
-        return EksTarget.model_validate(dict(raw))
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in err.get("loc", ()) if not isinstance(p, int)) or "target"
-        what = "unknown field" if err.get("type") == "extra_forbidden" else str(err.get("msg", "invalid"))
-        raise InvalidJob(f"target.{where}: {what.removeprefix('Value error, ')}") from None
+    return validation.parse_target(EksTarget, raw)
 
 
 def validate_principal(principal: str) -> str:

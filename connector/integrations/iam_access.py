@@ -31,10 +31,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connector.aws.errors import error_code
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
+from connector.integrations import validation
 from connector.integrations.eks_access import GRANT_PREFIX, CallLog, grant_tag_key
 
 MAX_RESOURCES = 100  # the product's guardrail (seed 001): resources named one by one
@@ -143,13 +144,7 @@ class IamTarget(BaseModel):
 
 
 def parse_target(raw: Mapping[str, Any]) -> IamTarget:
-    try:
-        return IamTarget.model_validate(dict(raw))
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in err.get("loc", ()) if not isinstance(p, int)) or "target"
-        what = "unknown field" if err.get("type") == "extra_forbidden" else str(err.get("msg", "invalid"))
-        raise InvalidJob(f"target.{where}: {what.removeprefix('Value error, ')}") from None
+    return validation.parse_target(IamTarget, raw)
 
 
 def policy_name_for(grant_key: str) -> str:

@@ -29,11 +29,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from connector.aws.errors import error_code
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
+from connector.integrations import validation
 from connector.integrations.eks_access import GRANT_PREFIX, CallLog, grant_tag_key
 
 PERMISSION_SET_ARN = re.compile(
@@ -73,13 +74,7 @@ class IdentityCenterTarget(BaseModel):
 
 
 def parse_target(raw: Mapping[str, Any]) -> IdentityCenterTarget:
-    try:
-        return IdentityCenterTarget.model_validate(dict(raw))
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in err.get("loc", ()) if not isinstance(p, int)) or "target"
-        what = "unknown field" if err.get("type") == "extra_forbidden" else str(err.get("msg", "invalid"))
-        raise InvalidJob(f"target.{where}: {what.removeprefix('Value error, ')}") from None
+    return validation.parse_target(IdentityCenterTarget, raw)
 
 
 def validate_principal(principal: str) -> str:

@@ -88,6 +88,12 @@ def _permission_set(sso: Any, instance_arn: str, ps_arn: str) -> InventoryItem:
     )
 
 
+def load_permission_sets(sso: Any, ic: IdentityCenter) -> None:
+    """Permission set ARNs only (an account-scoped sync lists assignments without the directory)."""
+    for page in sso.get_paginator("list_permission_sets").paginate(InstanceArn=ic.instance_arn):
+        ic.permission_sets.extend(page.get("PermissionSets", []))
+
+
 def assignment_items(sso: Any, ic: IdentityCenter, account_id: str) -> Iterator[InventoryItem]:
     """Existing assignments in one account: who already holds which permission set there."""
     for ps_arn in ic.permission_sets:

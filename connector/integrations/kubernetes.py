@@ -12,7 +12,6 @@ Target: {"scope": "namespace"|"cluster", "namespaces": [...], "role_kind": "Clus
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 from connector.aws.eks_token import REFRESH_AFTER_SECONDS, cluster_connection_info, get_token
 from connector.aws.sessions import AwsSessions
+from connector.config import is_loopback
 from connector.errors import ConnectorError, ErrorCode, InvalidJob, InvalidSettings
 from connector.integrations.base import GrantRequest, Integration, InventoryItem, JobContext, RevokeRequest, SyncRequest
 from connector.k8s import names
@@ -45,15 +45,6 @@ RESOURCE_TYPES = ("k8s.namespace", "k8s.clusterrole", "k8s.role", "k8s.binding")
 
 
 # ---- connection (shared with connector.integrations.aws_auth) ---------------------------------------------
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _str_setting(settings: Mapping[str, Any], key: str, *, required: bool = False) -> str:
     value = settings.get(key, "")
     if not isinstance(value, str):
@@ -92,7 +83,7 @@ class ClusterSettings:
             parts = urlsplit(parsed.host)
             if parts.scheme not in ("https", "http") or not parts.hostname:
                 raise InvalidSettings("host", "must look like https://host:port")
-            if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            if parts.scheme == "http" and not is_loopback(parts.hostname):
                 raise InvalidSettings("host", "plaintext http:// is only allowed to a loopback address; use https://")
         return parsed
 

@@ -10,10 +10,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connector.aws.sessions import ROLE_ARN
-from connector.errors import InvalidSettings
+from connector.integrations import validation
 
 RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -128,10 +128,4 @@ class OrgSettings(BaseModel):
 
 
 def parse_settings(raw: Mapping[str, Any]) -> OrgSettings:
-    try:
-        return OrgSettings.model_validate(dict(raw))
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        setting = ".".join(str(p) for p in err.get("loc", ()) if not isinstance(p, int)) or "settings"
-        problem = "unknown setting" if err.get("type") == "extra_forbidden" else str(err.get("msg", "invalid"))
-        raise InvalidSettings(setting, problem.removeprefix("Value error, ")) from None
+    return validation.parse_settings(OrgSettings, raw)

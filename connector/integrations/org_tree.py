@@ -79,6 +79,7 @@ class OrgWalk:
     with_tags: bool = True
     check: Callable[[], None] = lambda: None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    _ou_names: dict[str, str] = field(default_factory=dict)
 
     def roots(self) -> list[dict[str, Any]]:
         return [root for page in _pages(self.client, "list_roots") for root in page.get("Roots", [])]
@@ -121,6 +122,55 @@ class OrgWalk:
                     children.append(ou)
                     yield ou
             stack.extend((ou.id, ou.path) for ou in reversed(children))
+
+    def resolve(self, account_ids: list[str], scope_id: str | None) -> Iterator[Account]:
+        """The named accounts without walking the tree: DescribeAccount, their ancestors (ListParents) for the
+        path and the exclusion / scope rules, and tags. What an account-scoped (split) sync job needs."""
+        for account_id in account_ids:
+            self.check()
+            if account_id in self.excluded_accounts:
+                self.skipped.append((account_id, "excluded_account_ids"))
+                continue
+            raw = self.client.describe_account(AccountId=account_id)["Account"]
+            ancestors = self._ancestors(account_id)
+            excluded = next((ou for ou in ancestors if ou in self.excluded_ous), None)
+            if excluded is not None:
+                self.skipped.append((account_id, "excluded_ou_ids"))
+                continue
+            if scope_id and not scope_id.startswith("r-") and scope_id not in ancestors:
+                self.skipped.append((account_id, "outside organizational_unit_id"))
+                continue
+            yield Account(
+                id=account_id,
+                name=raw.get("Name", ""),
+                email=raw.get("Email", ""),
+                state=account_state(raw),
+                parent_id=ancestors[0] if ancestors else "",
+                path="/".join(["Root", *reversed([self._ou_name(ou) for ou in ancestors if ou.startswith("ou-")])]),
+                arn=raw.get("Arn", ""),
+                joined=str(raw.get("JoinedTimestamp", "")),
+                tags=tags_of(self.client, account_id) if self.with_tags else {},
+            )
+
+    def _ancestors(self, child_id: str) -> list[str]:
+        """Parent ids from the direct parent up to the root (Organizations nests at most five OUs)."""
+        chain: list[str] = []
+        current = child_id
+        for _ in range(8):
+            parents = self.client.list_parents(ChildId=current).get("Parents", [])
+            if not parents:
+                break
+            current = parents[0]["Id"]
+            chain.append(current)
+            if parents[0].get("Type") == "ROOT":
+                break
+        return chain
+
+    def _ou_name(self, ou_id: str) -> str:
+        if ou_id not in self._ou_names:
+            ou = self.client.describe_organizational_unit(OrganizationalUnitId=ou_id)["OrganizationalUnit"]
+            self._ou_names[ou_id] = ou.get("Name", ou_id)
+        return self._ou_names[ou_id]
 
     def path_of(self, ou_id: str) -> str:
         """Root/.../Name path of an OU used as the scope (ListParents up to the root)."""

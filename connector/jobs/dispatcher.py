@@ -132,7 +132,7 @@ class Dispatcher:
     def _route(self, kind: str, job: connector_pb2.Job, integration: Integration, ctx: JobContext) -> dict[str, Any]:
         started = time.monotonic()
         if kind == "sync":
-            sync = SyncRequest(tuple(job.sync.resource_types), tuple(job.sync.account_ids))
+            sync = SyncRequest(tuple(job.sync.resource_types), tuple(job.sync.account_ids), job.sync.discovery_only)
             result = integration.sync(sync, ctx)
         elif kind == "grant":
             g = job.grant

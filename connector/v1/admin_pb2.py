@@ -28,35 +28,35 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63onnector/v1/admin.proto\x12\x0c\x63onnector.v1\x1a\x1c\x63onnector/v1/connector.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x02\n\x11\x45nqueueJobRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12.\n\x0bintegration\x18\x02 \x01(\x0b\x32\x19.connector.v1.Integration\x12%\n\x04sync\x18\n \x01(\x0b\x32\x15.connector.v1.SyncJobH\x00\x12\'\n\x05grant\x18\x0b \x01(\x0b\x32\x16.connector.v1.GrantJobH\x00\x12)\n\x06revoke\x18\x0c \x01(\x0b\x32\x17.connector.v1.RevokeJobH\x00\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tB\x06\n\x04kind\"\xe5\x02\n\tJobRecord\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.connector.v1.Job\x12\x14\n\x0c\x63onnector_id\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.connector.v1.JobState\x12\x11\n\tleased_by\x18\x04 \x01(\t\x12\x31\n\rlease_expires\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.connector.v1.JobError\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x08\x66inished\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0finventory_items\x18\t \x01(\x04\x12\x1e\n\x16stale_finishes_refused\x18\n \x01(\r\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"L\n\x0eWaitJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"]\n\x0fListJobsRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.connector.v1.JobState\x12\r\n\x05limit\x18\x03 \x01(\r\"9\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.connector.v1.JobRecord\"`\n\x15QueryInventoryRequest\x12\x16\n\x0eintegration_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"S\n\x16QueryInventoryResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.connector.v1.InventoryItem\x12\r\n\x05total\x18\x02 \x01(\x04\"X\n\x11ListEventsRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08grant_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"B\n\x12ListEventsResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.connector.v1.ConnectorEvent*\x99\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x14\n\x10JOB_STATE_LEASED\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x8d\x04\n\x05\x41\x64min\x12\x46\n\nEnqueueJob\x12\x1f.connector.v1.EnqueueJobRequest\x1a\x17.connector.v1.JobRecord\x12>\n\x06GetJob\x12\x1b.connector.v1.GetJobRequest\x1a\x17.connector.v1.JobRecord\x12@\n\x07WaitJob\x12\x1c.connector.v1.WaitJobRequest\x1a\x17.connector.v1.JobRecord\x12I\n\x08ListJobs\x12\x1d.connector.v1.ListJobsRequest\x1a\x1e.connector.v1.ListJobsResponse\x12\x41\n\tCancelJob\x12\x1b.connector.v1.GetJobRequest\x1a\x17.connector.v1.JobRecord\x12[\n\x0eQueryInventory\x12#.connector.v1.QueryInventoryRequest\x1a$.connector.v1.QueryInventoryResponse\x12O\n\nListEvents\x12\x1f.connector.v1.ListEventsRequest\x1a .connector.v1.ListEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63onnector/v1/admin.proto\x12\x0c\x63onnector.v1\x1a\x1c\x63onnector/v1/connector.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x02\n\x11\x45nqueueJobRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12.\n\x0bintegration\x18\x02 \x01(\x0b\x32\x19.connector.v1.Integration\x12%\n\x04sync\x18\n \x01(\x0b\x32\x15.connector.v1.SyncJobH\x00\x12\'\n\x05grant\x18\x0b \x01(\x0b\x32\x16.connector.v1.GrantJobH\x00\x12)\n\x06revoke\x18\x0c \x01(\x0b\x32\x17.connector.v1.RevokeJobH\x00\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x1e\n\x16split_accounts_per_job\x18\x05 \x01(\rB\x06\n\x04kind\"\xfc\x02\n\tJobRecord\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.connector.v1.Job\x12\x14\n\x0c\x63onnector_id\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.connector.v1.JobState\x12\x11\n\tleased_by\x18\x04 \x01(\t\x12\x31\n\rlease_expires\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.connector.v1.JobError\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x08\x66inished\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0finventory_items\x18\t \x01(\x04\x12\x1e\n\x16stale_finishes_refused\x18\n \x01(\r\x12\x15\n\rchild_job_ids\x18\x0b \x03(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"L\n\x0eWaitJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"]\n\x0fListJobsRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.connector.v1.JobState\x12\r\n\x05limit\x18\x03 \x01(\r\"9\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.connector.v1.JobRecord\"`\n\x15QueryInventoryRequest\x12\x16\n\x0eintegration_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"S\n\x16QueryInventoryResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.connector.v1.InventoryItem\x12\r\n\x05total\x18\x02 \x01(\x04\"X\n\x11ListEventsRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08grant_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"B\n\x12ListEventsResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.connector.v1.ConnectorEvent*\x99\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x14\n\x10JOB_STATE_LEASED\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x8d\x04\n\x05\x41\x64min\x12\x46\n\nEnqueueJob\x12\x1f.connector.v1.EnqueueJobRequest\x1a\x17.connector.v1.JobRecord\x12>\n\x06GetJob\x12\x1b.connector.v1.GetJobRequest\x1a\x17.connector.v1.JobRecord\x12@\n\x07WaitJob\x12\x1c.connector.v1.WaitJobRequest\x1a\x17.connector.v1.JobRecord\x12I\n\x08ListJobs\x12\x1d.connector.v1.ListJobsRequest\x1a\x1e.connector.v1.ListJobsResponse\x12\x41\n\tCancelJob\x12\x1b.connector.v1.GetJobRequest\x1a\x17.connector.v1.JobRecord\x12[\n\x0eQueryInventory\x12#.connector.v1.QueryInventoryRequest\x1a$.connector.v1.QueryInventoryResponse\x12O\n\nListEvents\x12\x1f.connector.v1.ListEventsRequest\x1a .connector.v1.ListEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'connector.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1426
-  _globals['_JOBSTATE']._serialized_end=1579
+  _globals['_JOBSTATE']._serialized_start=1481
+  _globals['_JOBSTATE']._serialized_end=1634
   _globals['_ENQUEUEJOBREQUEST']._serialized_start=168
-  _globals['_ENQUEUEJOBREQUEST']._serialized_end=457
-  _globals['_JOBRECORD']._serialized_start=460
-  _globals['_JOBRECORD']._serialized_end=817
-  _globals['_GETJOBREQUEST']._serialized_start=819
-  _globals['_GETJOBREQUEST']._serialized_end=850
-  _globals['_WAITJOBREQUEST']._serialized_start=852
-  _globals['_WAITJOBREQUEST']._serialized_end=928
-  _globals['_LISTJOBSREQUEST']._serialized_start=930
-  _globals['_LISTJOBSREQUEST']._serialized_end=1023
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1025
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1082
-  _globals['_QUERYINVENTORYREQUEST']._serialized_start=1084
-  _globals['_QUERYINVENTORYREQUEST']._serialized_end=1180
-  _globals['_QUERYINVENTORYRESPONSE']._serialized_start=1182
-  _globals['_QUERYINVENTORYRESPONSE']._serialized_end=1265
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1267
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1355
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1357
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1423
-  _globals['_ADMIN']._serialized_start=1582
-  _globals['_ADMIN']._serialized_end=2107
+  _globals['_ENQUEUEJOBREQUEST']._serialized_end=489
+  _globals['_JOBRECORD']._serialized_start=492
+  _globals['_JOBRECORD']._serialized_end=872
+  _globals['_GETJOBREQUEST']._serialized_start=874
+  _globals['_GETJOBREQUEST']._serialized_end=905
+  _globals['_WAITJOBREQUEST']._serialized_start=907
+  _globals['_WAITJOBREQUEST']._serialized_end=983
+  _globals['_LISTJOBSREQUEST']._serialized_start=985
+  _globals['_LISTJOBSREQUEST']._serialized_end=1078
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1080
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1137
+  _globals['_QUERYINVENTORYREQUEST']._serialized_start=1139
+  _globals['_QUERYINVENTORYREQUEST']._serialized_end=1235
+  _globals['_QUERYINVENTORYRESPONSE']._serialized_start=1237
+  _globals['_QUERYINVENTORYRESPONSE']._serialized_end=1320
+  _globals['_LISTEVENTSREQUEST']._serialized_start=1322
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1410
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1412
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1478
+  _globals['_ADMIN']._serialized_start=1637
+  _globals['_ADMIN']._serialized_end=2162
 # @@protoc_insertion_point(module_scope)

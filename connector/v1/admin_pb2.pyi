@@ -59,9 +59,14 @@ class EnqueueJobRequest(_message.Message):
     REVOKE_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    SPLIT_ACCOUNTS_PER_JOB_FIELD_NUMBER: _builtins.int
     connector_id: _builtins.str
     idempotency_key: _builtins.str
     """When set, enqueueing the same key twice returns the first job instead of a new one."""
+    split_accounts_per_job: _builtins.int
+    """For a sync: run a discovery job first, then split the per-account work into child jobs of at most
+    this many accounts, so several connector replicas share a large organisation. 0 = one job.
+    """
     @_builtins.property
     def integration(self) -> _connector_pb2.Integration: ...
     @_builtins.property
@@ -82,10 +87,11 @@ class EnqueueJobRequest(_message.Message):
         revoke: _connector_pb2.RevokeJob | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         idempotency_key: _builtins.str = ...,
+        split_accounts_per_job: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant", "integration", b"integration", "kind", b"kind", "revoke", b"revoke", "sync", b"sync", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id", "grant", b"grant", "idempotency_key", b"idempotency_key", "integration", b"integration", "kind", b"kind", "revoke", b"revoke", "sync", b"sync", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id", "grant", b"grant", "idempotency_key", b"idempotency_key", "integration", b"integration", "kind", b"kind", "revoke", b"revoke", "split_accounts_per_job", b"split_accounts_per_job", "sync", b"sync", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["sync", "grant", "revoke"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
@@ -107,6 +113,7 @@ class JobRecord(_message.Message):
     FINISHED_FIELD_NUMBER: _builtins.int
     INVENTORY_ITEMS_FIELD_NUMBER: _builtins.int
     STALE_FINISHES_REFUSED_FIELD_NUMBER: _builtins.int
+    CHILD_JOB_IDS_FIELD_NUMBER: _builtins.int
     connector_id: _builtins.str
     state: Global___JobState.ValueType
     leased_by: _builtins.str
@@ -123,6 +130,10 @@ class JobRecord(_message.Message):
     def result(self) -> _struct_pb2.Struct: ...
     @_builtins.property
     def finished(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def child_job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For the discovery job of a split sync: the child jobs enqueued once it succeeded."""
+
     def __init__(
         self,
         *,
@@ -136,10 +147,11 @@ class JobRecord(_message.Message):
         finished: _timestamp_pb2.Timestamp | None = ...,
         inventory_items: _builtins.int = ...,
         stale_finishes_refused: _builtins.int = ...,
+        child_job_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished", b"finished", "job", b"job", "lease_expires", b"lease_expires", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id", "error", b"error", "finished", b"finished", "inventory_items", b"inventory_items", "job", b"job", "lease_expires", b"lease_expires", "leased_by", b"leased_by", "result", b"result", "stale_finishes_refused", b"stale_finishes_refused", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_job_ids", b"child_job_ids", "connector_id", b"connector_id", "error", b"error", "finished", b"finished", "inventory_items", b"inventory_items", "job", b"job", "lease_expires", b"lease_expires", "leased_by", b"leased_by", "result", b"result", "stale_finishes_refused", b"stale_finishes_refused", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

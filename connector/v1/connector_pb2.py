@@ -27,15 +27,15 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63onnector/v1/connector.proto\x12\x0c\x63onnector.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x0cHelloRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\"\xf9\x01\n\rHelloResponse\x12,\n\tpoll_wait\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0bserver_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17job_signing_public_keys\x18\x05 \x03(\x0c\"s\n\x0fPollJobsRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\x10\n\x08max_jobs\x18\x03 \x01(\r\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"3\n\x10PollJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.connector.v1.Job\"R\n\x0bIntegration\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12)\n\x08settings\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xef\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12.\n\x0bintegration\x18\x03 \x01(\x0b\x32\x19.connector.v1.Integration\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04sync\x18\n \x01(\x0b\x32\x15.connector.v1.SyncJobH\x00\x12\'\n\x05grant\x18\x0b \x01(\x0b\x32\x16.connector.v1.GrantJobH\x00\x12)\n\x06revoke\x18\x0c \x01(\x0b\x32\x17.connector.v1.RevokeJobH\x00\x12\x11\n\tsignature\x18\x14 \x01(\x0c\x12\x18\n\x10signature_key_id\x18\x15 \x01(\tB\x06\n\x04kindJ\x04\x08\r\x10\x0eJ\x04\x08\x0e\x10\x0fJ\x04\x08\x0f\x10\x10\"6\n\x07SyncJob\x12\x16\n\x0eresource_types\x18\x01 \x03(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x02 \x03(\t\"\xca\x01\n\x08GrantJob\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\'\n\x06target\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12\x1c\n\x14requester_public_key\x18\x06 \x01(\x0c\x12\x11\n\trequester\x18\x07 \x01(\t\"j\n\tRevokeJob\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\'\n\x06target\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\"<\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xff\x01\n\x10\x46inishJobRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12&\n\x07outcome\x18\x05 \x01(\x0e\x32\x15.connector.v1.Outcome\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.connector.v1.JobError\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"%\n\x11\x46inishJobResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\"a\n\x10HeartbeatRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12&\n\x06leases\x18\x03 \x03(\x0b\x32\x16.connector.v1.JobLease\"+\n\x08JobLease\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"w\n\x11HeartbeatResponse\x12\x19\n\x11\x63\x61ncelled_job_ids\x18\x01 \x03(\t\x12\x14\n\x0clost_job_ids\x18\x02 \x03(\t\x12\x31\n\rlease_expires\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9b\x01\n\rInventoryItem\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\naccount_id\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x11\n\tparent_id\x18\x06 \x01(\t\x12+\n\nattributes\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xaf\x01\n\x0eInventoryChunk\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0b\n\x03seq\x18\x04 \x01(\r\x12*\n\x05items\x18\x05 \x03(\x0b\x32\x1b.connector.v1.InventoryItem\x12-\n\x06\x64igest\x18\x06 \x01(\x0b\x32\x1d.connector.v1.InventoryDigest\"5\n\x0fInventoryDigest\x12\x12\n\nitem_count\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"V\n\x17UploadInventoryResponse\x12\x16\n\x0eitems_received\x18\x01 \x01(\x04\x12\x11\n\tdigest_ok\x18\x02 \x01(\x08\x12\x10\n\x08next_seq\x18\x03 \x01(\r\"\xf7\x01\n\x0e\x43onnectorEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eintegration_id\x18\x04 \x01(\t\x12\x10\n\x08grant_id\x18\x05 \x01(\t\x12&\n\x07outcome\x18\x06 \x01(\x0e\x32\x15.connector.v1.Outcome\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.connector.v1.JobError\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"j\n\x13ReportEventsRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12,\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x1c.connector.v1.ConnectorEvent\"(\n\x14ReportEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r*d\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n\x0eOUTCOME_FAILED\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x32\xe8\x03\n\x0c\x43ontrolPlane\x12@\n\x05Hello\x12\x1a.connector.v1.HelloRequest\x1a\x1b.connector.v1.HelloResponse\x12I\n\x08PollJobs\x12\x1d.connector.v1.PollJobsRequest\x1a\x1e.connector.v1.PollJobsResponse\x12L\n\tHeartbeat\x12\x1e.connector.v1.HeartbeatRequest\x1a\x1f.connector.v1.HeartbeatResponse\x12L\n\tFinishJob\x12\x1e.connector.v1.FinishJobRequest\x1a\x1f.connector.v1.FinishJobResponse\x12X\n\x0fUploadInventory\x12\x1c.connector.v1.InventoryChunk\x1a%.connector.v1.UploadInventoryResponse(\x01\x12U\n\x0cReportEvents\x12!.connector.v1.ReportEventsRequest\x1a\".connector.v1.ReportEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63onnector/v1/connector.proto\x12\x0c\x63onnector.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x0cHelloRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\"\xf9\x01\n\rHelloResponse\x12,\n\tpoll_wait\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0bserver_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17job_signing_public_keys\x18\x05 \x03(\x0c\"s\n\x0fPollJobsRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\x10\n\x08max_jobs\x18\x03 \x01(\r\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"3\n\x10PollJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.connector.v1.Job\"R\n\x0bIntegration\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12)\n\x08settings\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xef\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12.\n\x0bintegration\x18\x03 \x01(\x0b\x32\x19.connector.v1.Integration\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04sync\x18\n \x01(\x0b\x32\x15.connector.v1.SyncJobH\x00\x12\'\n\x05grant\x18\x0b \x01(\x0b\x32\x16.connector.v1.GrantJobH\x00\x12)\n\x06revoke\x18\x0c \x01(\x0b\x32\x17.connector.v1.RevokeJobH\x00\x12\x11\n\tsignature\x18\x14 \x01(\x0c\x12\x18\n\x10signature_key_id\x18\x15 \x01(\tB\x06\n\x04kindJ\x04\x08\r\x10\x0eJ\x04\x08\x0e\x10\x0fJ\x04\x08\x0f\x10\x10\"N\n\x07SyncJob\x12\x16\n\x0eresource_types\x18\x01 \x03(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x02 \x03(\t\x12\x16\n\x0e\x64iscovery_only\x18\x03 \x01(\x08\"\xca\x01\n\x08GrantJob\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\'\n\x06target\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12\x1c\n\x14requester_public_key\x18\x06 \x01(\x0c\x12\x11\n\trequester\x18\x07 \x01(\t\"j\n\tRevokeJob\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\'\n\x06target\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\"<\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xff\x01\n\x10\x46inishJobRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12&\n\x07outcome\x18\x05 \x01(\x0e\x32\x15.connector.v1.Outcome\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.connector.v1.JobError\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"%\n\x11\x46inishJobResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\"a\n\x10HeartbeatRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12&\n\x06leases\x18\x03 \x03(\x0b\x32\x16.connector.v1.JobLease\"+\n\x08JobLease\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"w\n\x11HeartbeatResponse\x12\x19\n\x11\x63\x61ncelled_job_ids\x18\x01 \x03(\t\x12\x14\n\x0clost_job_ids\x18\x02 \x03(\t\x12\x31\n\rlease_expires\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9b\x01\n\rInventoryItem\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\naccount_id\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x11\n\tparent_id\x18\x06 \x01(\t\x12+\n\nattributes\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xaf\x01\n\x0eInventoryChunk\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0b\n\x03seq\x18\x04 \x01(\r\x12*\n\x05items\x18\x05 \x03(\x0b\x32\x1b.connector.v1.InventoryItem\x12-\n\x06\x64igest\x18\x06 \x01(\x0b\x32\x1d.connector.v1.InventoryDigest\"5\n\x0fInventoryDigest\x12\x12\n\nitem_count\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"V\n\x17UploadInventoryResponse\x12\x16\n\x0eitems_received\x18\x01 \x01(\x04\x12\x11\n\tdigest_ok\x18\x02 \x01(\x08\x12\x10\n\x08next_seq\x18\x03 \x01(\r\"\xf7\x01\n\x0e\x43onnectorEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eintegration_id\x18\x04 \x01(\t\x12\x10\n\x08grant_id\x18\x05 \x01(\t\x12&\n\x07outcome\x18\x06 \x01(\x0e\x32\x15.connector.v1.Outcome\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.connector.v1.JobError\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"j\n\x13ReportEventsRequest\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12,\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x1c.connector.v1.ConnectorEvent\"(\n\x14ReportEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r*d\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n\x0eOUTCOME_FAILED\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x32\xe8\x03\n\x0c\x43ontrolPlane\x12@\n\x05Hello\x12\x1a.connector.v1.HelloRequest\x1a\x1b.connector.v1.HelloResponse\x12I\n\x08PollJobs\x12\x1d.connector.v1.PollJobsRequest\x1a\x1e.connector.v1.PollJobsResponse\x12L\n\tHeartbeat\x12\x1e.connector.v1.HeartbeatRequest\x1a\x1f.connector.v1.HeartbeatResponse\x12L\n\tFinishJob\x12\x1e.connector.v1.FinishJobRequest\x1a\x1f.connector.v1.FinishJobResponse\x12X\n\x0fUploadInventory\x12\x1c.connector.v1.InventoryChunk\x1a%.connector.v1.UploadInventoryResponse(\x01\x12U\n\x0cReportEvents\x12!.connector.v1.ReportEventsRequest\x1a\".connector.v1.ReportEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'connector.v1.connector_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=2983
-  _globals['_OUTCOME']._serialized_end=3083
+  _globals['_OUTCOME']._serialized_start=3007
+  _globals['_OUTCOME']._serialized_end=3107
   _globals['_HELLOREQUEST']._serialized_start=141
   _globals['_HELLOREQUEST']._serialized_end=233
   _globals['_HELLORESPONSE']._serialized_start=236
@@ -49,37 +49,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB']._serialized_start=742
   _globals['_JOB']._serialized_end=1109
   _globals['_SYNCJOB']._serialized_start=1111
-  _globals['_SYNCJOB']._serialized_end=1165
-  _globals['_GRANTJOB']._serialized_start=1168
-  _globals['_GRANTJOB']._serialized_end=1370
-  _globals['_REVOKEJOB']._serialized_start=1372
-  _globals['_REVOKEJOB']._serialized_end=1478
-  _globals['_JOBERROR']._serialized_start=1480
-  _globals['_JOBERROR']._serialized_end=1540
-  _globals['_FINISHJOBREQUEST']._serialized_start=1543
-  _globals['_FINISHJOBREQUEST']._serialized_end=1798
-  _globals['_FINISHJOBRESPONSE']._serialized_start=1800
-  _globals['_FINISHJOBRESPONSE']._serialized_end=1837
-  _globals['_HEARTBEATREQUEST']._serialized_start=1839
-  _globals['_HEARTBEATREQUEST']._serialized_end=1936
-  _globals['_JOBLEASE']._serialized_start=1938
-  _globals['_JOBLEASE']._serialized_end=1981
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1983
-  _globals['_HEARTBEATRESPONSE']._serialized_end=2102
-  _globals['_INVENTORYITEM']._serialized_start=2105
-  _globals['_INVENTORYITEM']._serialized_end=2260
-  _globals['_INVENTORYCHUNK']._serialized_start=2263
-  _globals['_INVENTORYCHUNK']._serialized_end=2438
-  _globals['_INVENTORYDIGEST']._serialized_start=2440
-  _globals['_INVENTORYDIGEST']._serialized_end=2493
-  _globals['_UPLOADINVENTORYRESPONSE']._serialized_start=2495
-  _globals['_UPLOADINVENTORYRESPONSE']._serialized_end=2581
-  _globals['_CONNECTOREVENT']._serialized_start=2584
-  _globals['_CONNECTOREVENT']._serialized_end=2831
-  _globals['_REPORTEVENTSREQUEST']._serialized_start=2833
-  _globals['_REPORTEVENTSREQUEST']._serialized_end=2939
-  _globals['_REPORTEVENTSRESPONSE']._serialized_start=2941
-  _globals['_REPORTEVENTSRESPONSE']._serialized_end=2981
-  _globals['_CONTROLPLANE']._serialized_start=3086
-  _globals['_CONTROLPLANE']._serialized_end=3574
+  _globals['_SYNCJOB']._serialized_end=1189
+  _globals['_GRANTJOB']._serialized_start=1192
+  _globals['_GRANTJOB']._serialized_end=1394
+  _globals['_REVOKEJOB']._serialized_start=1396
+  _globals['_REVOKEJOB']._serialized_end=1502
+  _globals['_JOBERROR']._serialized_start=1504
+  _globals['_JOBERROR']._serialized_end=1564
+  _globals['_FINISHJOBREQUEST']._serialized_start=1567
+  _globals['_FINISHJOBREQUEST']._serialized_end=1822
+  _globals['_FINISHJOBRESPONSE']._serialized_start=1824
+  _globals['_FINISHJOBRESPONSE']._serialized_end=1861
+  _globals['_HEARTBEATREQUEST']._serialized_start=1863
+  _globals['_HEARTBEATREQUEST']._serialized_end=1960
+  _globals['_JOBLEASE']._serialized_start=1962
+  _globals['_JOBLEASE']._serialized_end=2005
+  _globals['_HEARTBEATRESPONSE']._serialized_start=2007
+  _globals['_HEARTBEATRESPONSE']._serialized_end=2126
+  _globals['_INVENTORYITEM']._serialized_start=2129
+  _globals['_INVENTORYITEM']._serialized_end=2284
+  _globals['_INVENTORYCHUNK']._serialized_start=2287
+  _globals['_INVENTORYCHUNK']._serialized_end=2462
+  _globals['_INVENTORYDIGEST']._serialized_start=2464
+  _globals['_INVENTORYDIGEST']._serialized_end=2517
+  _globals['_UPLOADINVENTORYRESPONSE']._serialized_start=2519
+  _globals['_UPLOADINVENTORYRESPONSE']._serialized_end=2605
+  _globals['_CONNECTOREVENT']._serialized_start=2608
+  _globals['_CONNECTOREVENT']._serialized_end=2855
+  _globals['_REPORTEVENTSREQUEST']._serialized_start=2857
+  _globals['_REPORTEVENTSREQUEST']._serialized_end=2963
+  _globals['_REPORTEVENTSRESPONSE']._serialized_start=2965
+  _globals['_REPORTEVENTSRESPONSE']._serialized_end=3005
+  _globals['_CONTROLPLANE']._serialized_start=3110
+  _globals['_CONTROLPLANE']._serialized_end=3598
 # @@protoc_insertion_point(module_scope)

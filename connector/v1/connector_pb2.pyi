@@ -261,6 +261,11 @@ class SyncJob(_message.Message):
 
     RESOURCE_TYPES_FIELD_NUMBER: _builtins.int
     ACCOUNT_IDS_FIELD_NUMBER: _builtins.int
+    DISCOVERY_ONLY_FIELD_NUMBER: _builtins.int
+    discovery_only: _builtins.bool
+    """Only the organisation-wide part (tree, accounts, Identity Center directory), none of the per-account
+    work: the first job of a split sync, whose accounts the control plane then spreads over child jobs.
+    """
     @_builtins.property
     def resource_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Empty = every resource type the integration syncs."""
@@ -274,10 +279,11 @@ class SyncJob(_message.Message):
         *,
         resource_types: _abc.Iterable[_builtins.str] | None = ...,
         account_ids: _abc.Iterable[_builtins.str] | None = ...,
+        discovery_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_ids", b"account_ids", "resource_types", b"resource_types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_ids", b"account_ids", "discovery_only", b"discovery_only", "resource_types", b"resource_types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

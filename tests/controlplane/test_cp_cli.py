@@ -3,6 +3,7 @@ token create against it, with a connector (the generated stub) doing the work.""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -237,3 +238,55 @@ def test_tokens_come_from_files_named_in_flags_or_env(tmp_path: Path, monkeypatc
     monkeypatch.delenv("CONTROLPLANE_ADMIN_TOKEN_FILE")
     with pytest.raises(UsageError, match="--admin-token-file"):
         admin_token_from(None)
+
+
+def test_credentials_keygen_dispatch_and_open(served: Served, tmp_path: Path) -> None:
+    """The requester's side of sealed credentials: keygen (0600, public key printed), a grant dispatched with
+    that key, the connector's sealed envelope in the result, and `credentials open` with the private key."""
+    from connector.sealing import seal
+
+    key_file = tmp_path / "requester.key"
+    made = subprocess.run(
+        [*CLI, "credentials", "keygen", "--out", str(key_file)], capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    public_b64 = made.stdout.split("public key (pass as --requester-public-key): ")[1].strip()
+    assert key_file.read_text().strip() not in made.stdout  # the private key is never printed
+
+    dispatched = served.run(
+        "dispatch",
+        "grant",
+        "--connector-id",
+        CONNECTOR_ID,
+        "--integration-id",
+        "fn",
+        "--integration-type",
+        "lambda_custom",
+        "--grant-id",
+        "g-1",
+        "--principal",
+        "alice",
+        "--requester-public-key",
+        public_b64,
+        "--json",
+    )
+    assert dispatched.returncode == 0, dispatched.stderr
+    job_id = json.loads(dispatched.stdout)["job"]["id"]
+    token = served.conn_file.read_text().strip()
+    with grpc.insecure_channel(served.address) as channel:
+        conn = Connector(channel, token=token)
+        (job,) = conn.poll(max_jobs=1, wait=5.0)
+        assert job.grant.requester_public_key == base64.b64decode(public_b64)
+        envelope = seal(job.grant.requester_public_key, {"username": "alice", "password": "s3cr3t-pw-0001"})
+        conn.finish(job.id, job.attempt, connector_pb2.OUTCOME_SUCCEEDED, result={"credentials": envelope})
+
+    shown = served.run("jobs", "show", job_id, "--json")
+    assert "s3cr3t-pw-0001" not in shown.stdout  # the control plane holds only ciphertext
+    opened = served.run("credentials", "open", job_id, "--private-key", str(key_file))
+    assert opened.returncode == 0, opened.stderr
+    assert json.loads(opened.stdout) == {"password": "s3cr3t-pw-0001", "username": "alice"}
+    other = tmp_path / "other.key"
+    subprocess.run([*CLI, "credentials", "keygen", "--out", str(other)], capture_output=True, timeout=60, check=True)
+    wrong = served.run("credentials", "open", job_id, "--private-key", str(other))
+    assert wrong.returncode == 2 and "different key" in wrong.stderr

@@ -13,6 +13,7 @@ from kubernetes_validate.utils import latest_version
 
 from connector.config import ENV_VARS, REQUIRED_ENV_VARS
 from connector.jobs.guardrails import load_guardrails
+from connector.k8s.permissions import connector_cluster_role
 from tests.deploy.deploy_paths import CHART, CI_VALUES, NAMESPACE, ci_values, render_chart
 
 pytestmark = pytest.mark.timeout(300)
@@ -127,9 +128,22 @@ def test_rbac_is_least_privilege_or_absent(scenario: tuple[str, dict[str, Any], 
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
         assert not {"escalate", "impersonate", "update", "patch"} & set(rule["verbs"]), rule
         assert "secrets" not in rule["resources"], rule
-    bind_rules = [r for r in role["rules"] if "bind" in r["verbs"]]
     bindable = values.get("rbac", {}).get("bindableClusterRoles", ["view", "edit"])
-    assert [(r["resources"], r["resourceNames"]) for r in bind_rules] == [(["clusterroles"], bindable)]
+    # One source of truth: the rules the kubernetes integration needs (connector/k8s/permissions.py).
+    expected = connector_cluster_role("connector", bindable)["rules"]
+
+    def canonical(rules: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted(
+            (
+                tuple(r["apiGroups"]),
+                tuple(sorted(r["resources"])),
+                tuple(sorted(r["verbs"])),
+                tuple(sorted(r.get("resourceNames", []))),
+            )
+            for r in rules
+        )
+
+    assert canonical(role["rules"]) == canonical(expected)
     writes = [r for r in role["rules"] if {"create", "delete"} & set(r["verbs"])]
     assert [sorted(r["resources"]) for r in writes] == [["clusterrolebindings", "rolebindings"]]
     aws_auth = [r for r in kinds.get("Role", []) if r["metadata"]["name"].endswith("aws-auth")]

@@ -18,6 +18,13 @@ def test_connector_demo_runs_end_to_end():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "all checks passed" in out
-    for step in ("sync succeeded", "grant succeeded", "revoke succeeded", "access entry is gone after the revoke"):
+    for step in (
+        "sync succeeded",
+        "grant succeeded",
+        "revoke succeeded",
+        "access entry is gone after the revoke",
+        "the control plane holds only ciphertext",
+        "the requester opens them with their private key",
+    ):
         assert f"[ok] {step}" in out, out
     assert "Traceback" not in out

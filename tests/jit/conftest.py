@@ -5,7 +5,6 @@ integration on real proto Jobs."""
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,7 @@ from connector.jobs.registry import build_registry
 from connector.sandbox.seed import SeedSpec
 from connector.sandbox.server import Sandbox
 from connector.v1 import connector_pb2 as pb
+from tests.sandbox_env import sandbox_as_aws
 
 # Three workload accounts with one cluster each in us-east-1: modes API, API_AND_CONFIG_MAP, CONFIG_MAP.
 SPEC = SeedSpec(accounts=6, regions=("us-east-1",), cluster_accounts=3, account_without_member_role=None, users=3)
@@ -27,16 +27,8 @@ MUTATING_PREFIXES = ("Create", "Delete", "Put", "Tag", "Untag", "Associate", "Di
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    sb = Sandbox.start(seed=SPEC)
-    with pytest.MonkeyPatch.context() as mp:
-        for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-            mp.delenv(key, raising=False)
-        for key, value in sb.env().items():
-            mp.setenv(key, value)
-        mp.setenv("AWS_CONFIG_FILE", os.devnull)
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    with sandbox_as_aws(SPEC) as sb:
         yield sb
-    sb.stop()
 
 
 def settings(sb: Sandbox) -> dict[str, Any]:

@@ -5,7 +5,6 @@ authentication modes; one account without the member role; one suspended account
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,21 +17,15 @@ from connector.jobs.dispatcher import Dispatcher, JobOutcome
 from connector.jobs.registry import build_registry
 from connector.sandbox import Sandbox, SeedSpec
 from connector.v1 import connector_pb2 as pb
+from tests.sandbox_env import sandbox_as_aws
 
 SPEC = SeedSpec(accounts=45, regions=("us-east-1", "eu-west-1"), cluster_accounts=4, account_without_member_role=3)
 
 
 @pytest.fixture(scope="package")
 def sandbox() -> Iterator[Sandbox]:
-    sb = Sandbox.start(seed=SPEC)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in sb.env().items():
-            mp.setenv(key, value)
-        mp.setenv("AWS_CONFIG_FILE", os.devnull)
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        mp.delenv("AWS_PROFILE", raising=False)
+    with sandbox_as_aws(SPEC) as sb:
         yield sb
-    sb.stop()
 
 
 def base_settings(sb: Sandbox, **overrides: Any) -> dict[str, Any]:

@@ -90,3 +90,28 @@ def test_identity_center_assignments_discovered(sandbox):
                 PrincipalType=ptype,
                 PrincipalId=pid,
             )
+
+
+def test_every_enabled_region(sandbox):
+    """regions: enabled -> the member role's DescribeRegions per account, then EKS in each region; a region
+    denied by an SCP is that region's error only."""
+    info = sandbox.seed_info
+    account = next(c.account for c in info.clusters if c.account != info.account_without_member_role)
+    ec2 = sandbox.client("ec2")
+    enabled = {r["RegionName"] for r in ec2.describe_regions()["Regions"]}
+    denied = sorted(enabled - {"us-east-1", "eu-west-1"})[0]
+    rule = sandbox.faults.scp_deny("eks", account=account, region=denied)
+    try:
+        run = run_sync(
+            sandbox, base_settings(sandbox, regions="enabled"), resource_types=("eks_cluster",), account_ids=(account,)
+        )
+    finally:
+        sandbox.faults.remove(rule)
+    assert run.outcome.outcome == "succeeded", run.outcome.error
+    assert run.ids("eks.cluster") == {c.arn for c in info.clusters if c.account == account}
+    assert {c.region for c in run.of("eks.cluster")} == {"us-east-1", "eu-west-1"}
+    assert [(e.region, e.attributes["stage"]) for e in run.of("error")] == [(denied, "eks")]
+    listed = {
+        k.split("/")[1] for k in sandbox.faults.counts()["by_target"] if k.startswith(account) and k.endswith("/eks")
+    }
+    assert enabled <= listed
