@@ -107,10 +107,25 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
     sync = results.get("sync", {})
     if "bounds" in sync:
         b = sync["bounds"]
-        labels = ["measured", "bound: limits", "bound: design", "sandbox CPU\n(0 latency)"]
-        values = [sync["wall_seconds"], b["limits_seconds"], b["design_seconds"], b["cpu_seconds_at_sandbox_capacity"]]
-        ax.bar(labels, values, color=["tab:blue", "tab:green", "tab:olive", "tab:gray"])
+        labels = [
+            "measured\nwall",
+            "bound:\nlimits",
+            "bound:\ndesign",
+            "sandbox at\ncapacity",
+            "sandbox\nCPU-s",
+            "agent\nCPU-s",
+        ]
+        values = [
+            sync["wall_seconds"],
+            b["limits_seconds"],
+            b["design_seconds"],
+            b["cpu_seconds_at_sandbox_capacity"],
+            sync["cpu_seconds"]["sandbox"],
+            sync["cpu_seconds"]["agent"],
+        ]
+        ax.bar(labels, values, color=["tab:blue", "tab:green", "tab:olive", "tab:gray", "tab:gray", "tab:purple"])
         ax.set_ylabel("seconds")
+        ax.tick_params(axis="x", labelsize=8)
         org = sync["organisation"]
         ax.set_title(
             f"org sync: {org['accounts']} accounts, {org['clusters']} clusters, "
