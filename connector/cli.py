@@ -13,6 +13,7 @@ commands:
   controlplane  the reference control plane: serve, dispatch, jobs, inventory
   sandbox       the embedded AWS sandbox (moto + extensions): serve
   doctor        preflight checks where the connector runs (control plane, AWS roles, regions, EKS, guardrails)
+  bench         benchmarks: sync, dispatch, grant, memory (needs the 'bench' extra)
   version       print the version
 
 `connector <command> --help` for a command's options.
@@ -54,6 +55,12 @@ def _doctor(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _bench(argv: Sequence[str]) -> int:
+    from connector.bench.cli import main
+
+    return main(argv)
+
+
 def _version(argv: Sequence[str]) -> int:
     from connector import __version__
 
@@ -67,6 +74,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "controlplane": _controlplane,
     "sandbox": _sandbox,
     "doctor": _doctor,
+    "bench": _bench,
     "version": _version,
 }
 

@@ -21,7 +21,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_random
 
 from connector.errors import ConnectorError, ErrorCode, InvalidJob, InvalidSettings
@@ -29,7 +28,7 @@ from connector.integrations.base import GrantRequest, Integration, JobContext, R
 from connector.integrations.kubernetes import ClusterConnection, ClusterSettings
 from connector.k8s import names
 from connector.k8s.aws_auth_map import MalformedAwsAuth, append_entry, parse_map_roles, remove_entries
-from connector.k8s.client import KubeApi, api_error
+from connector.k8s.client import KubeApi, api_error, api_exception
 from connector.logging import get_logger
 
 log = get_logger("connector.integrations.aws_auth")
@@ -101,7 +100,7 @@ class AwsAuthIntegration(Integration):
     def _read(self, api: KubeApi) -> Any | None:
         try:
             return api.call(f"read configmap {NAMESPACE}/{NAME}", api.core.read_namespaced_config_map, NAME, NAMESPACE)
-        except ApiException as exc:
+        except api_exception() as exc:
             if exc.status == 404:
                 return None
             raise api_error(exc, f"read configmap {NAMESPACE}/{NAME}") from None
@@ -128,7 +127,7 @@ class AwsAuthIntegration(Integration):
                 NAMESPACE,
                 configmap,  # carries metadata.resourceVersion: a concurrent edit makes this a 409
             )
-        except ApiException as exc:
+        except api_exception() as exc:
             if exc.status == 409:
                 raise _StaleWrite() from None
             raise api_error(exc, f"replace configmap {NAMESPACE}/{NAME}") from None

@@ -18,15 +18,21 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from kubernetes.client.exceptions import ApiException
-
 from connector.aws.eks_token import REFRESH_AFTER_SECONDS, cluster_connection_info, get_token
 from connector.aws.sessions import AwsSessions
 from connector.config import is_loopback
 from connector.errors import ConnectorError, ErrorCode, InvalidJob, InvalidSettings
 from connector.integrations.base import GrantRequest, Integration, InventoryItem, JobContext, RevokeRequest, SyncRequest
 from connector.k8s import names
-from connector.k8s.client import PAGE_LIMIT, KubeApi, RefreshingBearer, api_error, in_cluster_client, token_client
+from connector.k8s.client import (
+    PAGE_LIMIT,
+    KubeApi,
+    RefreshingBearer,
+    api_error,
+    api_exception,
+    in_cluster_client,
+    token_client,
+)
 from connector.logging import get_logger
 
 log = get_logger("connector.integrations.kubernetes")
@@ -339,7 +345,7 @@ class KubernetesIntegration(Integration):
             else:
                 for ns in target.namespaces:
                     api.call(f"read role {ns}/{target.role}", api.rbac.read_namespaced_role, target.role, ns)
-        except ApiException as exc:
+        except api_exception() as exc:
             if exc.status == 404:
                 where = "" if target.role_kind == "ClusterRole" else f" in every namespace of {list(target.namespaces)}"
                 raise ConnectorError(
@@ -366,7 +372,7 @@ class KubernetesIntegration(Integration):
         try:
             obj = api.to_dict(self._create(api, binding))
             return result | {"uid": obj["metadata"].get("uid", ""), "created": True}
-        except ApiException as exc:
+        except api_exception() as exc:
             if exc.status == 404 and binding.namespace:
                 raise ConnectorError(
                     ErrorCode.NOT_FOUND, f"namespace {binding.namespace!r} does not exist", retryable=False
@@ -376,7 +382,7 @@ class KubernetesIntegration(Integration):
         # 409 AlreadyExists: an earlier attempt of this grant, or someone else's object with our name.
         try:
             existing = api.to_dict(self._read(api, binding))
-        except ApiException as exc:
+        except api_exception() as exc:
             raise api_error(exc, f"read {binding.describe()}") from None
         if not owned_by(existing, grant_id):
             raise ConnectorError(
@@ -444,7 +450,7 @@ class KubernetesIntegration(Integration):
                 api.call(what, api.rbac.delete_cluster_role_binding, name, body=body)
             else:
                 api.call(what, api.rbac.delete_namespaced_role_binding, name, namespace, body=body)
-        except ApiException as exc:
+        except api_exception() as exc:
             if exc.status == 404:
                 return False
             raise api_error(exc, what) from None

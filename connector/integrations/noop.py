@@ -46,7 +46,9 @@ class NoopIntegration(Integration):
         return {"slept_seconds": slept, "items": int(count)}
 
     def grant(self, request: GrantRequest, ctx: JobContext) -> dict[str, Any]:
-        return {"grant_id": request.grant_id, "slept_seconds": _sleep(request.target, ctx)}
+        # Wall-clock time the executor got the job: the dispatch benchmark's enqueue -> start latency.
+        started_at = time.time()
+        return {"grant_id": request.grant_id, "slept_seconds": _sleep(request.target, ctx), "started_at": started_at}
 
     def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
         return {"grant_id": request.grant_id, "slept_seconds": _sleep(request.target, ctx)}

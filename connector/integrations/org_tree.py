@@ -3,11 +3,17 @@
 Every List* call uses a boto3 paginator with PageSize 20 (the Organizations maximum; moto accepts more,
 so the cap is ours to keep). Paginators loop past empty pages until NextToken is null and raise on a
 repeated token. Excluded OUs drop their whole subtree; excluded accounts are skipped.
+
+Tags take one ListTagsForResource per account and OU: on a 1,000-account organisation that is 1,000 of the
+walk's ~1,070 calls. The pages must follow one another (NextToken), the tags need not: each page's tag calls
+run `tag_workers` at a time (4: Organizations throttles per account at a few calls per second, and botocore
+retries the odd TooManyRequestsException), in page order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,21 +85,41 @@ class OrgWalk:
     with_tags: bool = True
     check: Callable[[], None] = lambda: None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    tag_workers: int = 4
+
+    def _tags(self, pool: ThreadPoolExecutor | None, ids: list[str]) -> list[dict[str, str]]:
+        """Tags of `ids`, in order; concurrently when there is a pool and more than one id."""
+        if not self.with_tags:
+            return [{} for _ in ids]
+        if pool is None or len(ids) < 2:
+            return [tags_of(self.client, i) for i in ids]
+        return list(pool.map(lambda resource_id: tags_of(self.client, resource_id), ids))
+
     _ou_names: dict[str, str] = field(default_factory=dict)
 
     def roots(self) -> list[dict[str, Any]]:
         return [root for page in _pages(self.client, "list_roots") for root in page.get("Roots", [])]
 
     def walk(self, start_id: str, start_path: str) -> Iterator[OrgUnit | Account]:
+        if self.with_tags and self.tag_workers > 1:
+            with ThreadPoolExecutor(max_workers=self.tag_workers, thread_name_prefix="org-tags") as pool:
+                yield from self._walk(start_id, start_path, pool)
+        else:
+            yield from self._walk(start_id, start_path, None)
+
+    def _walk(self, start_id: str, start_path: str, pool: ThreadPoolExecutor | None) -> Iterator[OrgUnit | Account]:
         stack = [(start_id, start_path)]
         while stack:
             self.check()
             parent_id, path = stack.pop()
             for page in _pages(self.client, "list_accounts_for_parent", ParentId=parent_id):
+                accounts = []
                 for raw in page.get("Accounts", []):
                     if raw["Id"] in self.excluded_accounts:
                         self.skipped.append((raw["Id"], "excluded_account_ids"))
                         continue
+                    accounts.append(raw)
+                for raw, tags in zip(accounts, self._tags(pool, [raw["Id"] for raw in accounts]), strict=True):
                     yield Account(
                         id=raw["Id"],
                         name=raw.get("Name", ""),
@@ -103,21 +129,24 @@ class OrgWalk:
                         path=path,
                         arn=raw.get("Arn", ""),
                         joined=str(raw.get("JoinedTimestamp", "")),
-                        tags=tags_of(self.client, raw["Id"]) if self.with_tags else {},
+                        tags=tags,
                     )
             children = []
             for page in _pages(self.client, "list_organizational_units_for_parent", ParentId=parent_id):
+                units = []
                 for raw in page.get("OrganizationalUnits", []):
                     if raw["Id"] in self.excluded_ous:
                         self.skipped.append((raw["Id"], "excluded_ou_ids"))
                         continue
+                    units.append(raw)
+                for raw, tags in zip(units, self._tags(pool, [raw["Id"] for raw in units]), strict=True):
                     ou = OrgUnit(
                         id=raw["Id"],
                         name=raw.get("Name", ""),
                         parent_id=parent_id,
                         path=f"{path}/{raw.get('Name', raw['Id'])}",
                         arn=raw.get("Arn", ""),
-                        tags=tags_of(self.client, raw["Id"]) if self.with_tags else {},
+                        tags=tags,
                     )
                     children.append(ou)
                     yield ou

@@ -17,23 +17,35 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config import incluster_config as incluster
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from connector.errors import ConnectorError, ErrorCode
 from connector.logging import get_logger
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
 
 log = get_logger("connector.k8s")
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 PAGE_LIMIT = 250
+# incluster_config's SERVICE_TOKEN_FILENAME / SERVICE_CERT_FILENAME, without importing the package for them.
+SERVICE_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path, not a secret
+SERVICE_CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+
+def api_exception() -> type[ApiException]:
+    """kubernetes' ApiException, imported on first use (in `except api_exception()`, evaluated only when an
+    exception passes). Importing the kubernetes package loads every API model, about 43 MB of the agent's
+    resident memory, which an agent that never talks to a Kubernetes API should not pay for."""
+    from kubernetes.client.exceptions import ApiException
+
+    return ApiException  # type: ignore[no-any-return]
 
 
 class RefreshingBearer:
@@ -72,12 +84,16 @@ def _ca_file(ca_pem: bytes) -> str:
 
 
 def in_cluster_client(
-    token_file: str = incluster.SERVICE_TOKEN_FILENAME,
-    ca_file: str = incluster.SERVICE_CERT_FILENAME,
+    token_file: str = SERVICE_TOKEN_FILE,
+    ca_file: str = SERVICE_CA_FILE,
     environ: Mapping[str, str] | None = None,
 ) -> k8s.ApiClient:
     """The pod's ServiceAccount: KUBERNETES_SERVICE_HOST/PORT, the projected token (re-read every minute
     by the client, so rotation is picked up) and the cluster CA."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes.config import incluster_config as incluster
+
     configuration = k8s.Configuration()
     loader = incluster.InClusterConfigLoader(
         token_filename=token_file, cert_filename=ca_file, environ=os.environ if environ is None else environ
@@ -97,6 +113,8 @@ def token_client(
     host: str, ca_pem: bytes | None, token: RefreshingBearer | None, *, verify_ssl: bool = True
 ) -> k8s.ApiClient:
     """A client for `host` authenticating with a (refreshing) bearer token; the CA pins the server."""
+    from kubernetes import client as k8s
+
     configuration = k8s.Configuration(host=host.rstrip("/"))
     configuration.verify_ssl = verify_ssl
     if ca_pem:
@@ -141,7 +159,7 @@ def api_error(exc: ApiException, what: str) -> ConnectorError:
 
 
 def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, ApiException):
+    if isinstance(exc, api_exception()):
         return int(exc.status or 0) in RETRY_STATUSES
     return isinstance(exc, urllib3.exceptions.HTTPError)
 
@@ -152,6 +170,8 @@ class KubeApi:
     def __init__(
         self, api_client: k8s.ApiClient, *, attempts: int = 4, max_wait: float = 5.0, page_limit: int = PAGE_LIMIT
     ) -> None:
+        from kubernetes import client as k8s
+
         self.api_client = api_client
         self.page_limit = page_limit
         self.core = k8s.CoreV1Api(api_client)
@@ -171,7 +191,7 @@ class KubeApi:
             for attempt in retrying:
                 with attempt:
                     return fn(*args, **kwargs)
-        except ApiException as exc:
+        except api_exception() as exc:
             if int(exc.status or 0) in RETRY_STATUSES:
                 raise api_error(exc, what) from None
             raise
@@ -185,7 +205,7 @@ class KubeApi:
         """Like `call`, but every API error becomes a typed ConnectorError."""
         try:
             return self.call(what, fn, *args, **kwargs)
-        except ApiException as exc:
+        except api_exception() as exc:
             raise api_error(exc, what) from None
 
     def paginate(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:

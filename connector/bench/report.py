@@ -1,0 +1,197 @@
+"""Summaries, target checks and the PNG chart of the benchmark results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def summary(name: str, r: dict[str, Any]) -> list[str]:
+    if name == "sync":
+        b = r["bounds"]
+        return [
+            f"wall {r['wall_seconds']} s for {r['organisation']['accounts']} accounts, "
+            f"{r['organisation']['clusters']} clusters, {r['inventory_items']} items",
+            f"bounds: limits {b['limits_seconds']} s (ratio {r['ratio_to_limits_bound']}), design "
+            f"{b['design_seconds']} s (ratio {r['ratio_to_design_bound']}); {b['total_calls']} AWS calls",
+            f"sandbox capacity {r['sandbox_capacity']['calls_per_second']} calls/s "
+            f"({r['sandbox_capacity']['sandbox_cpu_ms_per_call']} ms CPU/call) -> "
+            f"{b['cpu_seconds_at_sandbox_capacity']} s for these calls at zero latency",
+            f"CPU s: {r['cpu_seconds']}; agent RSS idle {r['agent_idle_before_sync_mb']} MB, peak {r['agent_peak_rss_mb']} MB",
+        ]
+    if name == "dispatch":
+        lines = []
+        for run in r["loads"]:
+            lines.append(
+                f"{run['replicas']} replica(s) @ {run['offered_per_second']}/s offered: achieved "
+                f"{run['completed_per_second']}/s, start latency p50 {run['p50_ms']} ms p99 {run['p99_ms']} ms"
+            )
+        for drain in r["drain"]:
+            lines.append(
+                f"drain {drain['jobs']} queued jobs, {drain['replicas']} replica(s): {drain['jobs_per_second']} jobs/s"
+            )
+        return lines
+    if name == "grant":
+        return [
+            f"{r['grants']} EKS grants at zero latency: {r['aws_calls_per_grant']} AWS calls each; sandbox "
+            f"{r['sandbox_ms_per_grant']['p50']} ms, agent job {r['agent_ms_per_grant']['p50']} ms, "
+            f"end to end {r['e2e_ms_per_grant']['p50']} ms (p50)",
+            f"connector overhead per grant (agent job - sandbox): p50 {r['overhead_ms']['p50']} ms, "
+            f"p99 {r['overhead_ms']['p99']} ms; end to end - sandbox p50 {r['e2e_overhead_ms']['p50']} ms",
+        ]
+    if name == "memory":
+        return [f"agent idle RSS {r['idle_rss_mb']} MB; peak through the sync {r.get('sync_peak_rss_mb')} MB"]
+    return []
+
+
+def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    targets: list[dict[str, Any]] = []
+
+    def add(name: str, figure: Any, target: str, met: bool) -> None:
+        targets.append({"name": name, "figure": figure, "target": target, "met": bool(met)})
+
+    sync = results.get("sync")
+    if sync and "wall_seconds" in sync:
+        add(
+            "sync ratio to lower bound",
+            sync["ratio_to_limits_bound"],
+            "<= 1.25",
+            (sync["ratio_to_limits_bound"] or 99) <= 1.25,
+        )
+        if sync["size"] == "full":
+            add("sync wall time (1,000 accounts)", f"{sync['wall_seconds']} s", "< 180 s", sync["wall_seconds"] < 180)
+    dispatch = results.get("dispatch")
+    if dispatch and "loads" in dispatch:
+        at200 = [x for x in dispatch["loads"] if x["offered_per_second"] == 200]
+        for run in at200:
+            add(
+                f"dispatch p99 at 200/s, {run['replicas']} replica(s)",
+                f"{run['p99_ms']} ms",
+                "<= 25 ms",
+                run["p99_ms"] <= 25,
+            )
+        best = max((d["jobs_per_second"] for d in dispatch["drain"] if d["replicas"] == 1), default=0)
+        add("no-op jobs/s, one connector", best, ">= 1000", best >= 1000)
+    grant = results.get("grant")
+    if grant and "overhead_ms" in grant:
+        add(
+            "grant overhead beyond AWS calls (p50)",
+            f"{grant['overhead_ms']['p50']} ms",
+            "<= 10 ms",
+            grant["overhead_ms"]["p50"] <= 10,
+        )
+    memory = results.get("memory")
+    if memory and "idle_rss_mb" in memory:
+        add("agent idle RSS", f"{memory['idle_rss_mb']} MB", "<= 80 MB", memory["idle_rss_mb"] <= 80)
+        if memory.get("sync_peak_rss_mb") is not None and memory.get("sync_size") == "full":
+            add(
+                "agent peak RSS through the 1,000-account sync",
+                f"{memory['sync_peak_rss_mb']} MB",
+                "<= 200 MB",
+                memory["sync_peak_rss_mb"] <= 200,
+            )
+    return targets
+
+
+def chart(results: dict[str, Any], path: Path) -> Path | None:
+    """Four panels: sync vs its bounds, dispatch latency vs load, grant time split, memory. None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    ax = axes[0][0]
+    sync = results.get("sync", {})
+    if "bounds" in sync:
+        b = sync["bounds"]
+        labels = [
+            "measured\nwall",
+            "bound:\nlimits",
+            "bound:\ndesign",
+            "sandbox at\ncapacity",
+            "sandbox\nCPU-s",
+            "agent\nCPU-s",
+        ]
+        values = [
+            sync["wall_seconds"],
+            b["limits_seconds"],
+            b["design_seconds"],
+            b["cpu_seconds_at_sandbox_capacity"],
+            sync["cpu_seconds"]["sandbox"],
+            sync["cpu_seconds"]["agent"],
+        ]
+        ax.bar(labels, values, color=["tab:blue", "tab:green", "tab:olive", "tab:gray", "tab:gray", "tab:purple"])
+        ax.set_ylabel("seconds")
+        ax.tick_params(axis="x", labelsize=8)
+        org = sync["organisation"]
+        ax.set_title(
+            f"org sync: {org['accounts']} accounts, {org['clusters']} clusters, "
+            f"{sync['settings']['latency_ms']:.0f} ms/call"
+        )
+    ax = axes[0][1]
+    dispatch = results.get("dispatch", {})
+    for replicas in sorted({x["replicas"] for x in dispatch.get("loads", [])}):
+        runs = [x for x in dispatch["loads"] if x["replicas"] == replicas]
+        offered = [x["offered_per_second"] for x in runs]
+        ax.plot(offered, [x["p50_ms"] for x in runs], marker="o", label=f"p50, {replicas} replica(s)")
+        ax.plot(offered, [x["p99_ms"] for x in runs], marker="x", linestyle="--", label=f"p99, {replicas} replica(s)")
+    if dispatch.get("loads"):
+        ax.axhline(25, color="red", linewidth=0.8, label="p99 target 25 ms")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("offered no-op jobs/s")
+        ax.set_ylabel("enqueue -> executor start (ms)")
+        ax.legend(fontsize=7)
+        ax.set_title("dispatch latency")
+    ax = axes[1][0]
+    grant = results.get("grant", {})
+    if "overhead_ms" in grant:
+        ax.bar(
+            ["sandbox (AWS calls)", "connector overhead", "end-to-end extra"],
+            [grant["sandbox_ms_per_grant"]["p50"], grant["overhead_ms"]["p50"], grant["e2e_overhead_ms"]["p50"]],
+            color=["tab:gray", "tab:blue", "tab:orange"],
+        )
+        ax.axhline(10, color="red", linewidth=0.8)
+        ax.set_ylabel("ms per grant (p50)")
+        ax.set_title(f"EKS grant, zero latency ({grant['aws_calls_per_grant']} AWS calls)")
+    ax = axes[1][1]
+    memory = results.get("memory", {})
+    if "idle_rss_mb" in memory:
+        ax.bar(
+            ["idle", "peak through sync"],
+            [memory["idle_rss_mb"], memory.get("sync_peak_rss_mb") or 0],
+            color=["tab:blue", "tab:purple"],
+        )
+        ax.axhline(80, color="red", linewidth=0.8, linestyle="--")
+        ax.axhline(200, color="red", linewidth=0.8)
+        ax.set_ylabel("agent RSS (MB)")
+        ax.set_title(f"agent memory ({memory.get('sync_size', '')} sync)")
+    fig.suptitle(
+        f"connector bench ({results.get('size')}) on {results['machine']['cpus']} CPUs, {results.get('started')}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as a Markdown section (OUT/summary.md; docs/performance.md quotes the latest full run)."""
+    m = results["machine"]
+    lines = [
+        f"Run {results.get('started')} ({results.get('size')}): {m['cpus']} CPUs ({m['cpu_model']}), "
+        f"{m['memory_gb']} GB, Python {m['python']}, 1-minute load average {m['load_avg_1m']} at the start.",
+        "",
+        "| target | figure | met |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {t['name']}: {t['target']} | {t['figure']} | {'yes' if t['met'] else 'no'} |" for t in results["targets"]
+    ]
+    for name in ("sync", "dispatch", "grant", "memory"):
+        if name in results and "error" not in results[name]:
+            lines += ["", f"**{name}**", ""] + [f"- {line}" for line in summary(name, results[name])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,212 @@
+"""Benchmark 1: a whole-organisation sync (organization + eks_cluster) through the real path.
+
+sandbox process (seeded org, per-call latency, per-(account, region, operation) rate limits)
+  <- botocore over HTTP <- agent process (`connector run`, the aws_organization integration)
+  -> gRPC UploadInventory -> control plane process (`connector controlplane serve`) <- this driver (Admin API).
+
+Reports wall time (enqueue -> SUCCEEDED), calls by operation, CPU seconds and RSS of every process, the
+lower bounds computed from the counted call graph (bounds.py), and the sandbox's own capacity (calls/s at zero
+latency with as many client threads as the sync's max_parallelism).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from connector.bench.bounds import RateLimit, sync_bounds
+from connector.bench.procs import AgentProcess, BenchError, ControlPlaneProcess, SandboxProcess, cpu_seconds, rss_mb
+from connector.sandbox.server import ROOT_ACCESS_KEY_ID, ROOT_SECRET_ACCESS_KEY
+from connector.v1 import admin_pb2
+
+REGIONS_FULL = ("us-east-1", "eu-west-1", "us-west-2", "ap-southeast-2")
+
+
+@dataclass(frozen=True)
+class SyncSize:
+    accounts: int
+    regions: tuple[str, ...]
+    clusters_per_region: int
+    entries_per_cluster: int
+    latency: float = 0.040  # seconds added to every AWS call
+    rate: float = 10.0  # EKS calls/s per (account, region, operation)
+    burst: int = 10
+    max_parallelism: int = 64  # the integration setting (1..64)
+    capacity_seconds: float = 5.0
+
+    def seed(self) -> dict[str, Any]:
+        return {
+            "accounts": self.accounts,
+            "regions": list(self.regions),
+            "cluster_accounts": None,
+            "clusters_per_region": self.clusters_per_region,
+            "entries_per_cluster": self.entries_per_cluster,
+            "account_without_member_role": None,
+            "identity_center": False,
+        }
+
+
+SIZES = {
+    "smoke": SyncSize(
+        accounts=6,
+        regions=("us-east-1", "eu-west-1"),
+        clusters_per_region=1,
+        entries_per_cluster=2,
+        latency=0.005,
+        max_parallelism=8,
+        capacity_seconds=0.5,
+    ),
+    "full": SyncSize(accounts=1000, regions=REGIONS_FULL, clusters_per_region=3, entries_per_cluster=5),
+}
+
+
+def sandbox_capacity(sandbox: SandboxProcess, cluster: dict[str, Any], threads: int, seconds: float) -> dict[str, Any]:
+    """Calls/s the sandbox serves at zero latency to `threads` concurrent clients (DescribeCluster, the
+    sync's most common call shape), with the sandbox's CPU use: ~1 core per second means it is saturated."""
+    session = boto3.Session(
+        aws_access_key_id=ROOT_ACCESS_KEY_ID, aws_secret_access_key=ROOT_SECRET_ACCESS_KEY, region_name="us-east-1"
+    )
+    sts = session.client("sts", endpoint_url=sandbox.endpoint)
+    creds = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{cluster['account']}:role/OrganizationAccountAccessRole", RoleSessionName="bench"
+    )["Credentials"]
+    config = Config(retries={"total_max_attempts": 1}, max_pool_connections=threads)
+    clients = [
+        boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        ).client("eks", region_name=cluster["region"], endpoint_url=sandbox.endpoint, config=config)
+        for _ in range(threads)
+    ]
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def hammer(i: int) -> None:
+        while not stop.is_set():
+            clients[i].describe_cluster(name=cluster["name"])
+            counts[i] += 1
+
+    workers = [threading.Thread(target=hammer, args=(i,), daemon=True) for i in range(threads)]
+    cpu0, t0 = cpu_seconds(sandbox.proc.pid), time.perf_counter()
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join(30)
+    elapsed = time.perf_counter() - t0
+    cpu = cpu_seconds(sandbox.proc.pid) - cpu0
+    calls = sum(counts)
+    return {
+        "threads": threads,
+        "seconds": round(elapsed, 2),
+        "calls": calls,
+        "calls_per_second": round(calls / elapsed, 1),
+        "sandbox_cpu_cores": round(cpu / elapsed, 2),
+        "sandbox_cpu_ms_per_call": round(cpu / max(calls, 1) * 1000, 2),
+        "operation": "eks:DescribeCluster",
+    }
+
+
+def run(size_name: str, workdir: Path) -> dict[str, Any]:
+    size = SIZES[size_name]
+    workdir.mkdir(parents=True, exist_ok=True)
+    sandbox = SandboxProcess.start(size.seed(), workdir / "sandbox.log")
+    cp: ControlPlaneProcess | None = None
+    agent: AgentProcess | None = None
+    try:
+        seed = sandbox.seed
+        capacity = sandbox_capacity(sandbox, seed["clusters_sample"][0], size.max_parallelism, size.capacity_seconds)
+        sandbox.add_fault(kind="latency", seconds=size.latency)
+        sandbox.add_fault(kind="rate_limit", service="eks", rate=size.rate, burst=size.burst)
+        cp = ControlPlaneProcess.start(workdir / "cp")
+        aws_env = dict(sandbox.env)
+        agent = AgentProcess.start(cp, workdir / "agent-sync.log", concurrency=2, aws_env=aws_env, sweeper=False)
+        time.sleep(1.0)
+        idle = rss_mb(agent.proc.pid)
+        pids = {"agent": agent.proc.pid, "controlplane": cp.proc.pid, "sandbox": sandbox.proc.pid}
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        sandbox.reset()
+        settings = {
+            "management_account_role_arn": seed["management_role_arn"],
+            "member_role_name": seed["member_role_name"],
+            "external_id": seed["external_id"],
+            "regions": list(size.regions),
+            "max_parallelism": size.max_parallelism,
+        }
+        started = time.perf_counter()
+        record = cp.admin.enqueue_sync(
+            "bench-connector",
+            "org-bench",
+            "aws_organization",
+            settings,
+            resource_types=["organization", "eks_cluster"],
+            timeout=3600,
+        )
+        samples: list[tuple[float, float]] = []
+        while True:
+            done = cp.admin.wait(record.job.id, timeout=1.0)
+            samples.append((round(time.perf_counter() - started, 1), rss_mb(agent.proc.pid)["rss_mb"]))
+            if done.state in (admin_pb2.JOB_STATE_SUCCEEDED, admin_pb2.JOB_STATE_FAILED, admin_pb2.JOB_STATE_CANCELLED):
+                break
+        wall = time.perf_counter() - started
+        if done.state != admin_pb2.JOB_STATE_SUCCEEDED:
+            raise BenchError(f"the sync job ended {admin_pb2.JobState.Name(done.state)}: {done.error}")
+        cpu = {name: round(cpu_seconds(pid) - cpu0[name], 1) for name, pid in pids.items()}
+        memory = {name: rss_mb(pid) for name, pid in pids.items()}
+        timing = sandbox.timing()
+        counts = sandbox.counts()
+        bounds = sync_bounds(
+            timing["graph"],
+            latency=size.latency,
+            parallelism=size.max_parallelism,
+            rate_limits=[RateLimit(size.rate, size.burst, "eks")],
+        )
+        bounds["cpu_seconds_at_sandbox_capacity"] = round(bounds["total_calls"] / capacity["calls_per_second"], 1)
+        from google.protobuf.json_format import MessageToDict
+
+        result = MessageToDict(done.result)
+        return {
+            "size": size_name,
+            "organisation": {k: v for k, v in seed.items() if k != "clusters_sample" and not k.endswith("_arn")},
+            "settings": {
+                "latency_ms": size.latency * 1000,
+                "rate_limit": {
+                    "service": "eks",
+                    "per": "account/region/operation",
+                    "rate": size.rate,
+                    "burst": size.burst,
+                },
+                "max_parallelism": size.max_parallelism,
+                "regions": list(size.regions),
+            },
+            "wall_seconds": round(wall, 2),
+            "bounds": bounds,
+            "ratio_to_limits_bound": round(wall / bounds["limits_seconds"], 2) if bounds["limits_seconds"] else None,
+            "ratio_to_design_bound": round(wall / bounds["design_seconds"], 2) if bounds["design_seconds"] else None,
+            "inventory_items": int(done.inventory_items),
+            "job_result": result,
+            "calls_by_operation": dict(sorted(counts["by_operation"].items())),
+            "calls_faulted": counts["faulted"],
+            "sandbox_seconds_serving": timing["total_seconds"],
+            "cpu_seconds": cpu,
+            "cpu_cores_busy": round(sum(cpu.values()) / wall, 2),
+            "memory_mb": memory,
+            "agent_idle_before_sync_mb": idle["rss_mb"],
+            "agent_peak_rss_mb": memory["agent"]["peak_rss_mb"],
+            "agent_rss_samples": samples[:: max(1, len(samples) // 200)],
+            "agent_rss_median_mb": statistics.median(s[1] for s in samples) if samples else 0.0,
+            "sandbox_capacity": capacity,
+        }
+    finally:
+        for proc in (agent, cp, sandbox):
+            if proc is not None:
+                proc.stop()

@@ -1,0 +1,64 @@
+"""`connector bench all --size smoke`: the harness runs end to end (sandbox, control plane and agents as real
+processes) and writes sane JSON. No timing asserts: the figures themselves are for docs/performance.md."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connector.cli import main
+
+
+@pytest.mark.timeout(240)
+def test_bench_all_smoke_writes_sane_results(tmp_path, capsys):
+    assert main(["bench", "all", "--size", "smoke", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["size"] == "smoke"
+    assert results["machine"]["cpus"] >= 1
+
+    sync = results["sync"]
+    org = sync["organisation"]
+    calls = sync["calls_by_operation"]
+    assert sync["wall_seconds"] > 0
+    # Every cluster described once; the member role assumed once in every active account (the management
+    # account included, where the seed has none: an error item per region), plus the management role itself.
+    assert calls["eks:DescribeCluster"] == org["clusters"]
+    assert calls["sts:AssumeRole"] == org["active_accounts"] + 1
+    assert sync["job_result"]["items"]["error"] == len(sync["settings"]["regions"])
+    assert calls["eks:ListClusters"] == (org["active_accounts"] - 1) * len(sync["settings"]["regions"])
+    assert sync["job_result"]["items"]["eks.cluster"] == org["clusters"]
+    assert sync["job_result"]["items"]["eks.access_entry"] == org["access_entries"]
+    assert sync["inventory_items"] == sum(sync["job_result"]["items"].values())
+    assert sync["bounds"]["total_calls"] == sum(calls.values())
+    assert 0 < sync["bounds"]["limits_seconds"] <= sync["bounds"]["design_seconds"]
+    assert sync["ratio_to_limits_bound"] == pytest.approx(
+        sync["wall_seconds"] / sync["bounds"]["limits_seconds"], rel=0.02
+    )
+    assert sync["sandbox_capacity"]["calls"] > 0
+    assert sync["agent_peak_rss_mb"] >= sync["agent_idle_before_sync_mb"] > 0
+
+    dispatch = results["dispatch"]
+    assert [run["offered_per_second"] for run in dispatch["loads"]][:1] == [10]
+    for run in dispatch["loads"]:
+        assert run["jobs"] >= 10
+        assert 0 <= run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+    assert dispatch["drain"][0]["jobs"] == 20 and dispatch["drain"][0]["jobs_per_second"] > 0
+
+    grant = results["grant"]
+    assert grant["grants"] == 3
+    assert grant["aws_calls_per_grant"] >= 3  # describe/create entry, associate policy, ...
+    assert grant["cold"]["calls"] > grant["aws_calls_per_grant"]  # the first grant also assumes the roles
+    assert grant["sandbox_ms_per_grant"]["p50"] > 0
+    assert grant["agent_ms_per_grant"]["p50"] >= grant["sandbox_ms_per_grant"]["p50"] * 0.5
+
+    memory = results["memory"]
+    assert memory["idle_rss_mb"] > 10
+    assert memory["sync_peak_rss_mb"] == sync["agent_peak_rss_mb"]
+
+    names = {t["name"] for t in results["targets"]}
+    assert "agent idle RSS" in names and "sync ratio to lower bound" in names
+    assert "wall " in printed and "[" in printed
+    for name in ("sync", "dispatch", "grant", "memory"):
+        assert json.loads((tmp_path / f"{name}.json").read_text())["size"] == "smoke"
