@@ -2,60 +2,33 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from connector.controlplane.client import AdminClient
 from connector.controlplane.server import ControlPlaneServer, ControlPlaneThread
 from connector.controlplane.settings import SettingsError
+from tests.certs import server_tls
 from tests.controlplane.cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, Connector, fast_settings
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def make_cert(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "server.crt", directory / "server.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file
+def make_cert(directory: Path) -> tuple[Path, Path, Path]:
+    """(ca, cert, key) for localhost / 127.0.0.1."""
+    return server_tls(directory)
 
 
 def test_tls_end_to_end(tmp_path: Path) -> None:
-    cert_file, key_file = make_cert(tmp_path)
+    ca_file, cert_file, key_file = make_cert(tmp_path)
     settings = fast_settings(tls_cert_file=str(cert_file), tls_key_file=str(key_file))
-    with ControlPlaneThread(settings, tls_ca_file=cert_file) as cp:
+    with ControlPlaneThread(settings, tls_ca_file=ca_file) as cp:
         record = cp.admin.enqueue_sync(CONNECTOR_ID, "org-1", "aws_organization")
-        credentials = grpc.ssl_channel_credentials(cert_file.read_bytes())
+        credentials = grpc.ssl_channel_credentials(ca_file.read_bytes())
         with grpc.secure_channel(cp.address, credentials) as channel:
             [job] = Connector(channel).poll(max_jobs=1, wait=1.0)
         assert job.id == record.job.id
@@ -65,8 +38,8 @@ def test_tls_end_to_end(tmp_path: Path) -> None:
         assert excinfo.value.code() == grpc.StatusCode.UNAVAILABLE
         # Nor can a client that does not trust the certificate.
         (tmp_path / "other").mkdir()
-        other_cert, _ = make_cert(tmp_path / "other")
-        with AdminClient(cp.address, ADMIN_TOKEN, tls_ca_file=other_cert) as untrusting, pytest.raises(grpc.RpcError):
+        other_ca, _, _ = make_cert(tmp_path / "other")
+        with AdminClient(cp.address, ADMIN_TOKEN, tls_ca_file=other_ca) as untrusting, pytest.raises(grpc.RpcError):
             untrusting.list()
 
 

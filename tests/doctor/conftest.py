@@ -3,8 +3,6 @@ is process-global) and one control plane for the package; each test plants one f
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from connector import doctor
 from connector.controlplane.server import ControlPlaneThread
 from connector.sandbox import Sandbox, SeedSpec
 from tests.agent.agent_harness import CONNECTOR_ID, TOKEN, cp_settings
+from tests.certs import server_tls
 from tests.sandbox_env import sandbox_as_aws
 
 # Two regions (one gets an SCP deny), clusters in two workload accounts (API and API_AND_CONFIG_MAP), and one
@@ -45,48 +44,7 @@ def _clean_faults(sandbox: Sandbox) -> Iterator[None]:
 
 def make_tls(directory: Path, days: int = 90) -> tuple[Path, Path, Path]:
     """A throwaway CA and a server certificate for localhost / 127.0.0.1, valid for `days`."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "doctor test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return ca_path, cert_path, key_path
+    return server_tls(directory, days=days)
 
 
 class TlsControlPlane:

@@ -24,7 +24,7 @@ from connector.controlplane.client import AdminClient
 from connector.controlplane.signing import create_key_file, seed_from_bytes
 from connector.v1 import admin_pb2
 from tests.agent.agent_harness import read_lines, wait_for, wait_log
-from tests.security.certs import TestCA
+from tests.certs import TestCA
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -29,7 +29,7 @@ from tests.agent.agent_harness import (
     spawn_agent,
     wait_for,
 )
-from tests.security.certs import Issued, TestCA
+from tests.certs import Issued, TestCA
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -22,9 +22,10 @@ class Issued:
 class TestCA:
     __test__ = False  # not a pytest class
 
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: Path, name: str, days: int = 1) -> None:
         self.directory = directory
         self.name = name
+        self.days = days
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
         now = datetime.datetime.now(datetime.UTC)
@@ -35,7 +36,7 @@ class TestCA:
             .public_key(self._key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
             .sign(self._key, hashes.SHA256())
@@ -55,7 +56,7 @@ class TestCA:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=self.days))
             .add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
                 critical=False,
@@ -76,3 +77,11 @@ class TestCA:
         )
         key_path.chmod(0o600)
         return Issued(cert_path, key_path)
+
+
+def server_tls(directory: Path, hostname: str = "localhost", days: int = 1) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for `hostname` and 127.0.0.1: (ca, cert, key) paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = TestCA(directory, "test", days=days)
+    issued = ca.issue(hostname, dns=(hostname,), ips=("127.0.0.1",))
+    return ca.path, issued.cert, issued.key
