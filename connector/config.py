@@ -123,6 +123,8 @@ class AgentConfig(BaseSettings):
             raise ValueError(
                 "CONNECTOR_TLS_CLIENT_CERT_FILE / CONNECTOR_TLS_CLIENT_KEY_FILE: set both for mTLS, or neither"
             )
+        if self.state_dir is not None and not (self.state_dir.is_dir() and os.access(self.state_dir, os.W_OK)):
+            raise ValueError(f"CONNECTOR_STATE_DIR: {self.state_dir} is not a writable directory")
         for name, path in (
             ("CONNECTOR_TLS_CA_FILE", self.tls_ca_file),
             ("CONNECTOR_TLS_CLIENT_CERT_FILE", self.tls_client_cert_file),

@@ -9,12 +9,16 @@ a bounded outbox and are resent until ReportEvents accepts them (the server dedu
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
+import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from connector.agent.channel import ControlPlaneClient, TokenUnavailable, is_fatal, is_transient
@@ -47,10 +51,33 @@ def _as_proto(event: Any) -> connector_pb2.ConnectorEvent:
 
 
 class EventReporter:
-    def __init__(self, client: ControlPlaneClient) -> None:
+    """The outbox. With `outbox_file` (under CONNECTOR_STATE_DIR) it survives a restart: events the control
+    plane has not accepted yet are kept in that file (rewritten atomically on every change, one base64
+    serialized ConnectorEvent per line) and loaded again when the agent starts."""
+
+    def __init__(self, client: ControlPlaneClient, outbox_file: Path | None = None) -> None:
         self._client = client
         self._pending: collections.deque[connector_pb2.ConnectorEvent] = collections.deque()
+        self._file = outbox_file
         self.reported = 0
+        if outbox_file is not None and outbox_file.exists():
+            for line in outbox_file.read_text(encoding="ascii").splitlines():
+                try:
+                    self._pending.append(connector_pb2.ConnectorEvent.FromString(base64.b64decode(line)))
+                except (ValueError, DecodeError):
+                    log.error("events_outbox_line_unreadable", file=str(outbox_file))
+            if self._pending:
+                log.info("events_outbox_loaded", pending=len(self._pending), file=str(outbox_file))
+
+    def _save(self) -> None:
+        if self._file is None:
+            return
+        tmp = self._file.with_suffix(".tmp")
+        tmp.write_text(
+            "".join(base64.b64encode(e.SerializeToString(deterministic=True)).decode() + "\n" for e in self._pending),
+            encoding="ascii",
+        )
+        os.replace(tmp, self._file)
 
     @property
     def pending(self) -> int:
@@ -64,6 +91,7 @@ class EventReporter:
             dropped += 1
         if dropped:
             log.error("events_dropped", count=dropped, reason="outbox full while the control plane is unreachable")
+        self._save()
 
     async def flush(self) -> bool:
         """Send everything pending; False when the control plane could not be reached (kept for later)."""
@@ -82,6 +110,7 @@ class EventReporter:
                 log.info("events_reported", sent=len(batch), accepted=response.accepted)
             for _ in batch:
                 self._pending.popleft()
+            self._save()
         return True
 
 

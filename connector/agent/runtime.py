@@ -159,7 +159,8 @@ class AgentRuntime:
             asyncio.create_task(self._tick(), name="tick"),
             asyncio.create_task(heartbeater.run(), name="heartbeat"),
         ]
-        reporter = EventReporter(self._client)
+        outbox = self.config.state_dir / "events-outbox" if self.config.state_dir is not None else None
+        reporter = EventReporter(self._client, outbox)
         if self.sweeper is not None:
             self.sweep_loop = SweepLoop(self.sweeper, reporter, self.sweep_interval)
             background.append(asyncio.create_task(self.sweep_loop.run(), name="expiry-sweep"))

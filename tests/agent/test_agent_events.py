@@ -94,3 +94,29 @@ def test_sweeps_continue_while_the_control_plane_is_away_and_events_are_delivere
             assert loop.reporter.pending == 0
     finally:
         cp.stop()
+
+
+def test_undelivered_events_survive_an_agent_restart(tmp_path: Path) -> None:
+    """With CONNECTOR_STATE_DIR, an expiry event the control plane never received is not lost when the agent
+    stops: the restarted agent loads its outbox and delivers it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    cp = start_cp(cp_settings(tmp_path))
+    port = cp.port
+    env = agent_env(cp.address, CONNECTOR_STATE_DIR=str(state))
+    try:
+        sweeper = ScriptedSweeper()
+        with AgentThread(env, sweeper=sweeper, sweep_interval=0.2) as agent:
+            cp.stop()
+            sweeper.expire(Revoked("expiry-restart", "g-3"))
+            loop = agent.runtime.sweep_loop
+            assert loop is not None
+            wait_for(lambda: loop.reporter.pending == 1, 20, "the event waits in the outbox")
+        outbox = state / "events-outbox"
+        assert len(outbox.read_text().splitlines()) == 1  # on disk, the agent gone
+        cp = start_cp(cp_settings(tmp_path, bind=f"127.0.0.1:{port}"))
+        with AgentThread(env, sweeper=ScriptedSweeper(), sweep_interval=0.2):
+            wait_for(lambda: "expiry-restart" in _event_ids(cp), 40, "the restarted agent delivered it")
+        assert outbox.read_text() == ""
+    finally:
+        cp.stop()

@@ -32,6 +32,7 @@ def test_valid_config_and_target():
         (BASE | {"CONNECTOR_LOG_LEVEL": "loud"}, ["CONNECTOR_LOG_LEVEL"]),
         (BASE | {"CONNECTOR_TLS_CLIENT_CERT_FILE": __file__}, ["CONNECTOR_TLS_CLIENT_KEY_FILE"]),
         (BASE | {"CONNECTOR_GUARDRAILS_FILE": "/nonexistent.yaml"}, ["CONNECTOR_GUARDRAILS_FILE"]),
+        (BASE | {"CONNECTOR_STATE_DIR": "/nonexistent-dir"}, ["CONNECTOR_STATE_DIR"]),
     ],
 )
 def test_bad_config_names_the_variable(env, names):
