@@ -42,6 +42,7 @@ ASSUMED_ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):sts::(\d{12}):assum
 NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
 TAG_VALUE_MAX = 256
+MAX_TAGS = 50  # per AWS resource; every live grant on an entry costs one
 CLUSTER_ADMIN_POLICIES = frozenset({"AmazonEKSClusterAdminPolicy"})
 
 Scope = tuple[str, ...] | None  # None = cluster-wide; a tuple = those namespaces
@@ -322,6 +323,15 @@ def grant(
         for n in target.policy_names
         if n not in existing and tags.get(POLICY_PREFIX + n) != POLICY_OWNED
     }
+    if len(tags.keys() | missing_tags.keys()) > MAX_TAGS:
+        live = sum(1 for k in tags if k.startswith(GRANT_PREFIX))
+        raise ConnectorError(
+            ErrorCode.PRECONDITION_FAILED,
+            f"the access entry for {principal} on {target.cluster} would need {len(tags.keys() | missing_tags.keys())} "
+            f"tags; AWS allows {MAX_TAGS} per resource, and it already has {len(tags)} ({live} live grants of the "
+            "connector). Let earlier grants to this principal expire or be revoked, or grant to another role.",
+            retryable=False,
+        )
     if missing_tags:
         calls("tag_resource", resourceArn=entry["accessEntryArn"], tags=missing_tags)
         tags |= missing_tags

@@ -153,3 +153,21 @@ def test_dry_run_lists_calls_and_makes_none(sandbox):
     assert result["calls"][1]["params"]["policyArn"] == VIEW
     assert mutating_calls(sb) == {}
     assert _entry(sb, c, principal)[0] is None
+
+
+def test_tag_limit_refused_before_any_write(sandbox):
+    """An access entry holds at most 50 tags and every live grant costs one: a grant that would pass the limit
+    is refused with a message saying what to do, before any write."""
+    sb, d = sandbox, dispatcher(sandbox)
+    c = _cluster(sb, "API")
+    principal = f"arn:aws:iam::{c.account}:role/dev-jit-tags"
+    ok(run(d, job(sb, "grant", "g-tags-0", principal, _target(c))))
+    entry, _ = _entry(sb, c, principal)
+    filler = {f"team/label-{i:02d}": "x" for i in range(50 - len(entry["tags"]))}
+    admin(sb, "eks", c.account, c.region).tag_resource(resourceArn=entry["accessEntryArn"], tags=filler)
+    sb.faults.reset_counts()
+    refused = run(d, job(sb, "grant", "g-tags-1", principal, _target(c)))
+    assert refused.error is not None and refused.error.code == ErrorCode.PRECONDITION_FAILED
+    assert not refused.error.retryable
+    assert "AWS allows 50" in refused.error.message and "revoked" in refused.error.message
+    assert mutating_calls(sb) == {}
