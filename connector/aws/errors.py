@@ -74,6 +74,18 @@ def classify_aws_error(exc: BaseException) -> ConnectorError | None:
             return ConnectorError(ErrorCode.CONFLICT, text)
         if status >= 500:
             return ConnectorError(ErrorCode.UNAVAILABLE, text)
+        if status == 404:  # no modelled error code: the endpoint itself did not know the path
+            region = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-region", "")
+            return ConnectorError(
+                ErrorCode.NOT_FOUND,
+                f"{op}: the AWS endpoint answered 404 with no error code{' for ' + region if region else ''}: "
+                "check the region and that the service is available there",
+                retryable=False,
+            )
+        if status == 403:
+            return ConnectorError(
+                ErrorCode.ACCESS_DENIED, f"{op}: the AWS endpoint answered 403: {message}", retryable=False
+            )
         return ConnectorError(ErrorCode.INVALID_JOB if status == 400 else ErrorCode.INTERNAL, text, retryable=False)
     if isinstance(exc, NoCredentialsError):
         return ConnectorError(

@@ -115,6 +115,10 @@ class AwsSessions:
                 expiry_window_seconds=300,
             )
             creds = DeferredRefreshableCredentials(method="assume-role", refresh_using=fetcher.fetch_credentials)
+            # botocore starts refreshing 15 min (advisory) / 10 min (mandatory) before expiry: a 15-30 min session
+            # would run a refresh attempt (lock + fetcher cache lookup) on every call. Scale the windows instead.
+            creds._advisory_refresh_timeout = min(creds._advisory_refresh_timeout, duration_seconds // 4)
+            creds._mandatory_refresh_timeout = min(creds._mandatory_refresh_timeout, duration_seconds // 8)
             self._credentials[key] = creds
             skey = self._session_key(key)
             self._role_credentials[skey] = creds

@@ -108,3 +108,17 @@ def test_registry_refuses_duplicates():
         assert "twice" in str(exc)
     else:
         raise AssertionError("duplicate registration accepted")
+
+
+def test_an_html_404_from_an_endpoint_is_not_found_not_internal():
+    from botocore.exceptions import ClientError
+
+    from connector.aws.errors import classify_aws_error
+
+    html = {
+        "Error": {"Code": "404", "Message": "<!doctype html><title>404 Not Found</title>"},
+        "ResponseMetadata": {"HTTPStatusCode": 404},
+    }
+    mapped = classify_aws_error(ClientError(html, "DescribeCluster"))
+    assert mapped is not None and mapped.code == ErrorCode.NOT_FOUND and not mapped.retryable
+    assert "region" in mapped.message
