@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2
 from grpc import aio
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_fixed, wait_random_exponential
 
 from connector.agent.channel import (
     CONNECT_TIMEOUT,
@@ -53,6 +53,7 @@ EXIT_FATAL_AUTH = 3
 REPORT_TIMEOUT = 10.0  # deadline of one FinishJob call
 REPORT_WINDOW = 10.0  # after the drain grace, how long results may still be retried
 CANCEL_WAIT = 5.0  # after the grace, how long cancelled jobs get to stop before they are abandoned
+BACKOFF_MIN = 0.25
 BACKOFF_MAX = 30.0
 
 _OUTCOMES = {
@@ -250,7 +251,8 @@ class AgentRuntime:
     async def _control_loop(self) -> None:
         while not self._stop.is_set():
             retrying = AsyncRetrying(
-                wait=wait_random_exponential(multiplier=0.5, max=BACKOFF_MAX),
+                # Full jitter can draw ~0 s: the floor keeps a refused connection from ever becoming a hot loop.
+                wait=wait_fixed(BACKOFF_MIN) + wait_random_exponential(multiplier=0.5, max=BACKOFF_MAX),
                 retry=retry_if_exception(is_retryable),
                 before_sleep=self._before_reconnect,
                 sleep=self._sleep_unless_stopped,
