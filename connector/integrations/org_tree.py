@@ -175,7 +175,7 @@ class OrgWalk:
                 email=raw.get("Email", ""),
                 state=account_state(raw),
                 parent_id=ancestors[0] if ancestors else "",
-                path="/".join(["Root", *reversed([self._ou_name(ou) for ou in ancestors if ou.startswith("ou-")])]),
+                path=self._path(ancestors),
                 arn=raw.get("Arn", ""),
                 joined=str(raw.get("JoinedTimestamp", "")),
                 tags=tags_of(self.client, account_id) if self.with_tags else {},
@@ -203,14 +203,8 @@ class OrgWalk:
 
     def path_of(self, ou_id: str) -> str:
         """Root/.../Name path of an OU used as the scope (ListParents up to the root)."""
-        names = []
-        current = ou_id
-        while not current.startswith("r-"):
-            names.append(
-                self.client.describe_organizational_unit(OrganizationalUnitId=current)["OrganizationalUnit"]["Name"]
-            )
-            parents = self.client.list_parents(ChildId=current)["Parents"]
-            if not parents:
-                break
-            current = parents[0]["Id"]
-        return "/".join(["Root", *reversed(names)])
+        return self._path([ou_id, *self._ancestors(ou_id)])
+
+    def _path(self, chain: list[str]) -> str:
+        """Root/.../Name from a chain of parent ids, nearest first (as _ancestors gives it)."""
+        return "/".join(["Root", *reversed([self._ou_name(ou) for ou in chain if ou.startswith("ou-")])])
