@@ -94,18 +94,21 @@ def agent_thread(env: dict[str, str]) -> Iterator[AgentRuntime]:
         thread.join(timeout=runtime.max_shutdown_seconds())
 
 
-def member_eks(sandbox: Any, account_id: str, region: str) -> Any:
-    """An EKS client in a member account, reached the way the connector does: connector role ->
-    management role (ExternalId) -> member role. Used only to check what the grant did."""
-    info = sandbox.seed_info
+def _connector_session(sandbox: Any, region: str) -> boto3.Session:
     env = sandbox.env(region)
-    base = boto3.Session(
+    return boto3.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=env.get("AWS_SESSION_TOKEN"),
         region_name=region,
     )
-    session = base
+
+
+def member_eks(sandbox: Any, account_id: str, region: str) -> Any:
+    """An EKS client in a member account, reached the way the connector does: connector role ->
+    management role (ExternalId) -> member role. Used only to check what the grant did."""
+    info = sandbox.seed_info
+    session = _connector_session(sandbox, region)
     for arn, external in ((info.management_role_arn, info.external_id), (info.member_role_arn(account_id), None)):
         kwargs: dict[str, Any] = {"RoleArn": arn, "RoleSessionName": "demo-check"}
         if external:
@@ -323,16 +326,6 @@ def _grant_and_revoke(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, s
             exc.response["Error"]["Code"] == "ResourceNotFoundException",
         )
     return True
-
-
-def _connector_session(sandbox: Any, region: str) -> boto3.Session:
-    env = sandbox.env(region)
-    return boto3.Session(
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=env.get("AWS_SESSION_TOKEN"),
-        region_name=region,
-    )
 
 
 def _sealed_credentials(demo: Demo, admin: AdminClient, sandbox: Any, info: Any) -> bool:
