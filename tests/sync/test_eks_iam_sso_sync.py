@@ -57,15 +57,19 @@ def test_identity_center_assignments_discovered(sandbox):
     ps_name, ps_arn = next(iter(ic.permission_sets.items()))
     user_id = next(iter(ic.users.values()))
     group_id = next(iter(ic.groups.values()))
-    for ptype, pid in (("USER", user_id), ("GROUP", group_id)):
-        sso.create_account_assignment(
-            InstanceArn=ic.instance_arn,
-            TargetId=account,
-            TargetType="AWS_ACCOUNT",
-            PermissionSetArn=ps_arn,
-            PrincipalType=ptype,
-            PrincipalId=pid,
-        )
+    assignments = [
+        {
+            "InstanceArn": ic.instance_arn,
+            "TargetId": account,
+            "TargetType": "AWS_ACCOUNT",
+            "PermissionSetArn": ps_arn,
+            "PrincipalType": ptype,
+            "PrincipalId": pid,
+        }
+        for ptype, pid in (("USER", user_id), ("GROUP", group_id))
+    ]
+    for assignment in assignments:
+        sso.create_account_assignment(**assignment)
     try:
         run = run_sync(sandbox, base_settings(sandbox), resource_types=("identity_center",))
         assert run.outcome.outcome == "succeeded", run.outcome.error
@@ -81,15 +85,8 @@ def test_identity_center_assignments_discovered(sandbox):
         ps = {i.name: i for i in run.of("sso.permission_set")}[ps_name]
         assert isinstance(ps.attributes["managed_policies"], list)
     finally:
-        for ptype, pid in (("USER", user_id), ("GROUP", group_id)):
-            sso.delete_account_assignment(
-                InstanceArn=ic.instance_arn,
-                TargetId=account,
-                TargetType="AWS_ACCOUNT",
-                PermissionSetArn=ps_arn,
-                PrincipalType=ptype,
-                PrincipalId=pid,
-            )
+        for assignment in assignments:
+            sso.delete_account_assignment(**assignment)
 
 
 def test_every_enabled_region(sandbox):
