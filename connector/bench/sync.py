@@ -94,6 +94,8 @@ def sandbox_capacity(sandbox: SandboxProcess, cluster: dict[str, Any], threads: 
             clients[i].describe_cluster(name=cluster["name"])
             counts[i] += 1
 
+    for client in clients:  # warm up: moto builds the EKS app and loads its model on first use
+        client.describe_cluster(name=cluster["name"])
     workers = [threading.Thread(target=hammer, args=(i,), daemon=True) for i in range(threads)]
     cpu0, t0 = cpu_seconds(sandbox.proc.pid), time.perf_counter()
     for w in workers:

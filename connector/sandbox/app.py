@@ -7,16 +7,23 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-from connector.sandbox import protocol
+from connector.sandbox import eks_access, protocol
 from connector.sandbox.faults import Decision, FaultRule, Faults
 from connector.sandbox.identity import account_of, resolve_caller
 from connector.sandbox.sts_trust import check_assume_role
 
 StartResponse = Callable[..., Any]
 CONTROL_PREFIX = "/_sandbox/"  # boto3 never sends a path under this
+# Services moto routes by signing name alone: their Flask app is looked up once, not per request. moto's own
+# lookup (DomainDispatcherApplication.get_application) holds one process-wide lock and scans moto's module
+# directory on every request: most of the sandbox's time under concurrent load.
+_ROUTED_BY_SIGNING_NAME = frozenset(
+    ("eks", "sts", "organizations", "iam", "sso-admin", "identitystore", "lambda", "ec2", "cloudformation")
+)
 
 
 class SandboxApp:
@@ -24,6 +31,7 @@ class SandboxApp:
         self.faults = faults
         self.inner = DomainDispatcherApplication(create_backend_app)
         self.seed_summary: dict[str, Any] | None = None
+        self._apps: dict[str, Callable[..., Iterable[bytes]]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", ""))
@@ -36,7 +44,29 @@ class SandboxApp:
             if answer is not None:
                 status, headers, payload = answer
                 return _respond(start_response, status, headers, payload)
+            if info.service == "eks" and info.operation in eks_access.READS:
+                return self._eks_read(environ, info, start_response)
+            if info.service in _ROUTED_BY_SIGNING_NAME:
+                return self._app_of(info.service, environ)(environ, start_response)
         return self.inner(environ, start_response)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _eks_read(
+        environ: dict[str, Any], info: protocol.RequestInfo, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        query = parse_qs(str(environ.get("QUERY_STRING", "")))
+        answer = eks_access.read_response(
+            _account(environ, info), info.region, info.operation, dict(info.labels), lambda n: query.get(n, [None])[-1]
+        )
+        assert answer is not None  # operation is one of eks_access.READS
+        status, headers, body = answer
+        return _respond(start_response, status, [(k, v) for k, v in headers.items() if k != "status"], body.encode())
+
+    def _app_of(self, service: str, environ: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
+        app = self._apps.get(service)
+        if app is None:  # moto's own choice, made once per service (a benign race: both threads get the same app)
+            app = self._apps[service] = self.inner.get_application(environ)
+        return app
 
     @staticmethod
     def _read_body(environ: dict[str, Any]) -> bytes:
@@ -51,7 +81,7 @@ class SandboxApp:
     def _guard(
         self, environ: dict[str, Any], info: protocol.RequestInfo, body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        account = str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or account_of(info.access_key))
+        account = _account(environ, info)
         decision = self.faults.decide(info.service, info.operation, account, info.region)
         if decision.delay:
             time.sleep(decision.delay)
@@ -123,6 +153,10 @@ class SandboxApp:
         if route == "seed" and method == "GET":
             return (200, self.seed_summary) if self.seed_summary is not None else (404, {"error": "not seeded"})
         return 404, {"error": f"no such sandbox endpoint: {method} /_sandbox/{route}"}
+
+
+def _account(environ: dict[str, Any], info: protocol.RequestInfo) -> str:
+    return str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or account_of(info.access_key))
 
 
 def _respond(start_response: StartResponse, status: int, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:

@@ -12,6 +12,7 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -303,20 +304,80 @@ def _page(items: list[Any], max_results: Any, next_token: str | None) -> tuple[l
     return items[start:end], token
 
 
+# -- reads, shared by moto's response class and the sandbox's direct lane (read_response) ---------------------
+Query = Callable[[str], str | None]
+
+
+def describe_access_entry(backend: EKSBackend, labels: Mapping[str, str], query: Query) -> dict[str, Any]:
+    cluster = _api_cluster(backend, labels["name"])
+    return {"accessEntry": _entry(cluster, labels["principalArn"]).to_json()}
+
+
+def list_access_entries(backend: EKSBackend, labels: Mapping[str, str], query: Query) -> dict[str, Any]:
+    cluster = _api_cluster(backend, labels["name"])
+    policy = query("associatedPolicyArn")
+    arns = sorted(a for a, e in access_entries(cluster).items() if policy is None or policy in e.policies)
+    page, token = _page(arns, query("maxResults"), query("nextToken"))
+    return {"accessEntries": page, "nextToken": token}
+
+
+def list_associated_access_policies(backend: EKSBackend, labels: Mapping[str, str], query: Query) -> dict[str, Any]:
+    entry = _entry(_api_cluster(backend, labels["name"]), labels["principalArn"])
+    policies = [entry.policies[arn].to_json() for arn in sorted(entry.policies)]
+    page, token = _page(policies, query("maxResults"), query("nextToken"))
+    return {
+        "clusterName": labels["name"],
+        "principalArn": labels["principalArn"],
+        "associatedAccessPolicies": page,
+        "nextToken": token,
+    }
+
+
+READS: dict[str, Callable[[EKSBackend, Mapping[str, str], Query], dict[str, Any]]] = {
+    "DescribeAccessEntry": describe_access_entry,
+    "ListAccessEntries": list_access_entries,
+    "ListAssociatedAccessPolicies": list_associated_access_policies,
+}
+
+
+def _json_response(body: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], str]:
+    return (
+        status,
+        {"Content-Type": "application/json", "status": str(status)},
+        json.dumps({k: v for k, v in body.items() if v is not None}),
+    )
+
+
+def _error_response(error: EksApiError) -> tuple[int, dict[str, str], str]:
+    # moto's call_action takes the HTTP status from the "status" header, not from the tuple.
+    headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error.code, "status": str(error.status)}
+    return error.status, headers, json.dumps({"message": error.message})
+
+
+def read_response(
+    account: str, region: str, operation: str, labels: Mapping[str, str], query: Query
+) -> tuple[int, dict[str, str], str] | None:
+    """The response to one of the READS, straight from the state (None for any other operation). The sync
+    makes three of these per access entry: served without Flask and moto's per-request dispatch, which cost
+    several times the read itself, they keep the emulator from being the bottleneck of a large sync."""
+    handler = READS.get(operation)
+    if handler is None:
+        return None
+    try:
+        with _STATE_LOCK:
+            return _json_response(handler(eks_backends[account][region], labels, query))
+    except EksApiError as error:
+        return _error_response(error)
+
+
 class SandboxEKSResponse(EKSResponse):
     """moto's EKS responses plus access entries and accessConfig."""
 
     def _json(self, body: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], str]:
-        return (
-            status,
-            {"Content-Type": "application/json", "status": str(status)},
-            json.dumps({k: v for k, v in body.items() if v is not None}),
-        )
+        return _json_response(body, status)
 
     def _error(self, error: EksApiError) -> tuple[int, dict[str, str], str]:
-        # moto's call_action takes the HTTP status from the "status" header, not from the tuple.
-        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error.code, "status": str(error.status)}
-        return error.status, headers, json.dumps({"message": error.message})
+        return _error_response(error)
 
     def _body(self) -> dict[str, Any]:
         try:
@@ -483,21 +544,10 @@ class SandboxEKSResponse(EKSResponse):
         return self._run(handle)
 
     def describe_access_entry(self) -> Any:
-        def handle(labels: dict[str, str]) -> dict[str, Any]:
-            cluster = _api_cluster(self.eks_backend, labels["name"])
-            return {"accessEntry": _entry(cluster, labels["principalArn"]).to_json()}
-
-        return self._run(handle)
+        return self._run(lambda labels: describe_access_entry(self.eks_backend, labels, self._query))
 
     def list_access_entries(self) -> Any:
-        def handle(labels: dict[str, str]) -> dict[str, Any]:
-            cluster = _api_cluster(self.eks_backend, labels["name"])
-            policy = self._query("associatedPolicyArn")
-            arns = sorted(a for a, e in access_entries(cluster).items() if policy is None or policy in e.policies)
-            page, token = _page(arns, self._query("maxResults"), self._query("nextToken"))
-            return {"accessEntries": page, "nextToken": token}
-
-        return self._run(handle)
+        return self._run(lambda labels: list_access_entries(self.eks_backend, labels, self._query))
 
     def update_access_entry(self) -> Any:
         def handle(labels: dict[str, str]) -> dict[str, Any]:
@@ -555,18 +605,7 @@ class SandboxEKSResponse(EKSResponse):
         return self._run(handle)
 
     def list_associated_access_policies(self) -> Any:
-        def handle(labels: dict[str, str]) -> dict[str, Any]:
-            entry = _entry(_api_cluster(self.eks_backend, labels["name"]), labels["principalArn"])
-            policies = [entry.policies[arn].to_json() for arn in sorted(entry.policies)]
-            page, token = _page(policies, self._query("maxResults"), self._query("nextToken"))
-            return {
-                "clusterName": labels["name"],
-                "principalArn": labels["principalArn"],
-                "associatedAccessPolicies": page,
-                "nextToken": token,
-            }
-
-        return self._run(handle)
+        return self._run(lambda labels: list_associated_access_policies(self.eks_backend, labels, self._query))
 
     def list_access_policies(self) -> Any:
         def handle(labels: dict[str, str]) -> dict[str, Any]:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
-from moto.iam.models import get_account_id_from, iam_backends
+import moto.iam.models
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.iam.models import iam_backends
 from moto.sts.models import sts_backends
 
 PARTITION = "aws"
+
+# access key -> (account, partition) of the IAM backend holding it, or None for a key no account holds.
+_KEY_OWNERS: dict[str, tuple[str, str] | None] = {}
+_KEY_OWNERS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -22,8 +29,44 @@ class Caller:
 
 
 def account_of(access_key: str) -> str:
-    """moto's mapping: temporary keys act as the assumed role's account; unknown keys as the default account."""
-    return str(get_account_id_from(access_key))
+    """moto's mapping: temporary keys act as the assumed role's account; unknown keys as the default account.
+
+    moto's own lookup (moto.iam.models.get_account_id_from) asks every account for every partition on every
+    request, creating an IAM backend (with all AWS managed policies) for each partition it has not seen: with
+    1,000 accounts that is 6,000 lookups per request and thousands of needless backends, the emulator's
+    largest cost in a large sync. This one remembers each key's owner, re-checked on every use (a deleted key
+    is looked up again), and looks only at backends that exist. An unknown key is remembered as unknown: moto
+    generates every key ID it issues, so a key no account held when first seen never becomes one it holds.
+    """
+    owner = _KEY_OWNERS.get(access_key, ())
+    if owner is None:
+        return DEFAULT_ACCOUNT_ID
+    if owner:
+        account, partition = owner
+        backend = dict.get(dict.get(iam_backends, account) or {}, partition)
+        if backend is not None and access_key in backend.access_keys:
+            return account
+    with _KEY_OWNERS_LOCK:
+        found = _find_owner(access_key)
+        _KEY_OWNERS[access_key] = found
+    return found[0] if found else DEFAULT_ACCOUNT_ID
+
+
+def _find_owner(access_key: str) -> tuple[str, str] | None:
+    # dict's own items(): moto's mappings create a backend on lookup; only backends that exist can hold a key.
+    for account, per_account in list(dict.items(iam_backends)):
+        for partition, backend in list(dict.items(per_account)):
+            if access_key in backend.access_keys:
+                return str(account), str(partition)
+    return None
+
+
+def install() -> None:
+    """Make moto resolve request accounts through account_of (moto imports the function per request), and
+    forget what was learnt before moto's state was reset."""
+    with _KEY_OWNERS_LOCK:
+        _KEY_OWNERS.clear()
+    moto.iam.models.get_account_id_from = account_of
 
 
 def resolve_caller(access_key: str) -> Caller:

@@ -34,6 +34,7 @@ class RequestInfo:
     region: str
     access_key: str
     operation: str  # botocore operation name, "" when it cannot be told
+    labels: tuple[tuple[str, str], ...] = ()  # a REST operation's decoded path labels
 
 
 @functools.cache
@@ -125,6 +126,7 @@ def identify(environ: dict[str, Any], body: bytes) -> RequestInfo | None:
     if signing == "sso" and environ.get("HTTP_X_AMZ_TARGET", "").startswith("AWSIdentityStore"):
         service = "identitystore"
     operation = ""
+    labels: tuple[tuple[str, str], ...] = ()
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if target:
         operation = target.rsplit(".", 1)[-1]
@@ -135,8 +137,8 @@ def identify(environ: dict[str, Any], body: bytes) -> RequestInfo | None:
         elif protocol_of(service).startswith("rest"):
             matched = match_rest_operation(service, str(environ.get("REQUEST_METHOD", "GET")), raw_path(environ))
             if matched:
-                operation = matched[0]
-    return RequestInfo(service=service, region=region, access_key=access_key, operation=operation)
+                operation, labels = matched[0], tuple(matched[1].items())
+    return RequestInfo(service=service, region=region, access_key=access_key, operation=operation, labels=labels)
 
 
 def form_params(environ: dict[str, Any], body: bytes) -> dict[str, str]:

@@ -16,7 +16,7 @@ from botocore.config import Config
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from connector.sandbox import eks_access, tagging
+from connector.sandbox import eks_access, identity, tagging
 from connector.sandbox.app import SandboxApp
 from connector.sandbox.faults import Faults
 from connector.sandbox.seed import SeedInfo, SeedSpec, seed_sandbox
@@ -81,6 +81,7 @@ class Sandbox:
             eks_access.install()
             tagging.install()
             _reset_moto()
+            identity.install()
             app = SandboxApp(Faults())
             server = make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
             thread = threading.Thread(target=server.serve_forever, name="sandbox-server", daemon=True)

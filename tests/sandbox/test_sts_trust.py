@@ -120,3 +120,30 @@ def test_suspended_account_roles_cannot_be_assumed(sb: Sandbox, info: SeedInfo) 
     with pytest.raises(ClientError) as exc:
         _management(sb, info).client("sts", endpoint_url=sb.endpoint).assume_role(RoleArn=role, RoleSessionName="sync")
     _denied(exc, f"arn:aws:sts::{info.management_account_id}:assumed-role/ConnectorManagementRole/sync", role)
+
+
+def test_request_accounts_resolve_without_creating_backends(sb: Sandbox, info: SeedInfo) -> None:
+    """The sandbox's access-key lookup (moto's, made O(1)): the right account for temporary and IAM user keys,
+    no IAM backend created for partitions nobody used, and a deleted key no longer resolves."""
+    from moto.iam.models import iam_backends
+
+    from connector.sandbox.identity import account_of
+
+    def partitions() -> set[str]:  # dict's own views: moto's mappings create a backend on lookup
+        return {partition for backends in dict.values(iam_backends) for partition in dict.keys(backends)}
+
+    assert account_of("AKIANOBODYHASTHISKEY") == "123456789012"  # moto's default account for unknown keys
+    assert partitions() == {"aws"}  # moto's own lookup made one IAM backend per partition in every account
+
+    member = info.clusters[0].account
+    iam = sb.account_session(member).client("iam", endpoint_url=sb.endpoint)
+    iam.create_user(UserName="key-owner")
+    key = iam.create_access_key(UserName="key-owner")["AccessKey"]
+    user_sts = session_from(
+        {"AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"], "SessionToken": None}
+    ).client("sts", endpoint_url=sb.endpoint)
+    for _ in range(2):  # the second answer comes from the remembered owner, checked again
+        assert user_sts.get_caller_identity()["Arn"] == f"arn:aws:iam::{member}:user/key-owner"
+        assert account_of(key["AccessKeyId"]) == member
+    iam.delete_access_key(UserName="key-owner", AccessKeyId=key["AccessKeyId"])
+    assert account_of(key["AccessKeyId"]) == "123456789012"
