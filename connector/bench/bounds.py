@@ -9,8 +9,10 @@ Two bounds, both ignoring CPU (that is what the sandbox capacity figure is for):
   is a chain of dependent calls (list -> describe -> list entries -> describe entry), and cannot run faster
   than its rate-limited operations allow. So: max(org page chain, all calls x latency / max_parallelism,
   the slowest scope, the slowest rate-limited key).
-- `design`: the connector's shape as built: the org walk (every Organizations call, tags included) runs
-  before the fan-out, one thread; then the scopes are spread over max_parallelism workers.
+- `design`: the connector's shape as built: the org walk runs on one thread (its pages in a chain, each
+  page's tag calls `tag_workers` at a time) while the scopes of the accounts it has found are spread over
+  max_parallelism workers. So: max(all scopes over the workers, the walk then the slowest scope of the
+  last account it finds).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _rate_seconds(calls: int, limits: list[RateLimit], service: str) -> float:
 
 
 def sync_bounds(
-    graph: dict[str, int], *, latency: float, parallelism: int, rate_limits: list[RateLimit]
+    graph: dict[str, int], *, latency: float, parallelism: int, rate_limits: list[RateLimit], tag_workers: int = 4
 ) -> dict[str, Any]:
     rows = parse_graph(graph)
     total_calls = sum(row[4] for row in rows)
@@ -90,7 +92,8 @@ def sync_bounds(
     work = total_calls * latency / parallelism
     limits_bound = max(org_chain * latency, work, slowest_scope, key_rate)
     fan_out = max((sum(scope_seconds.values()) + assume_calls * latency) / parallelism, slowest_scope)
-    design_bound = org_calls * latency + fan_out
+    walk = (org_chain + (org_calls - org_chain) / tag_workers) * latency
+    design_bound = max(fan_out, walk + slowest_scope)
     return {
         "total_calls": total_calls,
         "organizations_calls": org_calls,
@@ -102,5 +105,5 @@ def sync_bounds(
         "work_seconds_over_parallelism": round(work, 3),
         "limits_seconds": round(limits_bound, 3),
         "design_seconds": round(design_bound, 3),
-        "org_walk_seconds_in_design": round(org_calls * latency, 3),
+        "org_walk_seconds_in_design": round(walk, 3),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +144,7 @@ class AwsOrganizationIntegration(Integration):
             ctx.emit(item)
 
         try:
-            accounts = self._sync_org(org, request, ctx, emit, with_items="organization" in types)
+            described = org.describe_organization()["Organization"]
         except ClientError as exc:
             if error_code(exc) == "AWSOrganizationsNotInUseException":
                 raise ConnectorError(
@@ -153,28 +153,43 @@ class AwsOrganizationIntegration(Integration):
                     retryable=False,
                 ) from None
             raise
-        active = [a.id for a in accounts if a.active]
-        per_account = [] if request.discovery_only else active
-        tasks: list[ScopeTask] = []
-        if "eks_cluster" in types:
-            if self.config.regions == "enabled":  # one task per account: its enabled regions, then EKS in each
-                tasks += [ScopeTask(a, "enabled", "eks", self._eks_enabled_regions_task) for a in per_account]
-            else:
-                tasks += [ScopeTask(a, r, "eks", self._eks_task) for a in per_account for r in self._regions()]
-        if "iam_role" in types:
-            tasks += [ScopeTask(a, "global", "iam", self._iam_task) for a in per_account]
+        accounts: list[Account] = []
+        assignments: Callable[[str], ScopeTask] | None = None
         if "identity_center" in types:
             # The directory (instance, permission sets, users, groups) is organisation-wide: it belongs to a
             # full or discovery sync, not to each account-scoped job of a split.
-            directory = not request.account_ids
-            tasks += self._identity_center_tasks(mgmt, per_account, emit, directory)
-        errors = self._fan_out(tasks, ctx, emit)
+            assignments = self._identity_center(
+                mgmt, emit, directory=not request.account_ids, per_account=not request.discovery_only
+            )
+
+        def scope_tasks() -> Iterator[list[ScopeTask]]:
+            """Each account's tasks as soon as the walk finds it, so the per-account work runs while the walk
+            goes on (on a large organisation the walk alone is hundreds of Organizations calls)."""
+            for account in self._sync_org(org, described, request, ctx, emit, with_items="organization" in types):
+                accounts.append(account)
+                if not account.active or request.discovery_only:
+                    continue
+                batch: list[ScopeTask] = []
+                if "eks_cluster" in types:
+                    if self.config.regions == "enabled":  # its enabled regions, then EKS in each
+                        batch.append(ScopeTask(account.id, "enabled", "eks", self._eks_enabled_regions_task))
+                    else:
+                        batch += [ScopeTask(account.id, r, "eks", self._eks_task) for r in self._regions()]
+                if "iam_role" in types:
+                    batch.append(ScopeTask(account.id, "global", "iam", self._iam_task))
+                if assignments is not None:
+                    batch.append(assignments(account.id))
+                if batch:
+                    yield batch
+
+        errors, scopes = self._fan_out(scope_tasks(), ctx, emit)
+        active = [a.id for a in accounts if a.active]
         result: dict[str, Any] = {
             "discovery_only": request.discovery_only,
             "accounts_total": len(accounts),
             "accounts_active": len(active),
             "accounts_skipped": [{"id": a.id, "state": a.state} for a in accounts if not a.active][:100],
-            "scopes": len(tasks),
+            "scopes": scopes,
             "scope_errors": errors,
             "items": dict(sorted(counts.items())),
         }
@@ -188,9 +203,15 @@ class AwsOrganizationIntegration(Integration):
         return regions or (self.config.region,)
 
     def _sync_org(
-        self, org: Any, request: SyncRequest, ctx: JobContext, emit: Callable[[InventoryItem], None], with_items: bool
-    ) -> list[Account]:
-        described = org.describe_organization()["Organization"]
+        self,
+        org: Any,
+        described: dict[str, Any],
+        request: SyncRequest,
+        ctx: JobContext,
+        emit: Callable[[InventoryItem], None],
+        with_items: bool,
+    ) -> Iterator[Account]:
+        """The organisation's accounts (emitting roots, OUs and accounts as items), in walk order, lazily."""
         self._management_account_id = str(described.get("MasterAccountId", ""))
         walk = OrgWalk(
             org,
@@ -212,14 +233,13 @@ class AwsOrganizationIntegration(Integration):
                     },
                 )
             )
-        accounts: list[Account] = []
         scope = self.config.organizational_unit_id
         if wanted:  # an account-scoped (split) job: resolve the named accounts, do not walk the tree
             for account in walk.resolve(sorted(wanted), scope):
-                accounts.append(account)
                 if with_items:
                     emit(self._account_item(account))
-            return accounts
+                yield account
+            return
         if scope and not scope.startswith("r-"):
             starts = [(scope, walk.path_of(scope))]
         else:
@@ -249,10 +269,9 @@ class AwsOrganizationIntegration(Integration):
                             )
                         )
                     continue
-                accounts.append(node)
                 if with_items:
                     emit(self._account_item(node))
-        return accounts
+                yield node
 
     @staticmethod
     def _account_item(node: Account) -> InventoryItem:
@@ -291,41 +310,44 @@ class AwsOrganizationIntegration(Integration):
     def _iam_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
         yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
 
-    def _identity_center_tasks(
-        self, mgmt: str, accounts: list[str], emit: Callable[[InventoryItem], None], directory: bool = True
-    ) -> list[ScopeTask]:
+    def _identity_center(
+        self, mgmt: str, emit: Callable[[InventoryItem], None], *, directory: bool, per_account: bool
+    ) -> Callable[[str], ScopeTask] | None:
+        """Emits the directory (when asked) and returns the maker of an account's assignments task, or None
+        when there is no Identity Center instance, no per-account work, or it could not be read (recorded)."""
         region = self.config.sso_region or self.config.region
         sso = self.aws.client(mgmt, "sso-admin", region)
         try:
             ic = identity_center_inventory.discover(sso)
             if ic is None:
-                return []
+                return None
             if directory:
                 for item in identity_center_inventory.directory_items(
                     sso, self.aws.client(mgmt, "identitystore", region), ic
                 ):
                     emit(item)
-            elif accounts:
+            elif per_account:
                 identity_center_inventory.load_permission_sets(sso, ic)
         except (ClientError, BotoCoreError) as exc:
             self._record_error(emit, exc, "management", region, "identity_center")
-            return []
+            return None
+        if not per_account:
+            return None
 
         def assignments(account_id: str, _: str) -> Iterator[InventoryItem]:
             return identity_center_inventory.assignment_items(sso, ic, account_id)
 
-        return [ScopeTask(a, region, "identity_center", assignments) for a in accounts]
+        return lambda account_id: ScopeTask(account_id, region, "identity_center", assignments)
 
-    def _fan_out(self, tasks: list[ScopeTask], ctx: JobContext, emit: Callable[[InventoryItem], None]) -> int:
-        """Run every scope task with bounded parallelism; record failures per scope and keep going."""
-        if not tasks:
-            return 0
+    def _fan_out(
+        self, batches: Iterable[list[ScopeTask]], ctx: JobContext, emit: Callable[[InventoryItem], None]
+    ) -> tuple[int, int]:
+        """Run every scope task with bounded parallelism, taking each account's batch of tasks as it comes (the
+        org walk makes them); record failures per scope and keep going. Returns (scope errors, scopes).
+        Progress counts accounts: the total grows while the walk finds more and is final once it ends."""
         lock = threading.Lock()
-        remaining: dict[str, int] = {}
-        for task in tasks:
-            remaining[task.account_id] = remaining.get(task.account_id, 0) + 1
-        accounts_total = len(remaining)
-        state = {"errors": 0, "accounts_done": 0}
+        remaining: dict[str, int] = {}  # account -> its tasks not yet finished
+        state = {"errors": 0, "accounts_done": 0, "scopes": 0}
 
         def run(task: ScopeTask) -> None:
             try:
@@ -341,14 +363,18 @@ class AwsOrganizationIntegration(Integration):
                     remaining[task.account_id] -= 1
                     if remaining[task.account_id] == 0:
                         state["accounts_done"] += 1
-                        ctx.progress(state["accounts_done"], accounts_total)
+                        ctx.progress(state["accounts_done"], len(remaining))
 
         with ThreadPoolExecutor(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool:
             pending: set[Future[None]] = set()
             try:
-                for task in tasks:
-                    pending.add(pool.submit(run, task))
-                    if len(pending) >= self.config.max_parallelism * 2:
+                for batch in batches:
+                    with lock:  # counted before any of them runs: the account is done when all of them are
+                        remaining[batch[0].account_id] = len(batch)
+                        state["scopes"] += len(batch)
+                    for task in batch:
+                        pending.add(pool.submit(run, task))
+                    while len(pending) >= self.config.max_parallelism * 2:
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for f in finished:
                             f.result()
@@ -358,7 +384,7 @@ class AwsOrganizationIntegration(Integration):
                 for f in pending:
                     f.cancel()
                 raise
-        return state["errors"]
+        return state["errors"], state["scopes"]
 
     def member(self, account_id: str) -> str:
         """Session key for the member role in `account_id`. One AssumeRole per account at a time: the other

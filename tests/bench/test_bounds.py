@@ -32,8 +32,13 @@ def test_bounds_without_rate_limits_follow_latency_and_parallelism():
     assert b["slowest_scope_seconds"] == pytest.approx(2.1)  # 21 dependent calls x 0.1 s
     assert b["work_seconds_over_parallelism"] == pytest.approx(1.55)  # 31 x 0.1 / 2
     assert b["limits_seconds"] == pytest.approx(2.1)  # the slowest scope dominates
-    # design: 7 org calls in sequence, then max((2.1 + 0.1 + 2 x 0.1) / 2, 2.1)
-    assert b["design_seconds"] == pytest.approx(0.7 + 2.1)
+    # design: the walk (4 chained calls + 3 tag calls 4 at a time) then the slowest scope, against the fan-out
+    # max((2.1 + 0.1 + 2 x 0.1) / 2, 2.1)
+    assert b["org_walk_seconds_in_design"] == pytest.approx(0.4 + 0.075)
+    assert b["design_seconds"] == pytest.approx(0.475 + 2.1)
+    # 30 more one-call scopes on one worker: the fan-out, (2.1 + 0.1 + 3.0 + 0.2) / 1, outlasts the walk
+    wide = GRAPH | {f"2100000001{n:02d}/us-east-1/eks:ListClusters": 1 for n in range(30)}
+    assert sync_bounds(wide, latency=0.1, parallelism=1, rate_limits=[])["design_seconds"] == pytest.approx(5.4)
 
 
 def test_rate_limit_binds_the_scope_when_tighter_than_latency():
