@@ -6,10 +6,12 @@ role in each account. Credentials are botocore's refreshable assume-role credent
 (account/role ARN, external id): assumed once, refreshed before expiry, never re-assumed per call.
 Clients are cached per (credentials, service, region), at most `max_cached_clients` of them (least recently
 used dropped first: a 1,000-account sync makes one per (account, region) and needs each only for its scope).
-Role sessions are kept the same way, rebuilt from the cached credentials when needed again (never
-re-assumed). Clients are thread-safe; sessions are not, so every client creation happens under one lock. Every role's
-botocore session shares the base session's model loader and endpoint data: without that each account
-re-parses the service models and endpoints.json (about 9 MB and 0.3 s CPU per account).
+Clients are thread-safe; sessions are not, so every client creation happens under one lock. A role's clients
+are made by one shared botocore session that is handed the role's credentials for the moment of creation
+(a client binds them into its signer): a botocore session per account cost 5 ms of CPU to set up its event
+handlers. That session shares the base session's model loader and endpoint data: without that each account
+re-parses the service models and endpoints.json (about 9 MB and 0.3 s CPU per account). The STS client that
+assumes member roles is made once per source credentials, not once per AssumeRole.
 """
 
 from __future__ import annotations
@@ -60,7 +62,6 @@ class ClientSettings:
     read_timeout: float = 30.0
     max_pool_connections: int = 32
     max_cached_clients: int = 64  # a used client holds its own parsed model: ~1 MB
-    max_cached_sessions: int = 64
 
     def botocore_config(self) -> Config:
         return Config(
@@ -84,10 +85,13 @@ class AwsSessions:
         self._credentials: dict[tuple[str, str, str], Any] = {}
         self._role_credentials: dict[str, Any] = {}  # session key -> refreshable credentials (kept: small)
         self._identity = boto3.Session(botocore_session=self._base)
-        # Role sessions are rebuilt from their credentials on demand: ~150 KB each, 1,000 accounts' worth
-        # would be most of the agent's memory budget.
-        self._sessions: OrderedDict[str, boto3.Session] = OrderedDict()
+        self._roles = botocore.session.Session()  # makes every role's clients (see the module docstring)
+        _share_models(self._base, self._roles)
+        region = self._base.get_config_variable("region")
+        if region:
+            self._roles.set_config_variable("region", region)
         self._clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+        self._sts_clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()  # by source credentials
 
     def identity(self) -> str:
         return "identity"
@@ -100,7 +104,7 @@ class AwsSessions:
         with self._lock:
             if key in self._credentials:
                 return self._session_key(key)
-            source = self._session(via)
+            source_credentials = self._credentials_object(via)
             extra: dict[str, Any] = {
                 "RoleSessionName": session_name(self.connector_id),
                 "DurationSeconds": duration_seconds,
@@ -108,8 +112,8 @@ class AwsSessions:
             if external_id:
                 extra["ExternalId"] = external_id
             fetcher = AssumeRoleCredentialFetcher(
-                client_creator=self._sts_client_creator(source),
-                source_credentials=source.get_credentials(),
+                client_creator=self._sts_client_creator(via),
+                source_credentials=source_credentials,
                 role_arn=role_arn,
                 extra_args=extra,
                 expiry_window_seconds=300,
@@ -124,34 +128,41 @@ class AwsSessions:
             self._role_credentials[skey] = creds
             return skey
 
-    def _session(self, session_key: str) -> boto3.Session:
-        """The boto3 Session of a key (under the lock): the identity's, or a role's from the LRU, rebuilt from
-        its cached credentials when it was dropped (no new AssumeRole: the credentials object is the cache)."""
+    def _credentials_object(self, session_key: str) -> Any:
+        """The credentials of a key: the identity's chain, or a role's refreshable credentials."""
         if session_key == "identity":
-            return self._identity
-        session = self._sessions.get(session_key)
-        if session is not None:
-            self._sessions.move_to_end(session_key)
-            return session
-        creds = self._role_credentials[session_key]
-        bc = botocore.session.Session()
-        _share_models(self._base, bc)
-        bc._credentials = creds
-        region = self._base.get_config_variable("region")
-        if region:
-            bc.set_config_variable("region", region)
-        session = self._sessions[session_key] = boto3.Session(botocore_session=bc)
-        while len(self._sessions) > self.client_settings.max_cached_sessions:
-            self._sessions.popitem(last=False)
-        return session
+            return self._base.get_credentials()
+        return self._role_credentials[session_key]
 
-    def _sts_client_creator(self, source: boto3.Session) -> Any:
-        config = self._config
+    def _create_client(self, session_key: str, service: str, region: str | None, **kwargs: Any) -> Any:
+        """A new client (under the lock): the identity's from its session; a role's from the shared role session,
+        which holds the role's credentials only while the client is made (the client keeps its own reference)."""
+        if session_key == "identity":
+            return self._identity.client(service, region_name=region, config=self._config, **kwargs)
+        self._roles._credentials = self._role_credentials[session_key]
+        try:
+            return self._roles.create_client(service, region_name=region, config=self._config, **kwargs)
+        finally:
+            self._roles._credentials = None
+
+    def _sts_client_creator(self, via: str) -> Any:
+        """botocore's assume-role fetcher asks for an STS client with the source's frozen keys on every fetch;
+        one client per source keys (they change only when the source refreshes) serves them all."""
 
         def create(service_name: str, **kwargs: Any) -> Any:
+            key = (
+                kwargs.get("aws_access_key_id") or "",
+                kwargs.get("aws_session_token") or "",
+                str(kwargs.get("region_name") or ""),
+            )
             with self._lock:
-                kwargs.setdefault("config", config)
-                return source.client(service_name, **kwargs)
+                client = self._sts_clients.get(key)
+                if client is None:
+                    client = self._identity.client(service_name, config=self._config, **kwargs)
+                    self._sts_clients[key] = client
+                    while len(self._sts_clients) > 4:  # old source keys after a refresh
+                        self._sts_clients.popitem(last=False)
+                return client
 
         return create
 
@@ -162,13 +173,12 @@ class AwsSessions:
     def credentials_of(self, session_key: str) -> Any:
         """Resolve credentials now (forces the AssumeRole), so failures surface where they belong."""
         with self._lock:
-            creds = self._role_credentials.get(session_key) or self._session(session_key).get_credentials()
+            creds = self._credentials_object(session_key)
         return creds.get_frozen_credentials() if creds is not None else None
 
     def forget(self, session_key: str) -> None:
         """Drop a session whose AssumeRole failed, so a later job (after the fix) assumes afresh."""
         with self._lock:
-            self._sessions.pop(session_key, None)
             self._role_credentials.pop(session_key, None)
             self._credentials = {k: v for k, v in self._credentials.items() if self._session_key(k) != session_key}
             for ckey in [k for k in self._clients if k[0] == session_key]:
@@ -179,7 +189,7 @@ class AwsSessions:
         with self._lock:
             client = self._clients.get(ckey)
             if client is None:
-                client = self._session(session_key).client(service, region_name=region, config=self._config)
+                client = self._create_client(session_key, service, region)
                 self._clients[ckey] = client
                 while len(self._clients) > self.client_settings.max_cached_clients:
                     self._clients.popitem(last=False)  # a caller still holding it keeps it alive

@@ -19,3 +19,31 @@ def test_a_fifteen_minute_session_is_assumed_once(sandbox):
     # ...and no refresh is attempted on every call: with botocore's default 15-min advisory window a 15-min
     # session would be "due" from its first second.
     assert not aws._role_credentials[key].refresh_needed()
+
+
+def test_role_clients_sign_as_their_own_account_when_made_concurrently(sandbox):
+    """Every role's clients come from one shared botocore session that holds a role's credentials only while
+    a client is made: clients made from many threads at once must each sign as their own account. And the
+    STS client that assumes member roles is made once for the source credentials, not once per role."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    info = sandbox.seed_info
+    aws = AwsSessions(info.connector_id)
+    mgmt = aws.assume(info.management_role_arn, external_id=info.external_id)
+    members = [
+        a.id
+        for a in info.accounts[1:]
+        if a.state == "ACTIVE" and a.id not in (info.account_without_member_role, info.management_account_id)
+    ][:12]
+    keys = {account: aws.assume(info.member_role_arn(account), via=mgmt) for account in members}
+
+    def who(job: tuple[str, str]) -> tuple[str, str]:
+        account, region = job
+        return account, aws.client(keys[account], "sts", region).get_caller_identity()["Account"]
+
+    jobs = [(account, region) for account in members for region in ("us-east-1", "eu-west-1")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(who, jobs))
+    assert answers == [(account, account) for account, _ in jobs]
+    assert len(aws._sts_clients) == 2  # the identity's (assumed the management role), the management role's (all 12)
+    assert aws._roles._credentials is None  # the shared session keeps no role's credentials between creations
