@@ -93,7 +93,7 @@ def sync_bounds(
     limits_bound = max(org_chain * latency, work, slowest_scope, key_rate)
     fan_out = max((sum(scope_seconds.values()) + assume_calls * latency) / parallelism, slowest_scope)
     walk = (org_chain + (org_calls - org_chain) / tag_workers) * latency
-    design_bound = max(fan_out, walk + slowest_scope)
+    design_bound = max(fan_out, walk + slowest_scope, limits_bound)  # no shape beats the limits
     return {
         "total_calls": total_calls,
         "organizations_calls": org_calls,

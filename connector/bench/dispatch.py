@@ -20,7 +20,9 @@ from connector.bench.procs import CONNECTOR_ID, AgentProcess, BenchError, Contro
 from connector.bench.stats import percentile
 from connector.v1 import admin_pb2
 
-AGENT_CONCURRENCY = 16
+# CONNECTOR_CONCURRENCY of each replica: its maximum, as a replica set up for throughput would be. A no-op job
+# takes no time, so the slots bound how many poll -> run -> FinishJob round trips overlap (16: ~940 jobs/s).
+AGENT_CONCURRENCY = 64
 ENQUEUE_THREADS = 16
 
 
@@ -81,9 +83,23 @@ class Enqueuer:
         self.pool.shutdown(wait=True)
 
 
+def _quiesce(cp: ControlPlaneProcess, deadline: float) -> None:
+    """Wait until no job is queued or leased, with one light ListJobs every 50 ms: a WaitJob per job while
+    they run would be as many RPCs as the jobs' own, on the control plane being measured."""
+    while time.monotonic() < deadline:
+        if not any(
+            cp.admin.list(CONNECTOR_ID, state, limit=1)
+            for state in (admin_pb2.JOB_STATE_QUEUED, admin_pb2.JOB_STATE_LEASED)
+        ):
+            return
+        time.sleep(0.05)
+
+
 def _collect(cp: ControlPlaneProcess, enqueuer: Enqueuer, job_ids: list[str], timeout: float) -> list[dict[str, float]]:
+    """Each job's send, executor start and finish times, read once they have all ended."""
     rows = []
     deadline = time.monotonic() + timeout
+    _quiesce(cp, deadline)
     for job_id in job_ids:
         record = cp.admin.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
         if record.state != admin_pb2.JOB_STATE_SUCCEEDED:

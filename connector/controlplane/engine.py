@@ -54,6 +54,9 @@ class Engine:
         self._background: set[asyncio.Future[None]] = set()
         self._stopping = False
         self.timers = Timers(self._on_due)
+        # Discovery jobs whose split is not done yet: only their end needs the split step (a lookup per
+        # finished job would be a database round trip for every job).
+        self._split_parents: set[str] = set()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
@@ -67,6 +70,7 @@ class Engine:
             self.timers.schedule(available_at, ("wake", connector_id, available_at))
         self.timers.start()
         for parent_job_id in await self.call(self.splits.pending):  # splits whose parent ended while we were down
+            self._split_parents.add(parent_job_id)
             self._apply(await self.call(self.splits.complete, parent_job_id, time.time()))
 
     def begin_shutdown(self) -> None:
@@ -114,7 +118,8 @@ class Engine:
                 self.timers.forget(("lease", change.job_id, change.attempt - 1))
             if change.state in TERMINAL:
                 self.timers.forget(("lease", change.job_id, change.attempt))
-                self._spawn(self._complete_split(change.job_id))
+                if change.job_id in self._split_parents:
+                    self._spawn(self._complete_split(change.job_id))
             if change.state == QUEUED:
                 if change.available_at is not None and change.available_at > now:
                     fields["retry_in_s"] = round(change.available_at - now, 3)
@@ -132,6 +137,7 @@ class Engine:
 
     async def _complete_split(self, job_id: str) -> None:
         if not self._stopping:
+            self._split_parents.discard(job_id)
             self._apply(await self.call(self.splits.complete, job_id, time.time()))
 
     async def _on_due(self, keys: list[Hashable]) -> None:
@@ -160,6 +166,8 @@ class Engine:
         split: tuple[int, float] | None = None,
     ) -> admin_pb2.JobRecord:
         record, changes = await self.call(self.jobs.enqueue, connector_id, job, idempotency_key, now, deadline, split)
+        if split is not None:
+            self._split_parents.add(record.job.id)
         self._apply(changes)
         return record
 
