@@ -294,9 +294,12 @@ def grant(
             params["kubernetesGroups"] = list(target.kubernetes_groups)
         result = calls("create_access_entry", ok_codes=("ResourceInUseException",), **params)
         created = result is not None or dry_run
-        entry = (
-            describe_entry(client, target.cluster, principal) if not dry_run else {"tags": tags, "accessEntryArn": ""}
-        )
+        if dry_run:
+            entry = {"tags": tags, "accessEntryArn": ""}
+        elif result is not None and result.get("accessEntry"):
+            entry = dict(result["accessEntry"])  # CreateAccessEntry answers with the entry: no need to read it back
+        else:  # it was there already (a concurrent or repeated delivery): read what is there
+            entry = describe_entry(client, target.cluster, principal)
         if entry is None:
             raise ConnectorError(ErrorCode.CONFLICT, "the access entry vanished right after it was created; retrying")
     if entry.get("type", "STANDARD") != "STANDARD":

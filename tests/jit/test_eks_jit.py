@@ -48,8 +48,18 @@ def test_duplicate_grant_and_duplicate_revoke(sandbox):
     c = _cluster(sb, "API")
     principal = f"arn:aws:iam::{c.account}:role/dev-jit-1"
     before = len(_entries(sb, c))
+    sb.faults.reset_counts()
     first = ok(run(d, job(sb, "grant", "g-dup", principal, _target(c))))
     assert first["entry_created"] is True
+    # Four EKS calls: the cluster's mode, the entry (absent), create (its answer is the entry: not read back),
+    # associate.
+    eks_calls = {op: n for op, n in sb.faults.counts()["by_operation"].items() if op.startswith("eks:")}
+    assert eks_calls == {
+        "eks:DescribeCluster": 1,
+        "eks:DescribeAccessEntry": 1,
+        "eks:CreateAccessEntry": 1,
+        "eks:AssociateAccessPolicy": 1,
+    }
     sb.faults.reset_counts()
     second = ok(run(d, job(sb, "grant", "g-dup", principal, _target(c))))
     assert second["calls"] == [] and mutating_calls(sb) == {}  # a re-delivery changes nothing
