@@ -344,10 +344,10 @@ class AwsOrganizationIntegration(Integration):
     ) -> tuple[int, int]:
         """Run every scope task with bounded parallelism, taking each account's batch of tasks as it comes (the
         org walk makes them); record failures per scope and keep going. Returns (scope errors, scopes).
-        Progress counts accounts: the total grows while the walk finds more and is final once it ends."""
+        Progress counts accounts; its total is 0 (not known yet) until the walk has found them all."""
         lock = threading.Lock()
         remaining: dict[str, int] = {}  # account -> its tasks not yet finished
-        state = {"errors": 0, "accounts_done": 0, "scopes": 0}
+        state = {"errors": 0, "accounts_done": 0, "scopes": 0, "walked": 0}
 
         def run(task: ScopeTask) -> None:
             try:
@@ -363,7 +363,7 @@ class AwsOrganizationIntegration(Integration):
                     remaining[task.account_id] -= 1
                     if remaining[task.account_id] == 0:
                         state["accounts_done"] += 1
-                        ctx.progress(state["accounts_done"], len(remaining))
+                        ctx.progress(state["accounts_done"], len(remaining) if state["walked"] else 0)
 
         with ThreadPoolExecutor(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool:
             pending: set[Future[None]] = set()
@@ -378,6 +378,10 @@ class AwsOrganizationIntegration(Integration):
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for f in finished:
                             f.result()
+                with lock:
+                    state["walked"] = 1
+                    if remaining:
+                        ctx.progress(state["accounts_done"], len(remaining))
                 for f in pending:
                     f.result()
             except BaseException:
