@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from connector.agent.events import Sweeper
 from connector.agent.runtime import EXIT_FATAL_AUTH, AgentRuntime
 from connector.config import AgentConfig, ConfigError, load_config
+from connector.heap import freeze_startup_heap
 from connector.jobs.dispatcher import Dispatcher
 from connector.jobs.runtime import build_dispatcher
 from connector.logging import configure_logging, get_logger, register_secret
@@ -108,6 +109,7 @@ def main(argv: Sequence[str] = ()) -> int:
         print(f"connector: CONNECTOR_STATE_DIR: cannot use the expiry sweeper's state: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     runtime = AgentRuntime(config, dispatcher, sweeper=sweeper, sweep_interval=config.expiry_sweep_seconds)
+    freeze_startup_heap()
     try:
         code = asyncio.run(_serve(runtime))
     except OSError as exc:  # the health port is taken, a TLS file unreadable: the message names the variable

@@ -18,7 +18,14 @@ def summary(name: str, r: dict[str, Any]) -> list[str]:
             f"({r['sandbox_capacity']['sandbox_cpu_ms_per_call']} ms CPU/call) -> "
             f"{b['cpu_seconds_at_sandbox_capacity']} s for these calls at zero latency",
             f"CPU s: {r['cpu_seconds']}; agent RSS idle {r['agent_idle_before_sync_mb']} MB, peak {r['agent_peak_rss_mb']} MB",
-        ]
+        ] + (
+            [
+                f"busiest: {r['bottleneck']} (busy share of wall {r['busy_share_of_wall']}; CPU ms per AWS call "
+                f"{r['cpu_ms_per_aws_call']})"
+            ]
+            if "bottleneck" in r
+            else []
+        )
     if name == "dispatch":
         lines = []
         for run in r["loads"]:

@@ -201,6 +201,13 @@ def run(size_name: str, workdir: Path) -> dict[str, Any]:
             "sandbox_seconds_serving": timing["total_seconds"],
             "cpu_seconds": cpu,
             "cpu_cores_busy": round(sum(cpu.values()) / wall, 2),
+            # Each process's CPU as a share of the wall time (a Python process near 1.0 is bound by its GIL), and
+            # per AWS call: which side of the HTTP connection the sync waited for.
+            "busy_share_of_wall": {name: round(seconds / wall, 2) for name, seconds in cpu.items()},
+            "cpu_ms_per_aws_call": {
+                name: round(seconds / max(bounds["total_calls"], 1) * 1000, 2) for name, seconds in cpu.items()
+            },
+            "bottleneck": max(cpu, key=lambda name: cpu[name]),
             "memory_mb": memory,
             "agent_idle_before_sync_mb": idle["rss_mb"],
             "agent_peak_rss_mb": memory["agent"]["peak_rss_mb"],

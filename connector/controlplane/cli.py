@@ -50,6 +50,7 @@ from connector.controlplane.sealed import (
 from connector.controlplane.server import ControlPlaneServer
 from connector.controlplane.settings import ServerSettings, SettingsError
 from connector.controlplane.signing import create_key_file
+from connector.heap import freeze_startup_heap
 from connector.logging import configure_logging
 from connector.v1 import admin_pb2, connector_pb2
 
@@ -188,6 +189,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
     try:
+        freeze_startup_heap()
         asyncio.run(_serve(settings))
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
