@@ -40,26 +40,25 @@ class SandboxApp:
         body = self._read_body(environ)
         info = protocol.identify(environ, body)
         if info is not None:
-            answer = self._guard(environ, info, body)
+            account = str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or account_of(info.access_key))
+            answer = self._guard(account, environ, info, body)
             if answer is not None:
                 status, headers, payload = answer
                 return _respond(start_response, status, headers, payload)
             if info.service == "eks" and info.operation in eks_access.READS:
-                return self._eks_read(environ, info, start_response)
+                return self._eks_read(account, environ, info, start_response)
             if info.service in _ROUTED_BY_SIGNING_NAME:
                 return self._app_of(info.service, environ)(environ, start_response)
         return self.inner(environ, start_response)  # type: ignore[no-any-return]
 
     @staticmethod
     def _eks_read(
-        environ: dict[str, Any], info: protocol.RequestInfo, start_response: StartResponse
+        account: str, environ: dict[str, Any], info: protocol.RequestInfo, start_response: StartResponse
     ) -> Iterable[bytes]:
         query = parse_qs(str(environ.get("QUERY_STRING", "")))
-        answer = eks_access.read_response(
-            _account(environ, info), info.region, info.operation, dict(info.labels), lambda n: query.get(n, [None])[-1]
+        status, headers, body = eks_access.read_response(
+            account, info.region, info.operation, dict(info.labels), lambda n: query.get(n, [None])[-1]
         )
-        assert answer is not None  # operation is one of eks_access.READS
-        status, headers, body = answer
         return _respond(start_response, status, [(k, v) for k, v in headers.items() if k != "status"], body.encode())
 
     def _app_of(self, service: str, environ: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
@@ -79,9 +78,8 @@ class SandboxApp:
         return bytes(body)
 
     def _guard(
-        self, environ: dict[str, Any], info: protocol.RequestInfo, body: bytes
+        self, account: str, environ: dict[str, Any], info: protocol.RequestInfo, body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        account = _account(environ, info)
         decision = self.faults.decide(info.service, info.operation, account, info.region)
         if decision.delay:
             time.sleep(decision.delay)
@@ -153,10 +151,6 @@ class SandboxApp:
         if route == "seed" and method == "GET":
             return (200, self.seed_summary) if self.seed_summary is not None else (404, {"error": "not seeded"})
         return 404, {"error": f"no such sandbox endpoint: {method} /_sandbox/{route}"}
-
-
-def _account(environ: dict[str, Any], info: protocol.RequestInfo) -> str:
-    return str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or account_of(info.access_key))
 
 
 def _respond(start_response: StartResponse, status: int, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:

@@ -356,16 +356,13 @@ def _error_response(error: EksApiError) -> tuple[int, dict[str, str], str]:
 
 def read_response(
     account: str, region: str, operation: str, labels: Mapping[str, str], query: Query
-) -> tuple[int, dict[str, str], str] | None:
-    """The response to one of the READS, straight from the state (None for any other operation). The sync
-    makes three of these per access entry: served without Flask and moto's per-request dispatch, which cost
-    several times the read itself, they keep the emulator from being the bottleneck of a large sync."""
-    handler = READS.get(operation)
-    if handler is None:
-        return None
+) -> tuple[int, dict[str, str], str]:
+    """The response to one of the READS (`operation` must be one), straight from the state. The sync makes
+    three of these per access entry: served without Flask and moto's per-request dispatch, which cost several
+    times the read itself, they keep the emulator from being the bottleneck of a large sync."""
     try:
         with _STATE_LOCK:
-            return _json_response(handler(eks_backends[account][region], labels, query))
+            return _json_response(READS[operation](eks_backends[account][region], labels, query))
     except EksApiError as error:
         return _error_response(error)
 
