@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,14 +156,13 @@ class AwsSessions:
                 kwargs.get("aws_session_token") or "",
                 str(kwargs.get("region_name") or ""),
             )
-            with self._lock:
-                client = self._sts_clients.get(key)
-                if client is None:
-                    client = self._identity.client(service_name, config=self._config, **kwargs)
-                    self._sts_clients[key] = client
-                    while len(self._sts_clients) > 4:  # old source keys after a refresh
-                        self._sts_clients.popitem(last=False)
-                return client
+            with self._lock:  # at most 4: older source keys are those before a refresh
+                return _cached(
+                    self._sts_clients,
+                    key,
+                    4,
+                    lambda: self._identity.client(service_name, config=self._config, **kwargs),
+                )
 
         return create
 
@@ -187,15 +187,25 @@ class AwsSessions:
     def client(self, session_key: str, service: str, region: str | None = None) -> Any:
         ckey = (session_key, service, region or "")
         with self._lock:
-            client = self._clients.get(ckey)
-            if client is None:
-                client = self._create_client(session_key, service, region)
-                self._clients[ckey] = client
-                while len(self._clients) > self.client_settings.max_cached_clients:
-                    self._clients.popitem(last=False)  # a caller still holding it keeps it alive
-            else:
-                self._clients.move_to_end(ckey)
-            return client
+            return _cached(
+                self._clients,
+                ckey,
+                self.client_settings.max_cached_clients,
+                lambda: self._create_client(session_key, service, region),
+            )
+
+
+def _cached(cache: OrderedDict[Any, Any], key: Any, limit: int, make: Callable[[], Any]) -> Any:
+    """`cache[key]`, made by `make` when missing; least recently used entries beyond `limit` are dropped (a
+    caller still holding a dropped client keeps it alive). Call under the lock."""
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = make()
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return value
 
 
 # Read-only, thread-safe components a role's session can take from the base session: service models and
