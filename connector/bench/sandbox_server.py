@@ -9,7 +9,6 @@ line `ready: {"endpoint", "env", "seed"}` when it serves; stops on SIGTERM/SIGIN
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import sys
@@ -18,8 +17,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from connector.sandbox import Sandbox, SeedSpec, protocol
-from connector.sandbox.identity import account_of
+from connector.sandbox import Sandbox, SeedSpec
+from connector.sandbox.app import identify_request
 
 TIMING_PATH = "/_bench/timing"
 
@@ -34,16 +33,9 @@ class TimingMiddleware:
 
     def _identify(self, environ: dict[str, Any]) -> tuple[str, str]:
         """(service, "account/region/service:Operation") of an AWS request."""
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        environ["wsgi.input"] = io.BytesIO(body)  # the sandbox reads it again
-        info = protocol.identify(environ, body)
+        _, info, account = identify_request(environ)
         if info is None:
             return "unsigned", "-/-/unsigned:"
-        account = str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or account_of(info.access_key))
         return info.service, f"{account}/{info.region}/{info.service}:{info.operation}"
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
