@@ -283,10 +283,13 @@ def effect(sb: Sandbox, grant: EksGrant) -> Effect:
     entries = principals.count(grant.principal)
     if not entries:
         return Effect(0, 0, 0, False)
-    policies = eks.list_associated_access_policies(clusterName=t["cluster"], principalArn=grant.principal)[
-        "associatedAccessPolicies"
-    ]
-    tags = eks.describe_access_entry(clusterName=t["cluster"], principalArn=grant.principal)["accessEntry"]["tags"]
+    try:
+        policies = eks.list_associated_access_policies(clusterName=t["cluster"], principalArn=grant.principal)[
+            "associatedAccessPolicies"
+        ]
+        tags = eks.describe_access_entry(clusterName=t["cluster"], principalArn=grant.principal)["accessEntry"]["tags"]
+    except eks.exceptions.ResourceNotFoundException:
+        return Effect(0, 0, 0, False)  # revoked (by the sweeper) between the list and these reads
     return Effect(
         entries=entries,
         associations=len(policies),
