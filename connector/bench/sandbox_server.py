@@ -83,7 +83,7 @@ def spec_from_json(text: str) -> SeedSpec:
 def main(argv: list[str]) -> int:
     spec = spec_from_json(argv[0] if argv else "{}")
     sandbox = Sandbox.start(seed=spec)
-    sandbox._server.app = TimingMiddleware(sandbox._server.app)  # werkzeug's handler calls server.app per request
+    sandbox.wrap(TimingMiddleware)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -8,13 +8,13 @@ running, and resets moto's state when it starts. Use one sandbox per test module
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from moto.moto_server.werkzeug_app import MotoRequestHandler
-from werkzeug.serving import BaseWSGIServer, make_server
+from waitress.server import BaseWSGIServer, create_server
 
 from connector.sandbox import eks_access, identity, tagging
 from connector.sandbox.app import SandboxApp
@@ -27,14 +27,21 @@ ROOT_ACCESS_KEY_ID = "AKIASANDBOXROOT00001"
 ROOT_SECRET_ACCESS_KEY = "sandbox-root-secret"  # noqa: S105 - a fixed test credential for a local fake
 DEFAULT_REGION = "us-east-1"
 
+# waitress serves the sandbox: it keeps HTTP/1.1 connections alive, as AWS endpoints do (werkzeug's server
+# closes every connection, so each call paid a new TCP connection on both sides and a thread per request).
+# Requests run on a fixed pool of threads; an injected latency or hang holds one for its duration, so the
+# pool is sized above the most calls any client here keeps in flight (the agent's max_parallelism is <= 64).
+SERVER_THREADS = 96
+SERVER_OPTIONS: dict[str, Any] = {
+    "threads": SERVER_THREADS,
+    "connection_limit": 2000,  # each client keeps its pooled connections open
+    "channel_timeout": 60,  # idle connections closed after a minute; botocore reconnects
+    "asyncore_use_poll": True,  # poll(): no select() limit of 1,024 descriptors
+    "ident": "aws-sandbox",
+    "expose_tracebacks": False,
+}
+
 _running_lock = threading.Lock()
-
-
-class _QuietRequestHandler(MotoRequestHandler):
-    """moto's handler (keeps underscore headers) without an access-log line per request."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
 
 
 _running: Sandbox | None = None
@@ -57,15 +64,14 @@ def _reset_moto() -> None:
 class Sandbox:
     """A running sandbox. Create it with `Sandbox.start(...)`; use it as a context manager or call stop()."""
 
-    def __init__(self, server: BaseWSGIServer, app: SandboxApp, thread: threading.Thread) -> None:
+    def __init__(self, server: Any, app: SandboxApp, thread: threading.Thread) -> None:
         self._server = server
         self._app = app
         self._thread = thread
         self.faults: Faults = app.faults
         self._seed_info: SeedInfo | None = None
         self._connector_credentials: dict[str, str] | None = None
-        host, port = server.server_address[:2]
-        self.host, self.port = str(host), int(port)
+        self.host, self.port = str(server.effective_host), int(server.effective_port)
 
     @classmethod
     def start(cls, seed: SeedSpec | None = None, *, port: int = 0, host: str = "127.0.0.1") -> Sandbox:
@@ -83,8 +89,8 @@ class Sandbox:
             _reset_moto()
             identity.install()
             app = SandboxApp(Faults())
-            server = make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
-            thread = threading.Thread(target=server.serve_forever, name="sandbox-server", daemon=True)
+            server = create_server(app, host=host, port=port, **SERVER_OPTIONS)
+            thread = threading.Thread(target=server.run, name="sandbox-server", daemon=True)
             thread.start()
             sandbox = cls(server, app, thread)
             _running = sandbox
@@ -171,11 +177,18 @@ class Sandbox:
             region_name=region,
         )
 
+    def wrap(self, middleware: Callable[[Any], Any]) -> None:
+        """Put a WSGI middleware in front of the sandbox's app (the benchmarks time every request this way)."""
+        self._server.application = middleware(self._server.application)
+
     def stop(self) -> None:
         global _running
-        self._server.shutdown()
-        self._server.server_close()
+        server: BaseWSGIServer = self._server
+        # Close every channel from the server's own loop thread (the trigger runs the thunk there), so its
+        # poll() wakes at once and the loop ends with an empty map; then stop the request threads.
+        server.trigger.pull_trigger(lambda: _close_all(server))
         self._thread.join(timeout=10)
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         with _running_lock:
             if _running is self:
                 _running = None
@@ -187,3 +200,9 @@ class Sandbox:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _close_all(server: BaseWSGIServer) -> None:
+    from waitress import wasyncore
+
+    wasyncore.close_all(server._map)
