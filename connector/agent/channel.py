@@ -130,6 +130,14 @@ class ControlPlaneClient:
         request.host_id = self.config.host_id
         return await self.stub.FinishJob(request, timeout=rpc_deadline, metadata=self._metadata())
 
+    async def finish_many(
+        self, requests: Sequence[connector_pb2.FinishJobRequest], rpc_deadline: float
+    ) -> connector_pb2.FinishJobsResponse:
+        request = connector_pb2.FinishJobsRequest(
+            connector_id=self.config.id, host_id=self.config.host_id, results=list(requests)
+        )
+        return await self.stub.FinishJobs(request, timeout=rpc_deadline, metadata=self._metadata())
+
     async def upload(self, chunks: Sequence[connector_pb2.InventoryChunk]) -> connector_pb2.UploadInventoryResponse:
         return await self.stub.UploadInventory(iter(chunks), timeout=UPLOAD_TIMEOUT, metadata=self._metadata())
 

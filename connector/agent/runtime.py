@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import grpc
 from google.protobuf import struct_pb2
 from grpc import aio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_fixed, wait_random_exponential
@@ -34,6 +35,7 @@ from connector.agent.channel import (
 )
 from connector.agent.events import SWEEP_INTERVAL, EventReporter, Sweeper, SweepLoop
 from connector.agent.executor import JobExecutor, JobReport, RunningJob
+from connector.agent.finish_batch import BatchUnavailable, FinishBatcher
 from connector.agent.health import HealthServer, HealthState
 from connector.agent.heartbeat import Heartbeater
 from connector.agent.inventory_upload import _struct
@@ -95,6 +97,7 @@ class AgentRuntime:
         self.health_address = ""
         self.fatal_error: FatalConnectionError | None = None
         self.stale_refusals = 0
+        self.finish_batches = FinishBatcher(self._send_finish_batch)
         self.reconnects = 0
         self._stop = asyncio.Event()
         self._job_tasks: set[asyncio.Task[None]] = set()
@@ -418,6 +421,12 @@ class AgentRuntime:
         request.duration.FromNanoseconds(int(report.duration * 1e9))
         return request
 
+    async def _send_finish_batch(
+        self, requests: Sequence[connector_pb2.FinishJobRequest]
+    ) -> connector_pb2.FinishJobsResponse:
+        assert self._client is not None
+        return await self._client.finish_many(requests, rpc_deadline=REPORT_TIMEOUT)
+
     def _give_up_delivery(self, running: RunningJob) -> bool:
         now = time.monotonic()
         if running.lost or now > running.lease_until:
@@ -425,10 +434,21 @@ class AgentRuntime:
         return self._report_deadline is not None and now > self._report_deadline
 
     async def _deliver(self, running: RunningJob, report: JobReport) -> str:
-        """FinishJob, retried with backoff until the lease ends. Returns how it went (for the job line)."""
+        """The result in the next FinishJobs batch; when that does not settle it, FinishJob, retried with backoff
+        until the lease ends. Returns how it went (for the job line)."""
         assert self._client is not None
         client = self._client
         request = self._finish_request(running, report)
+        try:
+            status = await self.finish_batches.finish(request)
+        except BatchUnavailable:
+            pass
+        else:
+            if status.code == grpc.StatusCode.OK.value[0]:
+                return "recorded" if status.recorded else "already_recorded"
+            if status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]:
+                return self._refused_stale(running, status.message)
+            # Any other refusal: FinishJob below gets the same answer as a gRPC error and handles it as ever.
         retrying = AsyncRetrying(
             stop=lambda _state: self._give_up_delivery(running),
             wait=wait_random_exponential(multiplier=0.5, max=10),
@@ -442,14 +462,7 @@ class AgentRuntime:
         except aio.AioRpcError as exc:
             code = exc.code()
             if code.name == "FAILED_PRECONDITION":
-                self.stale_refusals += 1
-                log.warning(
-                    "job_result_refused_stale",
-                    job_id=running.job.id,
-                    attempt=running.job.attempt,
-                    details=exc.details(),
-                )
-                return "refused_stale"
+                return self._refused_stale(running, exc.details() or "")
             if is_fatal(exc):
                 self._on_fatal(self._fatal(exc))
             log.error("job_result_undelivered", job_id=running.job.id, attempt=running.job.attempt, code=code.name)
@@ -458,6 +471,11 @@ class AgentRuntime:
             log.error("job_result_undelivered", job_id=running.job.id, attempt=running.job.attempt, error=str(exc))
             return "undelivered"
         return "recorded" if response.recorded else "already_recorded"
+
+    def _refused_stale(self, running: RunningJob, details: str) -> str:
+        self.stale_refusals += 1
+        log.warning("job_result_refused_stale", job_id=running.job.id, attempt=running.job.attempt, details=details)
+        return "refused_stale"
 
     async def _refuse_extra(self, job: connector_pb2.Job) -> None:
         assert self._client is not None

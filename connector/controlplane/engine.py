@@ -31,6 +31,7 @@ from connector.controlplane.store import (
     FinishResult,
     HeartbeatResult,
     JobStore,
+    Refused,
 )
 from connector.logging import get_logger
 from connector.v1 import admin_pb2, connector_pb2
@@ -239,6 +240,34 @@ class Engine:
         )
         self._apply(result.changes)
         return result
+
+    async def finish_many(
+        self, connector_id: str, requests: list[connector_pb2.FinishJobRequest]
+    ) -> list[FinishResult | Refused]:
+        """Each request judged as `finish` judges it, in one trip to the store thread; a refusal is returned in
+        its place rather than raised."""
+        if not requests:
+            return []
+        results = await self.call(self._finish_each, connector_id, requests, time.time())
+        for result in results:
+            if isinstance(result, FinishResult):
+                self._apply(result.changes)
+        return results
+
+    def _finish_each(
+        self, connector_id: str, requests: list[connector_pb2.FinishJobRequest], now: float
+    ) -> list[FinishResult | Refused]:
+        results: list[FinishResult | Refused] = []
+        for request in requests:
+            try:
+                results.append(
+                    self.jobs.finish(
+                        connector_id, request, now, self.settings.max_attempts, self.settings.retry_backoff
+                    )
+                )
+            except Refused as refused:
+                results.append(refused)
+        return results
 
     async def upload(self, connector_id: str, chunk: connector_pb2.InventoryChunk) -> ChunkStatus:
         status = await self.call(self.inventory.upload, connector_id, chunk, time.time())

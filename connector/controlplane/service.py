@@ -1,4 +1,5 @@
-"""service ControlPlane: what connectors call (Hello, PollJobs, Heartbeat, FinishJob, UploadInventory)."""
+"""service ControlPlane: what connectors call (Hello, PollJobs, Heartbeat, FinishJob(s), UploadInventory,
+ReportEvents)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ log = get_logger("connector.controlplane")
 
 MAX_JOBS_PER_POLL = 100
 MAX_POLL_WAIT = 60.0
+MAX_RESULTS_PER_FINISH = 256  # results in one FinishJobs call
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -44,6 +46,30 @@ def duration(value: float) -> duration_pb2.Duration:
     result = duration_pb2.Duration()
     result.FromNanoseconds(int(value * 1e9))
     return result
+
+
+def _finish_problem(request: connector_pb2.FinishJobRequest) -> str | None:
+    if request.outcome == connector_pb2.OUTCOME_UNSPECIFIED:
+        return "FinishJobRequest.outcome is unspecified"
+    if request.attempt < 1:
+        return "FinishJobRequest.attempt must be >= 1"
+    return None
+
+
+def _stale(request: connector_pb2.FinishJobRequest, current_attempt: int) -> str:
+    log.warning(
+        "stale finish refused",
+        job_id=request.job_id,
+        attempt=request.attempt,
+        current_attempt=current_attempt,
+        host_id=request.host_id,
+    )
+    return f"stale attempt {request.attempt}, current is {current_attempt}"
+
+
+def _set_status(status: connector_pb2.FinishJobStatus, code: grpc.StatusCode, message: str) -> None:
+    status.code = code.value[0]
+    status.message = message
 
 
 class ControlPlaneService(connector_pb2_grpc.ControlPlaneServicer):
@@ -113,27 +139,44 @@ class ControlPlaneService(connector_pb2_grpc.ControlPlaneServicer):
         self, request: connector_pb2.FinishJobRequest, context: Context
     ) -> connector_pb2.FinishJobResponse:
         connector_id = await connector_id_of(context, self._tokens, request.connector_id)
-        if request.outcome == connector_pb2.OUTCOME_UNSPECIFIED:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "FinishJobRequest.outcome is unspecified")
-        if request.attempt < 1:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "FinishJobRequest.attempt must be >= 1")
+        problem = _finish_problem(request)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
             result = await self._engine.finish(connector_id, request)
         except Refused as refused:
             await refuse(context, refused)
         if result.status is FinishStatus.STALE:
-            log.warning(
-                "stale finish refused",
-                job_id=request.job_id,
-                attempt=request.attempt,
-                current_attempt=result.current_attempt,
-                host_id=request.host_id,
-            )
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"stale attempt {request.attempt}, current is {result.current_attempt}",
-            )
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _stale(request, result.current_attempt))
         return connector_pb2.FinishJobResponse(recorded=result.status is FinishStatus.RECORDED)
+
+    async def FinishJobs(
+        self, request: connector_pb2.FinishJobsRequest, context: Context
+    ) -> connector_pb2.FinishJobsResponse:
+        connector_id = await connector_id_of(context, self._tokens, request.connector_id)
+        if len(request.results) > MAX_RESULTS_PER_FINISH:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"FinishJobsRequest.results has {len(request.results)} results; send at most {MAX_RESULTS_PER_FINISH}",
+            )
+        statuses = [connector_pb2.FinishJobStatus() for _ in request.results]
+        valid: list[tuple[int, connector_pb2.FinishJobRequest]] = []
+        for index, item in enumerate(request.results):
+            problem = _finish_problem(item)
+            if problem:
+                _set_status(statuses[index], grpc.StatusCode.INVALID_ARGUMENT, problem)
+                continue
+            item.connector_id, item.host_id = connector_id, request.host_id
+            valid.append((index, item))
+        outcomes = await self._engine.finish_many(connector_id, [item for _, item in valid])
+        for (index, item), outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, Refused):
+                _set_status(statuses[index], _STATUS[outcome.code], str(outcome))
+            elif outcome.status is FinishStatus.STALE:
+                _set_status(statuses[index], grpc.StatusCode.FAILED_PRECONDITION, _stale(item, outcome.current_attempt))
+            else:
+                statuses[index].recorded = outcome.status is FinishStatus.RECORDED
+        return connector_pb2.FinishJobsResponse(statuses=statuses)
 
     async def ReportEvents(
         self, request: connector_pb2.ReportEventsRequest, context: Context

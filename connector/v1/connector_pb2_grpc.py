@@ -54,6 +54,11 @@ class ControlPlaneStub:
                 request_serializer=connector_dot_v1_dot_connector__pb2.FinishJobRequest.SerializeToString,
                 response_deserializer=connector_dot_v1_dot_connector__pb2.FinishJobResponse.FromString,
                 _registered_method=True)
+        self.FinishJobs = channel.unary_unary(
+                '/connector.v1.ControlPlane/FinishJobs',
+                request_serializer=connector_dot_v1_dot_connector__pb2.FinishJobsRequest.SerializeToString,
+                response_deserializer=connector_dot_v1_dot_connector__pb2.FinishJobsResponse.FromString,
+                _registered_method=True)
         self.UploadInventory = channel.stream_unary(
                 '/connector.v1.ControlPlane/UploadInventory',
                 request_serializer=connector_dot_v1_dot_connector__pb2.InventoryChunk.SerializeToString,
@@ -98,6 +103,16 @@ class ControlPlaneServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FinishJobs(self, request, context):
+        """Reports several jobs' outcomes in one call: a replica sends together the results that finish while its
+        previous report is in flight. Each result is judged exactly as FinishJob would judge it alone, and the
+        reply has one status per result, in order. A server without this call answers UNIMPLEMENTED; the client
+        then reports with FinishJob.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UploadInventory(self, request_iterator, context):
         """Streams a batch of a sync job's inventory chunks (a few per stream, so the client buffers only one
         batch and can resend it after a failure: a chunk already stored is ignored, a gap is refused).
@@ -137,6 +152,11 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.FinishJob,
                     request_deserializer=connector_dot_v1_dot_connector__pb2.FinishJobRequest.FromString,
                     response_serializer=connector_dot_v1_dot_connector__pb2.FinishJobResponse.SerializeToString,
+            ),
+            'FinishJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishJobs,
+                    request_deserializer=connector_dot_v1_dot_connector__pb2.FinishJobsRequest.FromString,
+                    response_serializer=connector_dot_v1_dot_connector__pb2.FinishJobsResponse.SerializeToString,
             ),
             'UploadInventory': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadInventory,
@@ -257,6 +277,33 @@ class ControlPlane:
             '/connector.v1.ControlPlane/FinishJob',
             connector_dot_v1_dot_connector__pb2.FinishJobRequest.SerializeToString,
             connector_dot_v1_dot_connector__pb2.FinishJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/connector.v1.ControlPlane/FinishJobs',
+            connector_dot_v1_dot_connector__pb2.FinishJobsRequest.SerializeToString,
+            connector_dot_v1_dot_connector__pb2.FinishJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,12 @@ class ControlPlaneStub:
     """Reports a job's outcome. Refused (FAILED_PRECONDITION) for a stale attempt; repeating the same
     finish for the current attempt is harmless.
     """
+    FinishJobs: _grpc.UnaryUnaryMultiCallable[_connector_pb2.FinishJobsRequest, _connector_pb2.FinishJobsResponse]
+    """Reports several jobs' outcomes in one call: a replica sends together the results that finish while its
+    previous report is in flight. Each result is judged exactly as FinishJob would judge it alone, and the
+    reply has one status per result, in order. A server without this call answers UNIMPLEMENTED; the client
+    then reports with FinishJob.
+    """
     UploadInventory: _grpc.StreamUnaryMultiCallable[_connector_pb2.InventoryChunk, _connector_pb2.UploadInventoryResponse]
     """Streams a batch of a sync job's inventory chunks (a few per stream, so the client buffers only one
     batch and can resend it after a failure: a chunk already stored is ignored, a gap is refused).
@@ -66,6 +72,12 @@ class ControlPlaneAsyncStub(ControlPlaneStub):
     FinishJob: _aio.UnaryUnaryMultiCallable[_connector_pb2.FinishJobRequest, _connector_pb2.FinishJobResponse]  # type: ignore[assignment]
     """Reports a job's outcome. Refused (FAILED_PRECONDITION) for a stale attempt; repeating the same
     finish for the current attempt is harmless.
+    """
+    FinishJobs: _aio.UnaryUnaryMultiCallable[_connector_pb2.FinishJobsRequest, _connector_pb2.FinishJobsResponse]  # type: ignore[assignment]
+    """Reports several jobs' outcomes in one call: a replica sends together the results that finish while its
+    previous report is in flight. Each result is judged exactly as FinishJob would judge it alone, and the
+    reply has one status per result, in order. A server without this call answers UNIMPLEMENTED; the client
+    then reports with FinishJob.
     """
     UploadInventory: _aio.StreamUnaryMultiCallable[_connector_pb2.InventoryChunk, _connector_pb2.UploadInventoryResponse]  # type: ignore[assignment]
     """Streams a batch of a sync job's inventory chunks (a few per stream, so the client buffers only one
@@ -110,6 +122,18 @@ class ControlPlaneServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_connector_pb2.FinishJobResponse, _abc.Awaitable[_connector_pb2.FinishJobResponse]]:
         """Reports a job's outcome. Refused (FAILED_PRECONDITION) for a stale attempt; repeating the same
         finish for the current attempt is harmless.
+        """
+
+    @_abc_1.abstractmethod
+    def FinishJobs(
+        self,
+        request: _connector_pb2.FinishJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_connector_pb2.FinishJobsResponse, _abc.Awaitable[_connector_pb2.FinishJobsResponse]]:
+        """Reports several jobs' outcomes in one call: a replica sends together the results that finish while its
+        previous report is in flight. Each result is judged exactly as FinishJob would judge it alone, and the
+        reply has one status per result, in order. A server without this call answers UNIMPLEMENTED; the client
+        then reports with FinishJob.
         """
 
     @_abc_1.abstractmethod

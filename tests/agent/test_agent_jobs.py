@@ -52,9 +52,11 @@ def test_register_poll_run_finish_and_health_endpoints(tmp_path: Path) -> None:
         assert record.state == SUCCEEDED, record
         assert record.result["grant_id"] == "g-1"
         assert record.leased_by == agent.runtime.config.host_id
+        # The agent counts the job once its report is answered, a moment after the control plane recorded it.
+        counted = 'connector_jobs_total{integration="noop",kind="grant",outcome="succeeded"} 1.0'
+        wait_for(lambda: counted in _get(base + "/metrics")[1], 10, "the job counted in /metrics")
         status, metrics = _get(base + "/metrics")
         assert status == 200
-        assert 'connector_jobs_total{integration="noop",kind="grant",outcome="succeeded"} 1.0' in metrics
         assert "connector_poll_latency_seconds_count" in metrics
         assert agent.stop() == 0
 
