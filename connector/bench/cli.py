@@ -1,4 +1,7 @@
-"""`connector bench [sync|dispatch|grant|memory|all] [--size smoke|full] [--out DIR]`.
+"""`connector bench [sync|dispatch|grant|memory|all|sync_sweep] [--size smoke|full] [--out DIR]`.
+
+`all` runs the four benchmarks with targets; `sync_sweep` (run on its own) syncs a 100-account organisation at
+max_parallelism 8, 16, 32 and 64 to show where the sync stops following its bound.
 
 Writes DIR/<bench>.json for each benchmark run, DIR/results.json (all of them, plus the machine and the
 targets), DIR/summary.md and DIR/benchmarks.png; prints a summary with each figure next to its target.
@@ -18,6 +21,7 @@ from connector.bench import report
 from connector.bench.procs import BenchError, machine
 
 BENCHES = ("sync", "dispatch", "grant", "memory")
+EXTRAS = ("sync_sweep",)  # not part of `all`
 
 
 def _runner(name: str) -> Callable[[str, Path], dict[str, Any]]:
@@ -25,6 +29,10 @@ def _runner(name: str) -> Callable[[str, Path], dict[str, Any]]:
         from connector.bench import sync
 
         return sync.run
+    if name == "sync_sweep":
+        from connector.bench import sync
+
+        return sync.sweep
     if name == "dispatch":
         from connector.bench import dispatch
 
@@ -43,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="connector bench",
         description="Benchmarks through the real path: sandbox, control plane and agent as separate processes.",
     )
-    parser.add_argument("bench", nargs="?", default="all", choices=(*BENCHES, "all"))
+    parser.add_argument("bench", nargs="?", default="all", choices=(*BENCHES, "all", *EXTRAS))
     parser.add_argument("--size", default="full", choices=("smoke", "full"), help="smoke: seconds, for CI")
     parser.add_argument("--out", default="bench-results", help="directory for JSON, logs and the PNG chart")
     return parser
@@ -64,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             old = json.loads(previous.read_text())
             if old.get("size") == args.size:
-                results = {**{k: v for k, v in old.items() if k in BENCHES}, **results}
+                results = {**{k: v for k, v in old.items() if k in BENCHES + EXTRAS}, **results}
         except ValueError:
             pass
     status = 0

@@ -46,6 +46,13 @@ def summary(name: str, r: dict[str, Any]) -> list[str]:
             f"connector overhead per grant (agent job - sandbox): p50 {r['overhead_ms']['p50']} ms, "
             f"p99 {r['overhead_ms']['p99']} ms; end to end - sandbox p50 {r['e2e_overhead_ms']['p50']} ms",
         ]
+    if name == "sync_sweep":
+        return [
+            f"{r['organisation']['accounts']} accounts, max_parallelism {p['max_parallelism']}: wall {p['wall_seconds']} s, "
+            f"bound {p['limits_seconds']} s (ratio {p['ratio_to_limits_bound']}); agent busy "
+            f"{p['busy_share_of_wall']['agent']} of wall at {p['cpu_ms_per_aws_call']['agent']} ms CPU per AWS call"
+            for p in r["points"]
+        ]
     if name == "memory":
         return [f"agent idle RSS {r['idle_rss_mb']} MB; peak through the sync {r.get('sync_peak_rss_mb')} MB"]
     return []
@@ -196,7 +203,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         f"| {t['name']}: {t['target']} | {t['figure']} | {'yes' if t['met'] else 'no'} |" for t in results["targets"]
     ]
-    for name in ("sync", "dispatch", "grant", "memory"):
+    for name in ("sync", "dispatch", "grant", "memory", "sync_sweep"):
         if name in results and "error" not in results[name]:
             lines += ["", f"**{name}**", ""] + [f"- {line}" for line in summary(name, results[name])]
     return "\n".join(lines) + "\n"

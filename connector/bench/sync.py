@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,29 @@ SIZES = {
         capacity_seconds=0.5,
     ),
     "full": SyncSize(accounts=1000, regions=REGIONS_FULL, clusters_per_region=3, entries_per_cluster=5),
+}
+
+
+# The parallelism sweep: one smaller organisation synced at several max_parallelism settings, to show where
+# the sync stops following its bound (latency x calls / parallelism) and the agent's CPU takes over.
+SWEEP: dict[str, tuple[SyncSize, tuple[int, ...]]] = {
+    "smoke": (
+        SyncSize(
+            accounts=4,
+            regions=("us-east-1",),
+            clusters_per_region=1,
+            entries_per_cluster=2,
+            latency=0.005,
+            capacity_seconds=0.3,
+        ),
+        (2, 8),
+    ),
+    "full": (
+        SyncSize(
+            accounts=100, regions=REGIONS_FULL, clusters_per_region=3, entries_per_cluster=5, capacity_seconds=1.0
+        ),
+        (8, 16, 32, 64),
+    ),
 }
 
 
@@ -119,7 +142,32 @@ def sandbox_capacity(sandbox: SandboxProcess, cluster: dict[str, Any], threads: 
 
 
 def run(size_name: str, workdir: Path) -> dict[str, Any]:
-    size = SIZES[size_name]
+    return run_size(SIZES[size_name], size_name, workdir)
+
+
+def sweep(size_name: str, workdir: Path) -> dict[str, Any]:
+    """The same organisation synced once per max_parallelism in SWEEP: wall, bound and each process's load."""
+    base, parallelisms = SWEEP[size_name]
+    points = []
+    organisation: dict[str, Any] = {}
+    for parallelism in parallelisms:
+        r = run_size(replace(base, max_parallelism=parallelism), size_name, workdir / f"parallelism-{parallelism}")
+        organisation = r["organisation"]
+        points.append(
+            {
+                "max_parallelism": parallelism,
+                "wall_seconds": r["wall_seconds"],
+                "limits_seconds": r["bounds"]["limits_seconds"],
+                "ratio_to_limits_bound": r["ratio_to_limits_bound"],
+                "total_calls": r["bounds"]["total_calls"],
+                "busy_share_of_wall": r["busy_share_of_wall"],
+                "cpu_ms_per_aws_call": r["cpu_ms_per_aws_call"],
+            }
+        )
+    return {"size": size_name, "organisation": organisation, "latency_ms": base.latency * 1000, "points": points}
+
+
+def run_size(size: SyncSize, size_name: str, workdir: Path) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     sandbox = SandboxProcess.start(size.seed(), workdir / "sandbox.log")
     cp: ControlPlaneProcess | None = None

@@ -62,3 +62,21 @@ def test_bench_all_smoke_writes_sane_results(tmp_path, capsys):
     assert "wall " in printed and "[" in printed
     for name in ("sync", "dispatch", "grant", "memory"):
         assert json.loads((tmp_path / f"{name}.json").read_text())["size"] == "smoke"
+
+
+@pytest.mark.timeout(240)
+def test_bench_sync_sweep_smoke_syncs_once_per_parallelism(tmp_path, capsys):
+    assert main(["bench", "sync_sweep", "--size", "smoke", "--out", str(tmp_path)]) == 0
+    sweep = json.loads((tmp_path / "sync_sweep.json").read_text())
+    assert [p["max_parallelism"] for p in sweep["points"]] == [2, 8]
+    low, high = sweep["points"]
+    assert low["total_calls"] == high["total_calls"] > 0  # the same organisation, the same call graph
+    assert low["limits_seconds"] > high["limits_seconds"] > 0  # the bound follows parallelism
+    for point in sweep["points"]:
+        assert point["ratio_to_limits_bound"] == pytest.approx(
+            point["wall_seconds"] / point["limits_seconds"], rel=0.02
+        )
+        assert set(point["busy_share_of_wall"]) == {"agent", "controlplane", "sandbox"}
+    assert "max_parallelism 8: wall" in capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "sync_sweep" in results and "dispatch" not in results  # run on its own, not part of `all`
