@@ -186,9 +186,10 @@ class Sandbox:
         server: BaseWSGIServer = self._server
         # Close every channel from the server's own loop thread (the trigger runs the thunk there), so its
         # poll() wakes at once and the loop ends with an empty map; then stop the request threads.
-        server.trigger.pull_trigger(lambda: _close_all(server))
-        self._thread.join(timeout=10)
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        if self._thread.is_alive():  # stop() twice is harmless
+            server.trigger.pull_trigger(lambda: _close_all(server))
+            self._thread.join(timeout=10)
+            server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         with _running_lock:
             if _running is self:
                 _running = None

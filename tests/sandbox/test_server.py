@@ -77,6 +77,7 @@ def test_stop_closes_kept_alive_connections() -> None:
     conn.request("GET", "/_sandbox/health")
     conn.getresponse().read()
     sandbox.stop()
+    sandbox.stop()  # harmless
     with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
         conn.request("GET", "/_sandbox/health")
         conn.getresponse()
