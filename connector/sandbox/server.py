@@ -7,6 +7,7 @@ running, and resets moto's state when it starts. Use one sandbox per test module
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -14,6 +15,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from waitress import wasyncore
 from waitress.server import BaseWSGIServer, create_server
 
 from connector.sandbox import eks_access, identity, tagging
@@ -40,6 +42,7 @@ SERVER_OPTIONS: dict[str, Any] = {
     "ident": "aws-sandbox",
     "expose_tracebacks": False,
 }
+LOOP_TIMEOUT = 0.2  # seconds; the longest stop() waits for the server loop to see it should end
 
 _running_lock = threading.Lock()
 
@@ -64,8 +67,9 @@ def _reset_moto() -> None:
 class Sandbox:
     """A running sandbox. Create it with `Sandbox.start(...)`; use it as a context manager or call stop()."""
 
-    def __init__(self, server: Any, app: SandboxApp, thread: threading.Thread) -> None:
+    def __init__(self, server: Any, app: SandboxApp, thread: threading.Thread, stopping: threading.Event) -> None:
         self._server = server
+        self._stopping = stopping
         self._app = app
         self._thread = thread
         self.faults: Faults = app.faults
@@ -90,9 +94,10 @@ class Sandbox:
             identity.install()
             app = SandboxApp(Faults())
             server = create_server(app, host=host, port=port, **SERVER_OPTIONS)
-            thread = threading.Thread(target=server.run, name="sandbox-server", daemon=True)
+            stopping = threading.Event()
+            thread = threading.Thread(target=_serve, args=(server, stopping), name="sandbox-server", daemon=True)
             thread.start()
-            sandbox = cls(server, app, thread)
+            sandbox = cls(server, app, thread, stopping)
             _running = sandbox
         try:
             if seed is not None:
@@ -182,17 +187,21 @@ class Sandbox:
         self._server.application = middleware(self._server.application)
 
     def stop(self) -> None:
+        """Stops the request threads (queued requests are dropped; running ones get 5 s), then the server loop,
+        which closes every connection itself, in its own thread. Calling it twice is harmless."""
         global _running
         server: BaseWSGIServer = self._server
-        # Close every channel from the server's own loop thread (the trigger runs the thunk there), so its
-        # poll() wakes at once and the loop ends with an empty map; then stop the request threads.
-        if self._thread.is_alive():  # stop() twice is harmless
-            server.trigger.pull_trigger(lambda: _close_all(server))
-            self._thread.join(timeout=10)
+        try:
+            # Request threads first: one that finishes wakes the loop through its trigger, which must still be open.
             server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        with _running_lock:
-            if _running is self:
-                _running = None
+            self._stopping.set()
+            with contextlib.suppress(OSError):  # a wake-up only: the loop also sees the flag within LOOP_TIMEOUT
+                server.trigger.pull_trigger()
+            self._thread.join(timeout=10)
+        finally:
+            with _running_lock:
+                if _running is self:
+                    _running = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -203,7 +212,12 @@ class Sandbox:
         self.stop()
 
 
-def _close_all(server: BaseWSGIServer) -> None:
-    from waitress import wasyncore
-
-    wasyncore.close_all(server._map)
+def _serve(server: BaseWSGIServer, stopping: threading.Event) -> None:
+    """waitress's own loop (`server.run()` is the same `poll()` per pass), one pass at a time until stop() sets
+    `stopping`. Every socket is then closed here, by the thread that polls them: closing them from another
+    thread raced with a pass in flight."""
+    try:
+        while not stopping.is_set():
+            wasyncore.loop(timeout=LOOP_TIMEOUT, use_poll=True, map=server._map, count=1)
+    finally:
+        wasyncore.close_all(server._map, ignore_all=True)

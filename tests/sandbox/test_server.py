@@ -84,3 +84,14 @@ def test_stop_closes_kept_alive_connections() -> None:
     conn.close()
     with Sandbox.start() as again:  # the process may start a new sandbox at once
         assert again.client("sts", config=NO_RETRIES).get_caller_identity()["Account"] == "123456789012"
+
+
+def test_stop_does_not_depend_on_the_loops_wake_up_pipe() -> None:
+    # CI once saw the trigger pipe (waitress's wake-up for its loop) already closed when stop() wrote to it:
+    # stop() raised, the process-wide "running" slot stayed taken, and every later sandbox failed to start.
+    sandbox = Sandbox.start()
+    sandbox._server.trigger.close()
+    sandbox.stop()  # the loop still sees the stop flag within its poll timeout
+    assert not sandbox._thread.is_alive()
+    with Sandbox.start() as again:
+        assert again.client("sts", config=NO_RETRIES).get_caller_identity()["Account"] == "123456789012"
