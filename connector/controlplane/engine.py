@@ -230,22 +230,17 @@ class Engine:
         return result, expires
 
     async def finish(self, connector_id: str, request: connector_pb2.FinishJobRequest) -> FinishResult:
-        result = await self.call(
-            self.jobs.finish,
-            connector_id,
-            request,
-            time.time(),
-            self.settings.max_attempts,
-            self.settings.retry_backoff,
-        )
-        self._apply(result.changes)
+        """One result (FinishJob): judged by the same path as a batch of one. Raises Refused."""
+        [result] = await self.finish_many(connector_id, [request])
+        if isinstance(result, Refused):
+            raise result
         return result
 
     async def finish_many(
         self, connector_id: str, requests: list[connector_pb2.FinishJobRequest]
     ) -> list[FinishResult | Refused]:
-        """Each request judged as `finish` judges it, in one trip to the store thread; a refusal is returned in
-        its place rather than raised."""
+        """Each request judged on its own (its own transaction and attempt fence), all in one trip to the store
+        thread (FinishJobs); a refusal is returned in its place rather than raised."""
         if not requests:
             return []
         results = await self.call(self._finish_each, connector_id, requests, time.time())
