@@ -21,7 +21,8 @@ from connector.bench.stats import percentile
 from connector.v1 import admin_pb2
 
 # CONNECTOR_CONCURRENCY of each replica: its maximum, as a replica set up for throughput would be. A no-op job
-# takes no time, so the slots bound how many poll -> run -> FinishJob round trips overlap (16: ~940 jobs/s).
+# takes no time, so the slots bound how many poll -> run -> report round trips overlap (with 16 slots and one
+# FinishJob per job, before FinishJobs: ~940 jobs/s).
 AGENT_CONCURRENCY = 64
 ENQUEUE_THREADS = 16
 
