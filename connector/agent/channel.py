@@ -20,6 +20,10 @@ from connector.v1 import connector_pb2, connector_pb2_grpc
 CONNECT_TIMEOUT = 10.0  # Hello, Heartbeat, FinishJob: small requests, a short deadline
 POLL_MARGIN = 10.0  # a long-poll's deadline is its wait plus this
 UPLOAD_TIMEOUT = 60.0  # one batch of at most 16 chunks of at most 1 MiB
+# The protocol's message limit (gRPC's default): the control plane fills each PollJobsResponse to less than
+# this and refuses at enqueue a job that could not fit (connector.controlplane.settings mirrors it). Keep it
+# at 4 MiB: raising it here does not make a server send more.
+MAX_RECEIVE_BYTES = 4 * 1024 * 1024
 
 # Keepalive detects a dead connection (NAT or load balancer dropped it) while a long-poll is held. 60 s
 # stays within gRPC servers' default ping policy (without data, at most 2 pings before data flows).
@@ -28,7 +32,7 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.primary_user_agent", f"access-connector/{__version__}"),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
     # gRPC's own reconnect backoff grows to 120 s by default: cap it near ours, so a control plane that
     # comes back is seen within ~30 s.
     ("grpc.initial_reconnect_backoff_ms", 500),

@@ -15,8 +15,9 @@ from grpc import aio
 
 from connector.controlplane.engine import Engine
 from connector.controlplane.service import Context, refuse, seconds
+from connector.controlplane.settings import POLL_RESPONSE_HEADROOM
 from connector.controlplane.signing import JobSigner
-from connector.controlplane.store import Refused, to_timestamp
+from connector.controlplane.store import Refused, delivered_size, to_timestamp
 from connector.logging import get_logger
 from connector.v1 import admin_pb2, admin_pb2_grpc, connector_pb2
 
@@ -84,6 +85,29 @@ def _problem(request: admin_pb2.EnqueueJobRequest) -> str | None:
     return None
 
 
+AWS_ACCOUNT_ID = "0" * 12  # stands for the account of a split sync's smallest child when measuring it
+
+
+def _size_problem(job: connector_pb2.Job, max_attempts: int, split: bool, limit: int) -> str | None:
+    """A job no PollJobs answer could carry: measured as it would be sent (signed, on its last attempt) and, for
+    a split sync, as its smallest child (one account; larger children are packed to fit)."""
+    probe = job
+    if split:
+        probe = connector_pb2.Job()
+        probe.CopyFrom(job)
+        probe.sync.discovery_only = False
+        probe.sync.account_ids.append(AWS_ACCOUNT_ID)
+    size = delivered_size(probe, attempt=max_attempts)
+    if size <= limit:
+        return None
+    what = "a child job of this split sync" if split else "the job"
+    return (
+        f"{what} would be {size} bytes as delivered, over the {limit}-byte limit of one PollJobs answer "
+        f"(4 MiB, or the control plane's smaller max_message_bytes, less {POLL_RESPONSE_HEADROOM // 1024} KiB "
+        "headroom): send smaller integration.settings / target, or split the work into several jobs"
+    )
+
+
 class AdminService(admin_pb2_grpc.AdminServicer):
     def __init__(self, engine: Engine, signer: JobSigner | None = None) -> None:
         self._engine = engine
@@ -111,6 +135,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             split = (int(request.split_accounts_per_job), timeout)
         if self._signer is not None:  # signed once, here; the signature is stored with the job
             self._signer.sign(job)
+        settings = self._engine.settings
+        problem = _size_problem(job, settings.max_attempts, split is not None, settings.poll_budget_bytes)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"EnqueueJobRequest: {problem}")
         return await self._engine.enqueue(request.connector_id, job, request.idempotency_key, now, now + timeout, split)
 
     async def GetJob(self, request: admin_pb2.GetJobRequest, context: Context) -> admin_pb2.JobRecord:

@@ -49,7 +49,8 @@ class Engine:
         self.jobs = JobStore(db)
         self.inventory = InventoryStore(db)
         self.events = EventStore(db)
-        self.splits = SplitStore(db, sign)  # jobs the control plane makes itself are signed too
+        # Jobs the control plane makes itself are signed too, and sized to fit a PollJobs answer.
+        self.splits = SplitStore(db, sign, settings.poll_budget_bytes)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="controlplane-db")
         self._events: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Future[None]] = set()
@@ -176,7 +177,8 @@ class Engine:
         self, connector_id: str, host_id: str, max_jobs: int, wait: float, is_active: Callable[[], bool]
     ) -> list[connector_pb2.Job]:
         """Long-poll: returns as soon as a job is leased, or [] when `wait` ends. Never sleep-polls the db:
-        it sleeps on the connector's Event, which enqueue / re-queue / backoff end set."""
+        it sleeps on the connector's Event, which enqueue / re-queue / backoff end set. The answer holds at
+        most settings.poll_budget_bytes of jobs; what did not fit stays queued for the next poll."""
         deadline = time.monotonic() + wait
         while True:
             event = self._event(f"conn:{connector_id}")
@@ -194,7 +196,16 @@ class Engine:
     async def _lease(
         self, connector_id: str, host_id: str, max_jobs: int, is_active: Callable[[], bool]
     ) -> list[connector_pb2.Job]:
-        lease = self.call(self.jobs.lease, connector_id, host_id, max_jobs, time.time(), self.settings.lease_seconds)
+        settings = self.settings
+        lease = self.call(
+            self.jobs.lease,
+            connector_id,
+            host_id,
+            max_jobs,
+            time.time(),
+            settings.lease_seconds,
+            settings.poll_budget_bytes,
+        )
         task = asyncio.ensure_future(lease)
         try:
             jobs, changes = await asyncio.shield(task)

@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# The protocol's message limit: what a connector receives (connector.agent.channel.MAX_RECEIVE_BYTES, which
+# this layer may not import). A PollJobs answer must fit it whatever this server's own max_message_bytes is.
+CONNECTOR_MAX_RECEIVE_BYTES = 4 * 1024 * 1024
+# A PollJobs answer's body is counted exactly (each job's bytes, field tag and length varint; see
+# store.delivered_size), so this covers only what lies outside that count: gRPC's 5-byte message prefix and
+# any field a later PollJobsResponse may add. 16 KiB is 0.4% of the 4 MiB limit.
+POLL_RESPONSE_HEADROOM = 16 * 1024
 
 
 class SettingsError(ValueError):
@@ -60,6 +67,11 @@ class ServerSettings:
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
+
+    @property
+    def poll_budget_bytes(self) -> int:
+        """The most one PollJobs answer may carry (jobs with their framing); also the largest job enqueue takes."""
+        return min(self.max_message_bytes, CONNECTOR_MAX_RECEIVE_BYTES) - POLL_RESPONSE_HEADROOM
 
     def validate(self) -> None:
         host, _ = split_host_port(self.bind)

@@ -78,6 +78,26 @@ class HeartbeatResult:
     lost: list[str]
 
 
+TOO_LARGE = "TOO_LARGE"
+
+
+def _varint_bytes(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _attempt_bytes(attempt: int) -> int:
+    return 1 + _varint_bytes(attempt) if attempt else 0  # Job.attempt: a 1-byte tag and a varint; absent when 0
+
+
+def delivered_size(job: connector_pb2.Job, attempt: int | None = None) -> int:
+    """The bytes `job` adds to a PollJobsResponse as sent on `attempt` (default: its own): its serialised size,
+    its field tag (1 byte) and its length varint."""
+    size = job.ByteSize()
+    if attempt is not None:
+        size += _attempt_bytes(attempt) - _attempt_bytes(job.attempt)
+    return 1 + _varint_bytes(size) + size
+
+
 def to_timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromNanoseconds(int(seconds * 1e9))
@@ -212,17 +232,22 @@ class JobStore:
         return record_from_row(row), [Change("enqueued", job.id, connector_id, QUEUED, 1)]
 
     def lease(
-        self, connector_id: str, host_id: str, max_jobs: int, now: float, lease_seconds: float
+        self, connector_id: str, host_id: str, max_jobs: int, now: float, lease_seconds: float, max_bytes: int
     ) -> tuple[list[connector_pb2.Job], list[Change]]:
-        """Leases up to max_jobs queued jobs, oldest first. Jobs whose deadline already passed fail
-        with TIMEOUT instead of being handed out."""
+        """Leases up to max_jobs queued jobs, oldest first, while the answer stays within max_bytes (see
+        delivered_size): the job that would overflow it is not leased and leads the next poll. Jobs whose
+        deadline already passed fail with TIMEOUT, and a job too large for any answer with TOO_LARGE, instead
+        of being handed out."""
         jobs: list[connector_pb2.Job] = []
         changes: list[Change] = []
+        used = 0
         expires = now + lease_seconds
         with self.db.transaction() as conn:
             while len(jobs) < max_jobs:
+                # Without the job blobs: each is read only when its turn comes, so a poll never loads more
+                # than one job past its budget.
                 rows = conn.execute(
-                    "SELECT id, attempt, job, deadline FROM jobs WHERE connector_id = ? AND state = ? "
+                    "SELECT id, attempt, deadline FROM jobs WHERE connector_id = ? AND state = ? "
                     "AND available_at <= ? ORDER BY available_at, rowid LIMIT ?",
                     (connector_id, QUEUED, now, max_jobs - len(jobs)),
                 ).fetchall()
@@ -235,25 +260,42 @@ class JobStore:
                             self._final(conn, row["id"], connector_id, row["attempt"], FAILED, now, "TIMEOUT", message)
                         )
                         continue
-                    conn.execute(
-                        "UPDATE jobs SET state = ?, leased_by = ?, lease_expires = ? WHERE id = ?",
-                        (LEASED, host_id, expires, row["id"]),
-                    )
-                    job = connector_pb2.Job.FromString(row["job"])
-                    job.attempt = row["attempt"]
+                    job = self._queued_job(conn, row["id"], row["attempt"])
+                    size = delivered_size(job)
+                    if size > max_bytes:  # stored before the limit was enforced, or the limit was lowered
+                        changes.append(self._too_large(conn, connector_id, job, size, max_bytes, now))
+                        continue
+                    if used + size > max_bytes:
+                        return jobs, changes  # it stays queued, attempt untouched; leaving the block commits
+                    used += size
                     jobs.append(job)
-                    changes.append(
-                        Change(
-                            "leased",
-                            row["id"],
-                            connector_id,
-                            LEASED,
-                            row["attempt"],
-                            lease_expires=expires,
-                            host_id=host_id,
-                        )
-                    )
+                    changes.append(self._lease_one(conn, job, connector_id, host_id, expires))
         return jobs, changes
+
+    @staticmethod
+    def _queued_job(conn: sqlite3.Connection, job_id: str, attempt: int) -> connector_pb2.Job:
+        job = connector_pb2.Job.FromString(conn.execute("SELECT job FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
+        job.attempt = attempt
+        return job
+
+    @staticmethod
+    def _lease_one(
+        conn: sqlite3.Connection, job: connector_pb2.Job, connector_id: str, host_id: str, expires: float
+    ) -> Change:
+        conn.execute(
+            "UPDATE jobs SET state = ?, leased_by = ?, lease_expires = ? WHERE id = ?",
+            (LEASED, host_id, expires, job.id),
+        )
+        return Change("leased", job.id, connector_id, LEASED, job.attempt, lease_expires=expires, host_id=host_id)
+
+    def _too_large(
+        self, conn: sqlite3.Connection, connector_id: str, job: connector_pb2.Job, size: int, max_bytes: int, now: float
+    ) -> Change:
+        message = (
+            f"the job is {size} bytes, more than the {max_bytes} bytes one PollJobs answer may carry, so no "
+            "connector can receive it; enqueue it again with smaller settings / target, or split it"
+        )
+        return self._final(conn, job.id, connector_id, job.attempt, FAILED, now, TOO_LARGE, message)
 
     def release(self, leased: Sequence[tuple[str, int]]) -> list[Change]:
         """Puts jobs leased to a poll whose caller went away back in the queue, same attempt."""

@@ -148,6 +148,12 @@ Global___PollJobsRequest: _TypeAlias = PollJobsRequest  # noqa: Y015
 
 @_typing.final
 class PollJobsResponse(_message.Message):
+    """Size limit: 4 MiB (the protocol's message limit, gRPC's default; connectors receive no more) less 16 KiB
+    headroom, less again if the server's max_message_bytes is smaller. The server leases jobs oldest first
+    until the next would not fit: that job stays queued (no lease taken, no attempt used) and leads the next
+    answer, so a client just polls again. A job that could never fit alone is refused at enqueue.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     JOBS_FIELD_NUMBER: _builtins.int

@@ -83,6 +83,7 @@ class ControlPlaneServicer:
 
     def PollJobs(self, request, context):
         """Long-poll: held by the server until at least one job is leased to the caller or `wait` ends.
+        An answer may carry fewer than max_jobs: see PollJobsResponse for its size limit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

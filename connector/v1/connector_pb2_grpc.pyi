@@ -37,7 +37,9 @@ class ControlPlaneStub:
     Hello: _grpc.UnaryUnaryMultiCallable[_connector_pb2.HelloRequest, _connector_pb2.HelloResponse]
     """Registers one replica. The reply steers the client (it clamps every value to sane bounds)."""
     PollJobs: _grpc.UnaryUnaryMultiCallable[_connector_pb2.PollJobsRequest, _connector_pb2.PollJobsResponse]
-    """Long-poll: held by the server until at least one job is leased to the caller or `wait` ends."""
+    """Long-poll: held by the server until at least one job is leased to the caller or `wait` ends.
+    An answer may carry fewer than max_jobs: see PollJobsResponse for its size limit.
+    """
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_connector_pb2.HeartbeatRequest, _connector_pb2.HeartbeatResponse]
     """Renews the leases of all of a replica's running jobs in one call."""
     FinishJob: _grpc.UnaryUnaryMultiCallable[_connector_pb2.FinishJobRequest, _connector_pb2.FinishJobResponse]
@@ -66,7 +68,9 @@ class ControlPlaneAsyncStub(ControlPlaneStub):
     Hello: _aio.UnaryUnaryMultiCallable[_connector_pb2.HelloRequest, _connector_pb2.HelloResponse]  # type: ignore[assignment]
     """Registers one replica. The reply steers the client (it clamps every value to sane bounds)."""
     PollJobs: _aio.UnaryUnaryMultiCallable[_connector_pb2.PollJobsRequest, _connector_pb2.PollJobsResponse]  # type: ignore[assignment]
-    """Long-poll: held by the server until at least one job is leased to the caller or `wait` ends."""
+    """Long-poll: held by the server until at least one job is leased to the caller or `wait` ends.
+    An answer may carry fewer than max_jobs: see PollJobsResponse for its size limit.
+    """
     Heartbeat: _aio.UnaryUnaryMultiCallable[_connector_pb2.HeartbeatRequest, _connector_pb2.HeartbeatResponse]  # type: ignore[assignment]
     """Renews the leases of all of a replica's running jobs in one call."""
     FinishJob: _aio.UnaryUnaryMultiCallable[_connector_pb2.FinishJobRequest, _connector_pb2.FinishJobResponse]  # type: ignore[assignment]
@@ -104,7 +108,9 @@ class ControlPlaneServicer(metaclass=_abc_1.ABCMeta):
         request: _connector_pb2.PollJobsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_connector_pb2.PollJobsResponse, _abc.Awaitable[_connector_pb2.PollJobsResponse]]:
-        """Long-poll: held by the server until at least one job is leased to the caller or `wait` ends."""
+        """Long-poll: held by the server until at least one job is leased to the caller or `wait` ends.
+        An answer may carry fewer than max_jobs: see PollJobsResponse for its size limit.
+        """
 
     @_abc_1.abstractmethod
     def Heartbeat(

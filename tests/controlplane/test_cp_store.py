@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from connector.controlplane.db import Database
+from connector.controlplane.settings import ServerSettings
 from connector.controlplane.store import FinishStatus, JobStore
 from connector.v1 import admin_pb2, connector_pb2
 
@@ -17,7 +18,7 @@ def leased_job(store: JobStore, now: float) -> connector_pb2.Job:
     job = connector_pb2.Job(id="job-1", integration=connector_pb2.Integration(id="org", type="aws_organization"))
     job.sync.SetInParent()
     store.enqueue("conn-1", job, "", now, now + 900)
-    [leased], _ = store.lease("conn-1", "host-a", 1, now, 30.0)
+    [leased], _ = store.lease("conn-1", "host-a", 1, now, 30.0, ServerSettings().poll_budget_bytes)
     return leased
 
 
