@@ -1,4 +1,5 @@
-"""The WSGI app in front of moto: fault injection, STS trust enforcement, and the /_sandbox control API."""
+"""The WSGI app in front of moto: fault injection, STS trust enforcement, Lambda handlers, and the /_sandbox
+control API."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from connector.sandbox import eks_access, protocol
 from connector.sandbox.faults import Decision, FaultRule, Faults
 from connector.sandbox.identity import account_of, resolve_caller
+from connector.sandbox.lambdas import Invocation, Lambdas
 from connector.sandbox.sts_trust import check_assume_role
 
 StartResponse = Callable[..., Any]
@@ -27,8 +29,9 @@ _ROUTED_BY_SIGNING_NAME = frozenset(
 
 
 class SandboxApp:
-    def __init__(self, faults: Faults) -> None:
+    def __init__(self, faults: Faults, lambdas: Lambdas | None = None) -> None:
         self.faults = faults
+        self.lambdas = lambdas if lambdas is not None else Lambdas()
         self.inner = DomainDispatcherApplication(create_backend_app)
         self.seed_summary: dict[str, Any] | None = None
         self._apps: dict[str, Callable[..., Iterable[bytes]]] = {}
@@ -45,6 +48,8 @@ class SandboxApp:
                 return _respond(start_response, status, headers, payload)
             if info.service == "eks" and info.operation in eks_access.READS:
                 return self._eks_read(account, environ, info, start_response)
+            if info.service == "lambda" and info.operation == "Invoke":
+                return self._lambda_invoke(account, environ, info, body, start_response)
             if info.service in _ROUTED_BY_SIGNING_NAME:
                 return self._app_of(info.service, environ)(environ, start_response)
         return self.inner(environ, start_response)  # type: ignore[no-any-return]
@@ -58,6 +63,27 @@ class SandboxApp:
             account, info.region, info.operation, dict(info.labels), lambda n: query.get(n, [None])[-1]
         )
         return _respond(start_response, status, [(k, v) for k, v in headers.items() if k != "status"], body.encode())
+
+    def _lambda_invoke(
+        self,
+        account: str,
+        environ: dict[str, Any],
+        info: protocol.RequestInfo,
+        body: bytes,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        answer = self.lambdas.invoke(account, info.region, dict(info.labels).get("FunctionName", ""), environ, body)
+        if isinstance(answer, tuple):
+            return _respond(start_response, *answer)
+        if answer is None:
+            return self._app_of("lambda", environ)(environ, start_response)
+        record: Invocation = answer
+
+        def recording_start_response(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            self.lambdas.moto_answered(record, status, headers)
+            return start_response(status, headers, *exc_info)
+
+        return self._app_of("lambda", environ)(environ, recording_start_response)
 
     def _app_of(self, service: str, environ: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
         app = self._apps.get(service)
@@ -106,14 +132,15 @@ class SandboxApp:
     # -- /_sandbox control API -------------------------------------------------------------------------------
     def _control(self, environ: dict[str, Any], start_response: StartResponse, route: str) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET"))
+        query = {k: v[-1] for k, v in parse_qs(str(environ.get("QUERY_STRING", ""))).items()}
         try:
-            status, payload = self._control_route(method, route, _read_body(environ))
+            status, payload = self._control_route(method, route, _read_body(environ), query)
         except (ValueError, TypeError) as exc:
             status, payload = 400, {"error": str(exc)}
         body = json.dumps(payload, default=str).encode()
         return _respond(start_response, status, [("Content-Type", "application/json")], body)
 
-    def _control_route(self, method: str, route: str, body: bytes) -> tuple[int, Any]:
+    def _control_route(self, method: str, route: str, body: bytes, query: dict[str, str]) -> tuple[int, Any]:
         if route == "health" and method == "GET":
             return 200, {"status": "ok"}
         if route == "faults":
@@ -135,6 +162,15 @@ class SandboxApp:
                 return 200, self.faults.counts()
             if method == "DELETE":
                 self.faults.reset_counts()
+                return 200, {"cleared": True}
+        if route == "lambda/invocations":
+            if method == "GET":
+                found = self.lambdas.invocations(
+                    query.get("function"), event_type=query.get("event_type"), account=query.get("account")
+                )
+                return 200, {"invocations": [inv.to_dict() for inv in found]}
+            if method == "DELETE":
+                self.lambdas.clear_invocations()
                 return 200, {"cleared": True}
         if route == "seed" and method == "GET":
             return (200, self.seed_summary) if self.seed_summary is not None else (404, {"error": "not seeded"})
@@ -170,6 +206,8 @@ def _respond(start_response: StartResponse, status: int, headers: list[tuple[str
     reason = {
         200: "OK",
         201: "Created",
+        202: "Accepted",
+        204: "No Content",
         400: "Bad Request",
         403: "Forbidden",
         404: "Not Found",

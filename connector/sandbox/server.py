@@ -21,6 +21,7 @@ from waitress.server import BaseWSGIServer, create_server
 from connector.sandbox import eks_access, identity, tagging
 from connector.sandbox.app import SandboxApp
 from connector.sandbox.faults import Faults
+from connector.sandbox.lambdas import Lambdas
 from connector.sandbox.seed import SeedInfo, SeedSpec, seed_sandbox
 
 # The sandbox's admin ("root") credentials. Keys moto never issued act as the root of the default
@@ -52,7 +53,8 @@ _running: Sandbox | None = None
 
 def _use_lambda_simple_backend() -> None:
     """moto runs Lambda code in Docker unless lambda.use_docker is False: then the "simple" backend answers
-    Invoke with the payload or a queued response (POST /moto-api/static/lambda-simple/response)."""
+    Invoke with the payload or a queued response (POST /moto-api/static/lambda-simple/response), for functions
+    without a Python handler registered in `Sandbox.lambdas`."""
     from moto.core.config import default_user_config
 
     default_user_config.setdefault("lambda", {})["use_docker"] = False
@@ -73,6 +75,7 @@ class Sandbox:
         self._app = app
         self._thread = thread
         self.faults: Faults = app.faults
+        self.lambdas: Lambdas = app.lambdas  # Python handlers for Lambda functions, and every Invoke's record
         self._seed_info: SeedInfo | None = None
         self._connector_credentials: dict[str, str] | None = None
         self.host, self.port = str(server.effective_host), int(server.effective_port)
@@ -92,7 +95,7 @@ class Sandbox:
             tagging.install()
             _reset_moto()
             identity.install()
-            app = SandboxApp(Faults())
+            app = SandboxApp(Faults(), Lambdas())
             server = create_server(app, host=host, port=port, **SERVER_OPTIONS)
             stopping = threading.Event()
             thread = threading.Thread(target=_serve, args=(server, stopping), name="sandbox-server", daemon=True)
