@@ -4,6 +4,8 @@ The sweeper (built by the jobs layer; it revokes expired grants through the inte
 on a timer in its own thread: it must not take a job slot, and it keeps running while the control plane
 is unreachable, because an expired grant has to go whether or not anyone is listening. Its events wait in
 a bounded outbox and are resent until ReportEvents accepts them (the server deduplicates by event id).
+Sweeping (`SweepLoop.run`) and reporting (`EventReporter.run`) are separate supervised tasks: a slow or
+failing report never delays a sweep, and a crashing sweep never stops the reports.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import base64
 import collections
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +33,7 @@ SWEEP_INTERVAL = 60.0
 MAX_EVENTS_PER_REPORT = 100
 MAX_PENDING_EVENTS = 10_000
 REPORT_TIMEOUT = 10.0
+MAX_LOGGED_ID = 256  # an id from a job is cut to this in a log line
 
 
 class Sweeper(Protocol):
@@ -59,6 +62,7 @@ class EventReporter:
         self._client = client
         self._pending: collections.deque[connector_pb2.ConnectorEvent] = collections.deque()
         self._file = outbox_file
+        self._added = asyncio.Event()
         self.reported = 0
         if outbox_file is not None and outbox_file.exists():
             for line in outbox_file.read_text(encoding="ascii").splitlines():
@@ -91,7 +95,18 @@ class EventReporter:
             dropped += 1
         if dropped:
             log.error("events_dropped", count=dropped, reason="outbox full while the control plane is unreachable")
+        self._added.set()
         self._save()
+
+    async def run(self, retry_interval: float) -> None:
+        """Report events as they are added; while the control plane cannot take them, retry every
+        `retry_interval` seconds (events added meanwhile go with the next attempt)."""
+        while True:
+            self._added.clear()
+            if self._pending and not await self.flush():
+                await asyncio.sleep(retry_interval)
+                continue
+            await self._added.wait()
 
     async def flush(self) -> bool:
         """Send everything pending; False when the control plane could not be reached (kept for later)."""
@@ -127,18 +142,27 @@ class SweepLoop:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="connector-sweep")
 
     def observe(self, job: connector_pb2.Job) -> None:
-        """Tell the sweeper about a job's integration (it may write its state file: off the event loop)."""
-        if not job.HasField("integration") or not job.integration.id:
+        """Tell the sweeper about a job's integration. Everything that reads the settings runs in the sweeper's
+        thread: decoding them can fail (a Struct may hold NaN, JSON cannot), and the sweeper may write its
+        state file; neither may happen on the event loop."""
+        if job.HasField("integration") and job.integration.id:
+            self._thread.submit(self._observe, job.integration)  # the job is never modified: safe to read there
+
+    def _observe(self, spec: connector_pb2.Integration) -> None:
+        try:
+            settings = json_format.MessageToDict(spec.settings, preserving_proto_field_name=True)
+        except Exception as exc:  # a number that is not finite: the dispatcher refuses the job with INVALID_JOB
+            log.warning(
+                "sweeper_observe_skipped",
+                integration_id=spec.id[:MAX_LOGGED_ID],
+                reason="the integration settings do not decode as JSON (a number that is not finite?)",
+                error=type(exc).__name__,  # not its message: that could quote the value
+            )
             return
-        spec = job.integration
-        settings = json_format.MessageToDict(spec.settings, preserving_proto_field_name=True)
-        future = self._thread.submit(self.sweeper.observe, spec.id, spec.type, settings)
-
-        def done(f: Future[None]) -> None:
-            if (exc := f.exception()) is not None:
-                log.warning("sweeper_observe_failed", integration_id=spec.id, error=repr(exc))
-
-        future.add_done_callback(done)
+        try:
+            self.sweeper.observe(spec.id, spec.type, settings)
+        except Exception as exc:
+            log.warning("sweeper_observe_failed", integration_id=spec.id[:MAX_LOGGED_ID], error=repr(exc))
 
     def _sweep(self) -> list[connector_pb2.ConnectorEvent]:
         try:
@@ -148,6 +172,7 @@ class SweepLoop:
             return []
 
     async def run(self) -> None:
+        """Sweep every `interval` seconds; the events go to the outbox (EventReporter.run sends them)."""
         loop = asyncio.get_running_loop()
         while True:
             events = await loop.run_in_executor(self._thread, self._sweep)
@@ -155,8 +180,6 @@ class SweepLoop:
             if events:
                 log.info("expiry_sweep_events", count=len(events))
                 self.reporter.add(events)
-            if self.reporter.pending:
-                await self.reporter.flush()
             await asyncio.sleep(self.interval)
 
     def close(self) -> None:

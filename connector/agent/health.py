@@ -1,9 +1,9 @@
 """Local health and metrics HTTP endpoint (the only socket the agent listens on).
 
 /healthz: 200 while the control loop is alive (it stamps `loop_alive` every turn) and the last poll or
-heartbeat attempt is recent; /readyz: 200 once registered with Hello and not draining; /metrics:
-Prometheus text. A stdlib server in a daemon thread: it keeps answering even if the event loop is stuck,
-which is exactly when /healthz must say 503.
+heartbeat attempt is recent; /readyz: 200 once registered with Hello, not draining and no supervised task
+down (the body names each task and its state); /metrics: Prometheus text. A stdlib server in a daemon
+thread: it keeps answering even if the event loop is stuck, which is exactly when /healthz must say 503.
 """
 
 from __future__ import annotations
@@ -11,13 +11,22 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 LOOP_STALE_AFTER = 15.0  # the loop stamps every second; this long without a stamp = stuck
+
+
+@dataclass(frozen=True)
+class TaskHealth:
+    """One supervised task as /readyz shows it (connector.agent.supervisor publishes these)."""
+
+    up: bool
+    state: str  # "running", "restarting in 2.1 s after ValueError (restart 3)", "stopped"
 
 
 @dataclass
@@ -27,6 +36,8 @@ class HealthState:
     attempt_stale_after: float = 120.0  # updated from the poll wait once registered
     registered: bool = False
     draining: bool = False
+    # Replaced whole (never mutated) by the supervisor, so the HTTP thread always reads a consistent snapshot.
+    tasks: Mapping[str, TaskHealth] = field(default_factory=dict)
 
     def healthy(self, now: float | None = None) -> tuple[bool, str]:
         now = time.monotonic() if now is None else now
@@ -37,11 +48,17 @@ class HealthState:
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
+        tasks = self.tasks
+        down = [name for name, task in tasks.items() if not task.up]
         if self.draining:
-            return False, "draining"
-        if not self.registered:
-            return False, "not registered with the control plane"
-        return True, "ok"
+            ok, reason = False, "draining"
+        elif not self.registered:
+            ok, reason = False, "not registered with the control plane"
+        elif down:
+            ok, reason = False, f"supervised task down: {', '.join(down)}"
+        else:
+            ok, reason = True, "ok"
+        return ok, "\n".join([reason, *(f"task {name}: {task.state}" for name, task in tasks.items())])
 
 
 def _split(addr: str) -> tuple[str, int]:

@@ -49,3 +49,15 @@ class Metrics:
         self.hello_attempts = Counter(
             "connector_hello_attempts_total", "Hello calls made (registration attempts).", registry=self.registry
         )
+        self.task_up = Gauge(
+            "connector_task_up",
+            "1 while a supervised long-running task runs, 0 while it is down (waiting for its restart) or stopped.",
+            ["task"],
+            registry=self.registry,
+        )
+        self.task_restarts = Counter(
+            "connector_task_restarts_total",
+            "Restarts of a supervised task after it crashed or returned unexpectedly.",
+            ["task"],
+            registry=self.registry,
+        )

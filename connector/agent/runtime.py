@@ -2,7 +2,9 @@
 
 One control loop (Hello, then PollJobs for as many jobs as there are free slots), one heartbeat task,
 one task per job (its work runs in the worker pool). Failures of the connection back off with jittered
-exponential waits (tenacity) and re-register; a refused identity stops the agent (exit code 3).
+exponential waits (tenacity) and re-register; a refused identity stops the agent (exit code 3). The
+long-running tasks run under `supervisor.Supervisor`, which restarts any that crashes: nothing a job
+carries, and no bug in one of them, ends the process.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ from connector.agent.inventory_upload import _struct
 from connector.agent.metrics import Metrics
 from connector.agent.slots import Slots
 from connector.agent.steering import Steering
+from connector.agent.supervisor import Supervisor
 from connector.config import AgentConfig
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, ErrorCode
 from connector.jobs.dispatcher import Dispatcher
 from connector.logging import get_logger
 from connector.v1 import connector_pb2
@@ -57,6 +60,7 @@ REPORT_WINDOW = 10.0  # after the drain grace, how long results may still be ret
 CANCEL_WAIT = 5.0  # after the grace, how long cancelled jobs get to stop before they are abandoned
 BACKOFF_MIN = 0.25
 BACKOFF_MAX = 30.0
+CONTROL_LOOP = "control-loop"
 
 _OUTCOMES = {
     "succeeded": connector_pb2.OUTCOME_SUCCEEDED,
@@ -65,6 +69,13 @@ _OUTCOMES = {
 }
 
 T = TypeVar("T")
+
+
+def _crashed(running: RunningJob) -> JobReport:
+    job = running.job
+    error = ConnectorError(ErrorCode.INTERNAL, "the connector failed to run this job; see its log", retryable=False)
+    integration = job.integration.type if job.HasField("integration") else ""
+    return JobReport("failed", error, {}, time.monotonic() - running.started, job.WhichOneof("kind") or "", integration)
 
 
 class _Stopped(Exception):
@@ -89,6 +100,8 @@ class AgentRuntime:
         self.sweeper = sweeper
         self.sweep_interval = sweep_interval
         self.sweep_loop: SweepLoop | None = None
+        self.reporter: EventReporter | None = None
+        self.supervisor: Supervisor | None = None
         self.metrics = Metrics()
         self.health = HealthState()
         self.steering = Steering()
@@ -159,21 +172,22 @@ class AgentRuntime:
             self.health,
             self._on_fatal,
         )
-        background = [
-            asyncio.create_task(self._tick(), name="tick"),
-            asyncio.create_task(heartbeater.run(), name="heartbeat"),
-        ]
         outbox = self.config.state_dir / "events-outbox" if self.config.state_dir is not None else None
-        reporter = EventReporter(self._client, outbox)
+        reporter = self.reporter = EventReporter(self._client, outbox)
+        supervisor = self.supervisor = Supervisor(
+            self.metrics, self.health, stopping=self._stop.is_set, on_fatal=self._on_fatal
+        )
+        supervisor.start(CONTROL_LOOP, self._control_loop)
+        supervisor.start("heartbeat", heartbeater.run)
+        supervisor.start("tick", self._tick)
+        supervisor.start("event-report", lambda: reporter.run(retry_interval=self.sweep_interval))
         if self.sweeper is not None:
             self.sweep_loop = SweepLoop(self.sweeper, reporter, self.sweep_interval)
-            background.append(asyncio.create_task(self.sweep_loop.run(), name="expiry-sweep"))
+            supervisor.start("expiry-sweep", self.sweep_loop.run)
             log.info("expiry_sweeper_started", interval_seconds=self.sweep_interval)
         try:
-            try:
-                await self._control_loop()
-            except FatalConnectionError as exc:
-                self._on_fatal(exc)
+            await self._stop.wait()
+            await supervisor.settled(CONTROL_LOOP)  # no job starts after this, so the drain sees every one
             self.health.draining = True
             if self.fatal_error is not None:
                 await self._abort_jobs()
@@ -181,9 +195,7 @@ class AgentRuntime:
             await self._drain()
             return EXIT_OK
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await supervisor.close()
             if self.sweep_loop is not None:
                 self.sweep_loop.close()
             if reporter.pending and self.fatal_error is None:  # last chance for events not yet reported
@@ -351,17 +363,22 @@ class AgentRuntime:
     # ---- jobs -----------------------------------------------------------------------------------------
 
     def _start_job(self, job: connector_pb2.Job) -> None:
+        """Never raises for what the job holds: a job that cannot even be logged or observed still runs, and the
+        dispatcher gives it its typed error result (a failure here would end the control loop's turn)."""
         running = RunningJob(job=job, lease_until=time.monotonic() + self.steering.lease_duration)
         self.running[running.key] = running
-        if self.sweep_loop is not None and self._verified(job):
-            self.sweep_loop.observe(job)  # only a verified job may change the settings the sweeper revokes with
-        log.info(
-            "job_started",
-            job_id=job.id,
-            kind=job.WhichOneof("kind") or "",
-            integration=job.integration.type,
-            attempt=job.attempt,
-        )
+        try:
+            if self.sweep_loop is not None and self._verified(job):
+                self.sweep_loop.observe(job)  # only a verified job may change the settings the sweeper revokes with
+            log.info(
+                "job_started",
+                job_id=job.id,
+                kind=job.WhichOneof("kind") or "",
+                integration=job.integration.type,
+                attempt=job.attempt,
+            )
+        except Exception as exc:
+            log.error("job_started_without_details", attempt=job.attempt, error=type(exc).__name__)
         self.metrics.jobs_running.set(len(self.running))
         task = asyncio.create_task(self._job_main(running), name=f"job-{job.id}")
         self._job_tasks.add(task)
@@ -380,7 +397,11 @@ class AgentRuntime:
         delivery = "lost"
         report: JobReport | None = None
         try:
-            report = await self._executor.run(running)
+            try:
+                report = await self._executor.run(running)
+            except Exception:  # the dispatcher turns every failure into a result; should it not, still report one
+                log.exception("job_crashed", job_id=job.id, attempt=job.attempt)
+                report = _crashed(running)
             if not running.lost:
                 delivery = await self._deliver(running, report)
         finally:
