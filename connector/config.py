@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,12 @@ class AgentConfig(BaseSettings):
         ):
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}: no readable file at {path}")
+        for name, path in (
+            ("CONNECTOR_TOKEN_FILE", self.token_file),
+            ("CONNECTOR_TLS_CLIENT_KEY_FILE", self.tls_client_key_file),
+        ):
+            if path is not None:
+                _refuse_world_readable(name, path)
         return self
 
     @property
@@ -158,6 +165,18 @@ class AgentConfig(BaseSettings):
         if not value:
             raise ConfigError("CONNECTOR_TOKEN / CONNECTOR_TOKEN_FILE: the token is empty")
         return value
+
+
+def _refuse_world_readable(name: str, path: Path) -> None:
+    """A secret file any local user can read is refused. Group-readable stays allowed: the Helm chart mounts the
+    token with defaultMode 0440 and an fsGroup. os.stat follows symlinks, so a Kubernetes Secret volume (a
+    symlink into ..data/) is judged by the file it points to."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & stat.S_IROTH:
+        raise ValueError(
+            f"{name}: {path} is readable by every user (mode {mode:04o}); "
+            f"run `chmod 600 {path}` (or `chmod 640` for a group that must read it)"
+        )
 
 
 def _env_name(field_name: str) -> str:

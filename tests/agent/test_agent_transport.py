@@ -54,6 +54,7 @@ def test_a_server_the_ca_does_not_vouch_for_is_not_trusted(tmp_path: Path) -> No
 def test_token_file_is_re_read_on_every_call(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)  # connector run refuses a token file every user can read
     with start_cp(cp_settings(tmp_path, poll_wait=1.0)) as cp:
         env = agent_env(cp.address, CONNECTOR_TOKEN_FILE=str(token_file))
         del env["CONNECTOR_TOKEN"]

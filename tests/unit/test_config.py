@@ -53,6 +53,7 @@ def test_plaintext_loopback_needs_flag():
 def test_token_file_is_reread(tmp_path):
     token = tmp_path / "token"
     token.write_text("first-token\n")
+    token.chmod(0o600)
     env = {k: v for k, v in BASE.items() if k != "CONNECTOR_TOKEN"} | {"CONNECTOR_TOKEN_FILE": str(token)}
     cfg = load_config(env)
     assert cfg.read_token() == "first-token"
@@ -77,3 +78,52 @@ def test_env_var_table_is_complete():
         assert name in ENV_VARS
     assert all(name.startswith(("CONNECTOR_", "CONTROL_PLANE_")) for name in ENV_VARS)
     assert all(desc for desc in ENV_VARS.values())
+
+
+NO_TOKEN = {k: v for k, v in BASE.items() if k != "CONNECTOR_TOKEN"}
+
+
+def _secret_file(tmp_path, name, mode):
+    path = tmp_path / name
+    path.write_text("s3cret-file-content\n")
+    path.chmod(mode)
+    return path
+
+
+def _with_client_key(key):
+    return BASE | {"CONNECTOR_TLS_CLIENT_CERT_FILE": __file__, "CONNECTOR_TLS_CLIENT_KEY_FILE": str(key)}
+
+
+@pytest.mark.parametrize("variable", ["CONNECTOR_TOKEN_FILE", "CONNECTOR_TLS_CLIENT_KEY_FILE"])
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o666, 0o444])
+def test_a_secret_file_every_user_can_read_is_refused(tmp_path, variable, mode):
+    path = _secret_file(tmp_path, "secret", mode)
+    env = NO_TOKEN | {variable: str(path)} if variable == "CONNECTOR_TOKEN_FILE" else _with_client_key(path)
+    with pytest.raises(ConfigError) as err:
+        load_config(env)
+    message = str(err.value)
+    assert variable in message and "chmod 600" in message and "640" in message
+    assert f"{mode:04o}" in message
+    assert "s3cret-file-content" not in message
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o440, 0o400])
+def test_a_secret_file_for_the_owner_or_its_group_is_accepted(tmp_path, mode):
+    token = _secret_file(tmp_path, "token", mode)
+    key = _secret_file(tmp_path, "client.key", mode)
+    cfg = load_config(NO_TOKEN | {"CONNECTOR_TOKEN_FILE": str(token)})
+    assert cfg.read_token() == "s3cret-file-content"
+    assert load_config(_with_client_key(key)).tls_client_key_file == key
+
+
+def test_a_symlink_is_judged_by_the_file_it_points_to(tmp_path):
+    """Kubernetes Secret volumes are symlinks (token -> ..data/token); a symlink's own mode is always 0777."""
+    data = tmp_path / "..data"
+    data.mkdir()
+    target = _secret_file(data, "token", 0o644)
+    link = tmp_path / "token"
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="CONNECTOR_TOKEN_FILE"):
+        load_config(NO_TOKEN | {"CONNECTOR_TOKEN_FILE": str(link)})
+    target.chmod(0o440)  # what the Helm chart's defaultMode gives
+    assert load_config(NO_TOKEN | {"CONNECTOR_TOKEN_FILE": str(link)}).read_token() == "s3cret-file-content"
