@@ -44,7 +44,7 @@ from connector.aws.errors import error_code
 from connector.aws.sessions import AwsSessions, ClientSettings, clamp_session_duration
 from connector.config import AgentConfig, ConfigError, load_config
 from connector.errors import InvalidSettings
-from connector.integrations.org_settings import OrgSettings, parse_settings
+from connector.integrations.aws_organization.settings import OrgSettings, parse_settings
 from connector.jobs.guardrails import GuardrailError, load_guardrails
 from connector.v1 import connector_pb2, connector_pb2_grpc
 

@@ -25,9 +25,12 @@ _SECRET_KEY = re.compile(
 _SECRET_VALUE = re.compile(
     r"(?i:bearer\s+)[A-Za-z0-9._~+/=-]+"  # Authorization: Bearer ...
     r"|k8s-aws-v1\.[A-Za-z0-9_-]+"  # EKS bearer tokens
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWTs: Kubernetes service account tokens
     r"|(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"  # AWS access key ids
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
     r"|(?i:(?:aws_secret_access_key|aws_session_token|secretaccesskey|sessiontoken)[\"'=: ]+)[A-Za-z0-9/+=]{16,}"
+    r"|(?i:x-amz-security-token[\"'=: ]+)[A-Za-z0-9/+=]{16,}"  # the session token header, as a request dump shows it
+    r"|(?:IQoJb3JpZ2lu|FwoGZXIvYXdz)[A-Za-z0-9/+=]{16,}"  # STS session tokens, whatever precedes them
 )
 
 _registered_secrets: set[str] = set()
@@ -92,6 +95,30 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    _route_stdlib_logging(stream)
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Library warnings (botocore, urllib3, the kubernetes client) go through the standard logging module:
+    they get the same redaction as the connector's own lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+    def formatException(self, ei: Any) -> str:  # logging's own name
+        # One line, not the library's traceback: the cause, as its exception says it.
+        kind, value = ei[0], ei[1]
+        return f"  caused by {getattr(kind, '__name__', 'error')}: {str(value)[:300]}"
+
+
+def _route_stdlib_logging(stream: Any) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.set_name("connector-redacting")
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if h.get_name() != "connector-redacting"] + [handler]
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> Any:

@@ -14,12 +14,11 @@ import asyncio
 import base64
 import collections
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from grpc import aio
 
@@ -37,11 +36,13 @@ MAX_LOGGED_ID = 256  # an id from a job is cut to this in a log line
 
 
 class Sweeper(Protocol):
-    """What the agent needs of connector.jobs.expiry.ExpirySweeper."""
-
-    def observe(self, integration_id: str, integration_type: str, settings: Mapping[str, Any]) -> None: ...
+    """What the agent needs of connector.jobs.expiry.ExpirySweeper. The sweeper learns integrations from the
+    dispatcher (only settings that validated, from verified jobs), never from the agent's reading of a job."""
 
     def sweep(self) -> Sequence[Any]:  # items with .to_proto() -> ConnectorEvent (or ConnectorEvents)
+        ...
+
+    def status(self) -> Mapping[str, Mapping[str, Any]]:  # per integration: failing, failures, retry_in_seconds
         ...
 
 
@@ -134,42 +135,31 @@ def _name(exc: BaseException) -> str:
 
 
 class SweepLoop:
-    def __init__(self, sweeper: Sweeper, reporter: EventReporter, interval: float = SWEEP_INTERVAL) -> None:
+    def __init__(
+        self,
+        sweeper: Sweeper,
+        reporter: EventReporter,
+        interval: float = SWEEP_INTERVAL,
+        on_status: Callable[[Mapping[str, Mapping[str, Any]]], None] = lambda _: None,
+    ) -> None:
         self.sweeper = sweeper
         self.reporter = reporter
         self.interval = interval
+        self._on_status = on_status
         self.sweeps = 0
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="connector-sweep")
 
-    def observe(self, job: connector_pb2.Job) -> None:
-        """Tell the sweeper about a job's integration. Everything that reads the settings runs in the sweeper's
-        thread: decoding them can fail (a Struct may hold NaN, JSON cannot), and the sweeper may write its
-        state file; neither may happen on the event loop."""
-        if job.HasField("integration") and job.integration.id:
-            self._thread.submit(self._observe, job.integration)  # the job is never modified: safe to read there
-
-    def _observe(self, spec: connector_pb2.Integration) -> None:
-        try:
-            settings = json_format.MessageToDict(spec.settings, preserving_proto_field_name=True)
-        except Exception as exc:  # a number that is not finite: the dispatcher refuses the job with INVALID_JOB
-            log.warning(
-                "sweeper_observe_skipped",
-                integration_id=spec.id[:MAX_LOGGED_ID],
-                reason="the integration settings do not decode as JSON (a number that is not finite?)",
-                error=type(exc).__name__,  # not its message: that could quote the value
-            )
-            return
-        try:
-            self.sweeper.observe(spec.id, spec.type, settings)
-        except Exception as exc:
-            log.warning("sweeper_observe_failed", integration_id=spec.id[:MAX_LOGGED_ID], error=repr(exc))
-
     def _sweep(self) -> list[connector_pb2.ConnectorEvent]:
         try:
-            return [_as_proto(event) for event in self.sweeper.sweep()]
+            events = [_as_proto(event) for event in self.sweeper.sweep()]
         except Exception:  # one bad sweep must not stop the next
             log.exception("expiry_sweep_failed")
             return []
+        try:
+            self._on_status(self.sweeper.status())
+        except Exception:  # metrics only: never worth losing the sweep's events over
+            log.exception("expiry_status_failed")
+        return events
 
     async def run(self) -> None:
         """Sweep every `interval` seconds; the events go to the outbox (EventReporter.run sends them)."""

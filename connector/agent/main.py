@@ -77,8 +77,10 @@ def _build_sweeper(config: AgentConfig, dispatcher: Dispatcher) -> Sweeper | Non
     except ModuleNotFoundError:
         return None
     state_file = config.state_dir / "expiry-sweeper.json" if config.state_dir else None
-    sweeper: Sweeper = module.ExpirySweeper(dispatcher.registry, dispatcher.services, state_file=state_file)
-    return sweeper
+    sweeper = module.ExpirySweeper(dispatcher.registry, dispatcher.services, state_file=state_file)
+    dispatcher.listener = sweeper  # it learns integrations whose settings validated (and worked) from jobs
+    built: Sweeper = sweeper
+    return built
 
 
 def main(argv: Sequence[str] = ()) -> int:

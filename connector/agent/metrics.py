@@ -61,3 +61,14 @@ class Metrics:
             ["task"],
             registry=self.registry,
         )
+        self.expiry_sweeps = Counter(
+            "connector_expiry_sweeps_total",
+            "Expiry sweeps run (every kind of every known integration).",
+            registry=self.registry,
+        )
+        self.expiry_integration_failing = Gauge(
+            "connector_expiry_integration_failing",
+            "1 while an integration's expiry scan fails (it is retried with backoff), 0 once it scans again.",
+            ["integration"],
+            registry=self.registry,
+        )

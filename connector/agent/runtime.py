@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -182,7 +182,7 @@ class AgentRuntime:
         supervisor.start("tick", self._tick)
         supervisor.start("event-report", lambda: reporter.run(retry_interval=self.sweep_interval))
         if self.sweeper is not None:
-            self.sweep_loop = SweepLoop(self.sweeper, reporter, self.sweep_interval)
+            self.sweep_loop = SweepLoop(self.sweeper, reporter, self.sweep_interval, self._expiry_status)
             supervisor.start("expiry-sweep", self.sweep_loop.run)
             log.info("expiry_sweeper_started", interval_seconds=self.sweep_interval)
         try:
@@ -205,6 +205,12 @@ class AgentRuntime:
             await self._client.close()
             pool.shutdown(wait=False, cancel_futures=True)
             log.info("agent_stopped", reconnects=self.reconnects)
+
+    def _expiry_status(self, status: Mapping[str, Mapping[str, Any]]) -> None:
+        """Called from the sweeper's thread after each sweep (prometheus-client metrics are thread-safe)."""
+        self.metrics.expiry_sweeps.inc()
+        for integration_id, state in status.items():
+            self.metrics.expiry_integration_failing.labels(integration_id).set(1 if state.get("failing") else 0)
 
     def _progress(self, running: RunningJob, done: int, total: int) -> None:
         """Sync progress (accounts done / total) as metrics, and a log line per tenth of the way."""
@@ -363,13 +369,12 @@ class AgentRuntime:
     # ---- jobs -----------------------------------------------------------------------------------------
 
     def _start_job(self, job: connector_pb2.Job) -> None:
-        """Never raises for what the job holds: a job that cannot even be logged or observed still runs, and the
-        dispatcher gives it its typed error result (a failure here would end the control loop's turn)."""
+        """Never raises for what the job holds: a job that cannot even be logged still runs, and the dispatcher
+        gives it its typed error result (a failure here would end the control loop's turn). Nothing here reads
+        the job's settings: the dispatcher validates them and tells the expiry sweeper."""
         running = RunningJob(job=job, lease_until=time.monotonic() + self.steering.lease_duration)
         self.running[running.key] = running
         try:
-            if self.sweep_loop is not None and self._verified(job):
-                self.sweep_loop.observe(job)  # only a verified job may change the settings the sweeper revokes with
             log.info(
                 "job_started",
                 job_id=job.id,
@@ -383,13 +388,6 @@ class AgentRuntime:
         task = asyncio.create_task(self._job_main(running), name=f"job-{job.id}")
         self._job_tasks.add(task)
         task.add_done_callback(self._job_tasks.discard)
-
-    def _verified(self, job: connector_pb2.Job) -> bool:
-        try:
-            self.dispatcher.verify(job)
-        except ConnectorError:
-            return False  # the dispatcher refuses it with the reason, as the job's result
-        return True
 
     async def _job_main(self, running: RunningJob) -> None:
         assert self._executor is not None

@@ -108,8 +108,8 @@ def url_from_token(token: str) -> str:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
 
 
-def cluster_connection_info(eks_client: Any, cluster_name: str) -> tuple[str, bytes]:
-    """The API server endpoint and the CA (PEM bytes) of an EKS cluster, from DescribeCluster."""
+def cluster_connection_info(eks_client: Any, cluster_name: str) -> tuple[str, bytes, str]:
+    """The API server endpoint, the CA (PEM bytes) and the ARN of an EKS cluster, from DescribeCluster."""
     cluster = eks_client.describe_cluster(name=cluster_name)["cluster"]
     endpoint = str(cluster.get("endpoint") or "")
     ca_data = str((cluster.get("certificateAuthority") or {}).get("data") or "")
@@ -127,4 +127,4 @@ def cluster_connection_info(eks_client: Any, cluster_name: str) -> tuple[str, by
             f"EKS cluster {cluster_name!r}: certificateAuthority.data is not valid base64",
             retryable=False,
         ) from None
-    return endpoint, ca_pem
+    return endpoint, ca_pem, str(cluster.get("arn") or "")

@@ -13,6 +13,7 @@ from botocore.exceptions import (
 )
 
 from connector.errors import ConnectorError, ErrorCode
+from connector.logging import redact_text
 
 THROTTLING_CODES = frozenset(
     {
@@ -57,7 +58,7 @@ def classify_aws_error(exc: BaseException) -> ConnectorError | None:
     if isinstance(exc, ClientError):
         code = error_code(exc)
         op = exc.operation_name
-        message = str(exc.response.get("Error", {}).get("Message", ""))[:400]
+        message = redact_text(str(exc.response.get("Error", {}).get("Message", "")))[:400]  # AWS may quote a token
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         text = f"{op}: {code}: {message}"
         if code in THROTTLING_CODES:
@@ -96,5 +97,5 @@ def classify_aws_error(exc: BaseException) -> ConnectorError | None:
     if isinstance(exc, (BotoConnectionError, ReadTimeoutError)):
         return ConnectorError(ErrorCode.UNAVAILABLE, f"AWS endpoint unreachable: {type(exc).__name__}")
     if isinstance(exc, BotoCoreError):
-        return ConnectorError(ErrorCode.UNAVAILABLE, f"{type(exc).__name__}: {str(exc)[:300]}")
+        return ConnectorError(ErrorCode.UNAVAILABLE, f"{type(exc).__name__}: {redact_text(str(exc))[:300]}")
     return None

@@ -28,10 +28,12 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
+from connector.aws.partitions import PARTITION
+
 # Role chaining (an assumed role assuming another) caps sessions at one hour; AWS refuses longer ones.
 ROLE_CHAINING_MAX_SECONDS = 3600
 MIN_SESSION_SECONDS = 900
-ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):iam::(\d{12}):role/([\w+=,.@/-]{1,512})$")
+ROLE_ARN = re.compile(rf"^arn:({PARTITION}):iam::(\d{{12}}):role/([\w+=,.@/-]{{1,512}})$")
 _SESSION_NAME_INVALID = re.compile(r"[^\w+=,.@-]")
 
 

@@ -1,9 +1,10 @@
-"""The interface every integration implements, and the context a job runs in.
+"""What a job hands an integration, and the context it runs in.
 
 Integrations are plain, synchronous Python: the agent runs them in a bounded worker pool and gives them a
 JobContext. They never import the agent or generated gRPC code. A Syncer emits inventory items through
 the context (streamed to the control plane while the sync runs); a Provisioner grants and revokes and
-returns a JSON-able result. Both raise ConnectorError subclasses for failures.
+returns a JSON-able result. Both raise ConnectorError subclasses for failures. The interfaces themselves
+are in connector.integrations.capabilities.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from connector.errors import ConnectorError, ErrorCode, JobCancelled
 
@@ -85,50 +86,6 @@ class JobContext:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
 
-class Integration:
-    """Base class: an integration type id, its settings, and the operations it supports.
-
-    Subclasses set `type_id` and override `sync` and/or `grant` + `revoke`; `capabilities` is derived from
-    which ones they override. Settings are validated in `__init__` (raise InvalidSettings naming the
-    setting), so a bad setting becomes a non-retryable result before any call is made.
-    """
-
-    type_id: ClassVar[str]
-
-    def __init__(self, integration_id: str, settings: Mapping[str, Any], services: Services) -> None:
-        self.integration_id = integration_id
-        self.settings = settings
-        self.services = services
-
-    @classmethod
-    def operations(cls) -> frozenset[str]:
-        ops = set()
-        if cls.sync is not Integration.sync:
-            ops.add("sync")
-        if cls.grant is not Integration.grant:
-            ops.add("grant")
-        if cls.revoke is not Integration.revoke:
-            ops.add("revoke")
-        return frozenset(ops)
-
-    def account_ous(self, account_id: str) -> list[str]:
-        """OU ids above an account (for the customer's organizational_units guardrail); [] if unknown."""
-        return []
-
-    def sync(self, request: SyncRequest, ctx: JobContext) -> dict[str, Any]:
-        raise ConnectorError(ErrorCode.UNSUPPORTED, f"integration type {self.type_id!r} does not sync", retryable=False)
-
-    def grant(self, request: GrantRequest, ctx: JobContext) -> dict[str, Any]:
-        raise ConnectorError(
-            ErrorCode.UNSUPPORTED, f"integration type {self.type_id!r} does not grant", retryable=False
-        )
-
-    def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
-        raise ConnectorError(
-            ErrorCode.UNSUPPORTED, f"integration type {self.type_id!r} does not revoke", retryable=False
-        )
-
-
 @dataclass
 class Services:
     """Process-wide resources shared by integrations (built once at start-up by the jobs layer)."""
@@ -136,6 +93,6 @@ class Services:
     connector_id: str
     # connector.aws.sessions.AwsSessions: connector identity + cached assumed-role credentials.
     aws: Any = None
-    # connector.jobs.guardrails.Guardrails (customer's policy file), or None when not configured.
+    # connector.jobs.guardrails.Guardrails: the customer's policy file, or the default policy.
     guardrails: Any = None
     extra: dict[str, Any] = field(default_factory=dict)

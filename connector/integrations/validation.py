@@ -25,8 +25,8 @@ def parse_target(model: type[M], raw: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(dict(raw))
     except ValidationError as exc:
-        where, what = first_problem(exc, "target")
-        raise InvalidJob(f"target.{where}: {what}") from None
+        where, what = first_problem(exc, "")
+        raise InvalidJob(f"target.{where}: {what}" if where else f"target: {what}") from None
 
 
 def parse_settings(model: type[M], raw: Mapping[str, Any]) -> M:

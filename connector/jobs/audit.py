@@ -2,7 +2,8 @@
 
 Fields: action (grant|revoke), source (job|expiry), grant_id, job_id, attempt, integration_id,
 integration_type, principal, target (resource lists shortened), policies, scope, outcome, error_code,
-error (message), duration_ms, dry_run, calls (number of mutating calls made or planned). No secrets: the
+error (message), duration_ms, dry_run, calls (number of mutating calls made or planned), effect (for
+a grant: the Effect the guardrails judged: kind, level, where, what). No secrets: the
 requester's public key and credentials never enter it, and the line passes the redaction processor like
 every other. Customers ship these lines to their SIEM, so the field names are stable.
 """
@@ -30,9 +31,11 @@ def summarize_target(target: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def policies_of(target: Mapping[str, Any]) -> list[str]:
-    """What the grant gives, whatever its kind: EKS access policies, a permission set, an access level."""
+    """What the grant gives, whatever its kind: EKS access policies, a permission set, an access level. The
+    target is the job's, unvalidated (a refused grant is audited too): anything but a list is shown as text."""
     if policies := target.get("access_policies"):
-        return [str(p).rsplit("/", 1)[-1] for p in policies]
+        listed = policies if isinstance(policies, list) else [policies]
+        return [str(p).rsplit("/", 1)[-1] for p in listed]
     if ps := target.get("permission_set"):
         return [str(ps)]
     if level := target.get("access_level"):
@@ -46,7 +49,8 @@ def scope_of(target: Mapping[str, Any]) -> dict[str, Any]:
         if key in target:
             scope[key] = _short(target[key])
     if "resources" in target:
-        scope["resources"] = len(target.get("resources") or [])
+        resources = target.get("resources")
+        scope["resources"] = len(resources) if isinstance(resources, list) else str(resources)[:40]
     return scope
 
 
@@ -66,6 +70,7 @@ def record(
     error: ConnectorError | None,
     duration_s: float,
     result: Mapping[str, Any] | None = None,
+    effect: Mapping[str, Any] | None = None,
 ) -> None:
     """Emit the audit line. Never raises: auditing must not change a job's outcome."""
     try:
@@ -89,6 +94,9 @@ def record(
             duration_ms=round(duration_s * 1000, 1),
             dry_run=dry_run,
             calls=len(calls) if isinstance(calls, list) else None,
+            effect=dict(effect) if effect else None,
         )
     except Exception:  # pragma: no cover - a broken log sink must not fail a grant
-        log.warning("audit_failed", grant_id=grant_id, job_id=job_id)
+        log.warning(
+            "audit_failed", action=action, grant_id=grant_id, job_id=job_id, outcome=outcome, principal=principal
+        )

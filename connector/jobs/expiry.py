@@ -1,35 +1,32 @@
-"""Revoke expired grants locally, with or without the control plane.
+"""The one expiry loop: revoke expired grants of every kind, locally, with or without the control plane.
 
-Every grant records its expiry in the target itself, so the record survives restarts and is shared by all
-replicas:
-  EKS              tag `access-connector/grant/<key>` = "exp=<epoch> <Policy>=<scope> ..." on the access entry
-  IAM              tag `access-connector/grant/<key>` = "exp=<epoch> policy=<inline policy>" on the role
-  Identity Center  tag `access-connector/grant/<key>` = "exp=<epoch> acct=<id> USER|GROUP=<id> own=<0|1>" on
-                   the permission set (assignments cannot carry tags; 50 tags per permission set)
+Every grant's record lives in its target (connector.integrations.ledger), so it survives restarts and every
+replica sees it. Each sweep asks every kind of every known integration for its expired records (its
+ExpiryScanner) and revokes each through that kind's own `revoke` — the same idempotent path a revoke job takes
+— and audits it. A record that cannot be decoded counts as expired (the ledger fails closed); one that does
+not even say what to revoke is reported as a failed event, once per process, for a person to look at.
 
-API (synchronous; the agent runs it in its worker pool, e.g. every 60 s, and also while it cannot reach the
-control plane):
+API (synchronous; the agent runs it in its own thread every CONNECTOR_EXPIRY_SWEEP_SECONDS, also while the
+control plane is unreachable):
 
     sweeper = ExpirySweeper(dispatcher.registry, dispatcher.services, state_file=Path(...))  # file optional
-    sweeper.observe(integration_id, integration_type, settings)   # for every job's integration
-    sweeper.track(integration_instance)                           # optional: reuse a live instance
-    events = sweeper.sweep()            # -> list[ExpiryEvent]; to_proto_fields() for ReportEvents
+    dispatcher.listener = sweeper     # offer(): settings that validated; confirm(): settings that worked
+    events = sweeper.sweep()          # -> list[ExpiryEvent]; to_proto() for ReportEvents
 
-What a sweep scans, per aws_organization integration (bounded and cheap):
-  - Identity Center: every permission set's tags (one ListTagsForResource per permission set), each sweep.
-  - EKS and IAM: the clusters and roles this process granted on (noted by the integration before its first
-    call, in the shared Services, so build the sweeper on the dispatcher's Services) on every sweep; everything (accounts x regions x clusters x access entries, accounts x roles) on
-    the first sweep after start-up and then every `full_scan_interval` (default 1 h), which catches grants
-    made by another replica or before a restart. Scan failures in one place are logged and skipped.
-Every expired record is revoked through the integration's own `revoke` (the same idempotent path a revoke
-job takes) and audited. Events: id stable per (integration, place, grant, expiry) and outcome, type
-"grant.expired_revoked". After a successful revoke the record is gone, so the next sweep neither finds it
-nor calls anything mutating; a failed revoke keeps its record and is retried on every sweep, but its
-failure event is produced once per process. The agent resends events until ReportEvents accepts them (the
-control plane deduplicates by id).
+Which settings it sweeps with. Integrations and their settings arrive with jobs, so a job can carry a
+mistake. The sweeper only ever takes settings that validated (the dispatcher built the integration from
+them), and prefers the last settings that WORKED (a job with them succeeded, or a sweep with them scanned
+cleanly) over newer ones that have not yet: a job with a wrong role ARN in its settings cannot stop grants
+that were due from being revoked. Newer settings are tried when the working ones fail, and win once they
+work. With `state_file` both are kept on disk (settings only: they hold no secrets), so a sweeper started
+while the control plane is down still knows what to sweep.
 
-`observe` keeps integration settings (never secrets) in memory and, when `state_file` is set, on disk, so a
-sweeper started while the control plane is down still knows what to sweep.
+An integration whose scan fails is backed off (60 s, doubling, at most an hour) and warned about when that
+happens, not on every sweep; `status()` says which integrations are failing.
+
+What a scan covers is each kind's business: EKS and IAM look where this process granted on every sweep and
+everywhere on the first sweep after start-up and then every `full_scan_interval` (1 h); Identity Center,
+Kubernetes bindings, aws-auth and Lambda records are cheap enough to read whole on every sweep.
 """
 
 from __future__ import annotations
@@ -39,28 +36,29 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from connector.aws.errors import classify_aws_error
 from connector.errors import ConnectorError, ErrorCode
-from connector.integrations import eks_access, iam_access, identity_center_access
-from connector.integrations.aws_organization import AwsOrganizationIntegration
-from connector.integrations.base import Integration, JobContext, RevokeRequest, Services
+from connector.integrations.base import JobContext
+from connector.integrations.capabilities import ExpiredGrant, ExpiryScan, Integration
 from connector.jobs import audit
 from connector.jobs.registry import Registry
-from connector.logging import get_logger
+from connector.logging import get_logger, redact_text
 from connector.v1 import connector_pb2
 
 log = get_logger("connector.jobs.expiry")
 EVENT_TYPE = "grant.expired_revoked"
 DEFAULT_FULL_SCAN_INTERVAL = 3600.0
+BACKOFF_FIRST = 60.0
+BACKOFF_MAX = 3600.0
+DROP_AFTER = 8  # failed scans (about four hours of backoff) after which unproven settings are forgotten
 REVOKE_TIMEOUT = 300.0  # each revoke gets this long, like a job's deadline
+SCAN_TIMEOUT = 600.0  # one integration's scan
 
 
 @dataclass(frozen=True)
@@ -96,166 +94,300 @@ class ExpiryEvent:
         return event
 
 
-@dataclass(frozen=True)
-class Expired:
-    """An expired grant found in a target, and how to revoke it."""
-
-    kind: str  # eks | iam | identity_center
-    place: str  # human-readable location, part of the event id
-    grant_key: str
-    expires_epoch: int
-    principal: str
-    target: dict[str, Any]
-
-    @property
-    def grant_id(self) -> str:
-        # grant_tag_key(suffix) == grant_key, so revoking with the suffix addresses exactly this record.
-        return self.grant_key.removeprefix(eks_access.GRANT_PREFIX)
-
-
-def event_id(integration_id: str, expired: Expired, outcome: str) -> str:
+def event_id(integration_id: str, kind: str, found: ExpiredGrant, outcome: str) -> str:
     digest = hashlib.sha256(
-        f"{integration_id}|{expired.kind}|{expired.place}|{expired.grant_key}|{expired.expires_epoch}".encode()
+        f"{integration_id}|{kind}|{found.place}|{found.grant_key}|{found.expires_epoch}".encode()
     ).hexdigest()[:32]
     return f"expiry-{digest}" + ("" if outcome == "succeeded" else "-failed")
+
+
+def _fingerprint(integration: Integration) -> tuple[str, str]:
+    return integration.type_id, json.dumps(dict(integration.settings), sort_keys=True, default=str)
+
+
+@dataclass
+class _Tracked:
+    working: Integration | None = None  # settings that worked
+    candidate: Integration | None = None  # newer settings that validated, not yet proven
+    failures: int = 0
+    retry_at: float = 0.0  # clock value before which this integration is not scanned again
+    last_full: float | None = None
+    last_error: str = ""
+    scope_failures: dict[str, str] = field(default_factory=dict)  # where -> why, from the last scan
+
+    def current(self) -> list[Integration]:
+        """What to scan with, in order: the working settings, then the candidate."""
+        return [i for i in (self.working, self.candidate) if i is not None]
 
 
 class ExpirySweeper:
     def __init__(
         self,
         registry: Registry,
-        services: Services,
+        services: Any,
         *,
         state_file: Path | None = None,
         full_scan_interval: float = DEFAULT_FULL_SCAN_INTERVAL,
+        backoff_first: float = BACKOFF_FIRST,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.services = services
         self.state_file = state_file
         self.full_scan_interval = full_scan_interval
+        self.backoff_first = backoff_first
         self._clock = clock
         self._lock = threading.Lock()
-        self._integrations: dict[str, Integration] = {}
-        self._settings: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._last_full: dict[str, float] = {}
+        self._save_lock = threading.Lock()  # job threads offer and confirm at once: one writer of the file
+        self._tracked: dict[str, _Tracked] = {}
         self._failures_reported: set[str] = set()
         if state_file is not None and state_file.exists():
             self._load(state_file)
 
-    # -- what to sweep -----------------------------------------------------------------------------------
-    def track(self, integration: Integration) -> None:
-        """Sweep this (dispatcher-owned) instance: it knows where this process granted."""
+    # -- what to sweep (IntegrationListener) -------------------------------------------------------------
+    def offer(self, integration: Integration) -> None:
+        """Settings that validated, from a verified job: swept with once nothing better is known."""
+        if not self.registry.scanners(integration):
+            return  # a type that grants nothing durable (noop): nothing to sweep
         with self._lock:
-            self._integrations[integration.integration_id] = integration
+            tracked = self._tracked.setdefault(integration.integration_id, _Tracked())
+            if tracked.working is not None and _fingerprint(tracked.working) == _fingerprint(integration):
+                tracked.working = integration  # the same settings: the dispatcher's live instance knows more
+                return
+            tracked.candidate = integration
+        self._save()
+
+    def confirm(self, integration: Integration) -> None:
+        """A job with these settings succeeded: they are the ones to sweep with from now on."""
+        if not self.registry.scanners(integration):
+            return
+        with self._lock:
+            tracked = self._tracked.setdefault(integration.integration_id, _Tracked())
+            if tracked.working is not None and _fingerprint(tracked.working) == _fingerprint(integration):
+                return
+            self._promote(tracked, integration)
+        self._save()
 
     def observe(self, integration_id: str, integration_type: str, settings: Mapping[str, Any]) -> None:
-        """Remember an integration seen in a job (settings only; no secrets live there)."""
-        data = json.loads(json.dumps(dict(settings), default=str))
-        with self._lock:
-            if self._settings.get(integration_id) == (integration_type, data):
-                return
-            self._settings[integration_id] = (integration_type, data)
-            current = self._integrations.get(integration_id)
-            if current is not None and (current.type_id, dict(current.settings)) != (integration_type, data):
-                del self._integrations[integration_id]
-        if self.state_file is not None:
-            self._save(self.state_file)
+        """An integration seen in a job (kept for callers that have no Integration yet): offered if valid."""
+        cls = self.registry.get(integration_type)
+        if cls is None:
+            return
+        try:
+            self.offer(cls(integration_id, dict(settings), self.services))
+        except ConnectorError as exc:
+            log.info("expiry_settings_ignored", integration_id=integration_id, error=exc.message[:200])
 
+    @staticmethod
+    def _promote(tracked: _Tracked, integration: Integration) -> None:
+        tracked.working = integration
+        if tracked.candidate is not None and _fingerprint(tracked.candidate) == _fingerprint(integration):
+            tracked.candidate = None
+        tracked.failures, tracked.retry_at, tracked.last_error = 0, 0.0, ""
+
+    # -- the state file ----------------------------------------------------------------------------------
     def _load(self, path: Path) -> None:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            for iid, entry in raw.get("integrations", {}).items():
-                self._settings[str(iid)] = (str(entry["type"]), dict(entry["settings"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            entries = raw.get("integrations", {})
+            assert isinstance(entries, dict)
+        except (OSError, ValueError, AssertionError, AttributeError) as exc:
             log.warning("expiry_state_unreadable", path=str(path), error=str(exc)[:200])
+            return
+        for iid, entry in entries.items():
+            tracked = _Tracked()
+            for role in ("working", "candidate"):
+                data = entry.get(role) if isinstance(entry, dict) else None
+                if isinstance(data, dict):
+                    setattr(tracked, role, self._build(str(iid), data))
+            if tracked.current():
+                self._tracked[str(iid)] = tracked
 
-    def _save(self, path: Path) -> None:
-        with self._lock:
-            data = {"integrations": {i: {"type": t, "settings": s} for i, (t, s) in self._settings.items()}}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+    def _build(self, integration_id: str, data: Mapping[str, Any]) -> Integration | None:
+        cls = self.registry.get(str(data.get("type", "")))
+        settings = data.get("settings")
+        if cls is None or not isinstance(settings, dict):
+            return None
+        try:
+            return cls(integration_id, settings, self.services)
+        except ConnectorError as exc:  # settings that no longer validate are never swept with
+            log.warning("expiry_state_settings_invalid", integration_id=integration_id, error=exc.message[:200])
+            return None
 
-    def _active(self) -> list[Integration]:
-        with self._lock:
-            settings = dict(self._settings)
-            instances = dict(self._integrations)
-        for iid, (type_id, data) in settings.items():
-            if iid in instances:
-                continue
-            cls = self.registry.get(type_id)
-            if cls is None:
-                continue
-            try:
-                instances[iid] = cls(iid, data, self.services)
-            except ConnectorError as exc:
-                log.warning("expiry_integration_invalid", integration_id=iid, error=exc.message[:200])
-                continue
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        with self._save_lock:
             with self._lock:
-                self._integrations.setdefault(iid, instances[iid])
-        return list(instances.values())
+                data = {
+                    iid: {
+                        role: {"type": i.type_id, "settings": json.loads(_fingerprint(i)[1])}
+                        for role, i in (("working", t.working), ("candidate", t.candidate))
+                        if i is not None
+                    }
+                    for iid, t in self._tracked.items()
+                }
+            tmp = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
+            try:
+                # 0600: settings hold no secrets by the protocol, but a customer may still have put one there.
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    out.write(json.dumps({"integrations": data}, sort_keys=True))
+                os.chmod(tmp, 0o600)  # an existing file keeps its mode through O_CREAT
+                os.replace(tmp, self.state_file)
+            except OSError as exc:  # a cache for restarts: a full or read-only disk must not fail the job offering
+                log.warning("expiry_state_not_saved", path=str(self.state_file), error=str(exc)[:200])
 
     # -- the sweep ---------------------------------------------------------------------------------------
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per integration: whether its last scan worked, and when it is tried again."""
+        now = self._clock()
+        with self._lock:
+            return {
+                iid: {
+                    "failing": t.failures > 0,
+                    "failures": t.failures,
+                    "retry_in_seconds": max(0.0, round(t.retry_at - now, 1)),
+                    "error": t.last_error,
+                    "scopes_failing": sorted(t.scope_failures)[:20],
+                }
+                for iid, t in self._tracked.items()
+            }
+
     def sweep(self, now: datetime | None = None) -> list[ExpiryEvent]:
         """Find and revoke every expired grant; returns the events to report. Never raises."""
         now = now or datetime.now(UTC)
+        with self._lock:
+            due = [(iid, t) for iid, t in sorted(self._tracked.items()) if self._clock() >= t.retry_at]
         events: list[ExpiryEvent] = []
-        for integration in self._active():
-            if not isinstance(integration, AwsOrganizationIntegration):
-                continue
-            full = self._full_due(integration.integration_id)
+        for iid, tracked in due:
             try:
-                found = list(self._expired(integration, int(now.timestamp()), full))
-            except Exception as exc:  # a failure to scan must not stop the other integrations
-                log.warning("expiry_scan_failed", integration_id=integration.integration_id, error=str(exc)[:300])
-                continue
-            if full:
-                with self._lock:
-                    self._last_full[integration.integration_id] = self._clock()
-            for expired in found:
-                event = self._revoke(integration, expired, now)
-                if event is not None:
-                    events.append(event)
+                events += self._sweep_one(iid, tracked, now)
+            except Exception:  # a bug in one integration's sweep must not stop the others
+                log.exception("expiry_sweep_integration_crashed", integration_id=iid)
         return events
 
-    def _full_due(self, integration_id: str) -> bool:
+    def _sweep_one(self, iid: str, tracked: _Tracked, now: datetime) -> list[ExpiryEvent]:
+        full = tracked.last_full is None or self._clock() - tracked.last_full >= self.full_scan_interval
+        errors: list[str] = []
+        for integration in tracked.current():
+            problems: dict[str, str] = {}
+            scanned = self._scan(integration, int(now.timestamp()), full, problems)
+            if isinstance(scanned, str):
+                errors.append(scanned)
+                continue
+            self._scopes(iid, tracked, problems)
+            with self._lock:
+                if integration is not tracked.working:
+                    self._promote(tracked, integration)  # newer settings that work: they take over
+                    promoted = True
+                else:
+                    promoted = False
+                tracked.failures, tracked.retry_at, tracked.last_error = 0, 0.0, ""
+                if full:
+                    tracked.last_full = self._clock()
+            if promoted:
+                self._save()
+            return [e for kind, found in scanned if (e := self._revoke(integration, kind, found, now)) is not None]
         with self._lock:
-            last = self._last_full.get(integration_id)
-        return last is None or self._clock() - last >= self.full_scan_interval
-
-    def _revoke(self, integration: Integration, expired: Expired, now: datetime) -> ExpiryEvent | None:
-        started = time.monotonic()
-        ctx = JobContext(
-            job_id=f"expiry-{expired.kind}",
-            attempt=1,
-            connector_id=self.services.connector_id,
-            integration_id=integration.integration_id,
-            deadline=started + REVOKE_TIMEOUT,
+            tracked.failures += 1
+            delay = min(BACKOFF_MAX, self.backoff_first * 2 ** (tracked.failures - 1))
+            tracked.retry_at = self._clock() + delay
+            tracked.last_error = errors[-1] if errors else ""
+            forget = tracked.working is None and tracked.failures >= DROP_AFTER
+            if forget:
+                self._tracked.pop(iid, None)
+        if forget:
+            log.warning(
+                "expiry_integration_forgotten", integration_id=iid, failures=tracked.failures, error=tracked.last_error
+            )
+            self._save()
+            return []
+        log.warning(
+            "expiry_integration_failing",
+            integration_id=iid,
+            failures=tracked.failures,
+            retry_in_seconds=delay,
+            error=tracked.last_error,
         )
-        request = RevokeRequest(grant_id=expired.grant_id, principal=expired.principal, target=expired.target)
+        return []
+
+    def _scopes(self, iid: str, tracked: _Tracked, problems: dict[str, str]) -> None:
+        """Warn when a place starts failing and when it recovers: not on every sweep."""
+        with self._lock:
+            before, tracked.scope_failures = tracked.scope_failures, dict(problems)
+        for where in sorted(problems.keys() - before.keys()):
+            log.warning("expiry_scope_failing", integration_id=iid, where=where, error=problems[where])
+        for where in sorted(before.keys() - problems.keys()):
+            log.info("expiry_scope_recovered", integration_id=iid, where=where)
+
+    def _scan(
+        self, integration: Integration, now: int, full: bool, problems: dict[str, str]
+    ) -> list[tuple[str, ExpiredGrant]] | str:
+        """Every kind's expired records, or why the integration could not be scanned at all."""
+        deadline = time.monotonic() + SCAN_TIMEOUT
+
+        def check() -> None:
+            if time.monotonic() > deadline:
+                raise ConnectorError(ErrorCode.TIMEOUT, "the expiry scan took too long")
+
+        found: list[tuple[str, ExpiredGrant]] = []
+        try:
+            for kind, scanner in self.registry.scanners(integration):
+                scan = ExpiryScan(now, full, check, problems.__setitem__)
+                found += [(kind, g) for g in scanner.expired(scan)]
+        except Exception as exc:
+            mapped = exc if isinstance(exc, ConnectorError) else classify_aws_error(exc)
+            return (
+                mapped.message[:300] if mapped is not None else f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            )
+        return found
+
+    def _revoke(self, integration: Integration, kind: str, found: ExpiredGrant, now: datetime) -> ExpiryEvent | None:
+        started = time.monotonic()
+        request = found.request
         error: ConnectorError | None = None
         result: dict[str, Any] = {}
-        try:
-            result = integration.revoke(request, ctx)
-        except ConnectorError as exc:
-            error = exc
-        except Exception as exc:
-            error = classify_aws_error(exc) or ConnectorError(
-                ErrorCode.INTERNAL, f"unexpected {type(exc).__name__}: {str(exc)[:300]}", retryable=False
+        if request is None:
+            error = ConnectorError(
+                ErrorCode.PRECONDITION_FAILED,
+                f"an expired or unreadable grant record at {found.place} does not say what to revoke "
+                f"({found.problem or 'no detail'}); remove that access and its record by hand",
+                retryable=False,
             )
+        else:
+            ctx = JobContext(
+                job_id=f"expiry-{kind}",
+                attempt=1,
+                connector_id=self.services.connector_id,
+                integration_id=integration.integration_id,
+                deadline=started + REVOKE_TIMEOUT,
+            )
+            try:
+                provisioner = self.registry.provisioner(integration, kind)
+                assert provisioner is not None
+                result = provisioner.revoke(request, ctx)
+            except ConnectorError as exc:
+                error = exc
+            except Exception as exc:
+                error = classify_aws_error(exc) or ConnectorError(
+                    ErrorCode.INTERNAL,
+                    f"unexpected {type(exc).__name__}: {redact_text(str(exc))[:300]}",
+                    retryable=False,
+                )
         outcome: Literal["succeeded", "failed"] = "failed" if error is not None else "succeeded"
-        eid = event_id(integration.integration_id, expired, outcome)
+        eid = event_id(integration.integration_id, kind, found, outcome)
+        grant_id = request.grant_id if request is not None else found.grant_key
         audit.record(
             action="revoke",
             source="expiry",
-            grant_id=expired.grant_id,
+            grant_id=grant_id,
             job_id=eid,
             attempt=1,
             integration_id=integration.integration_id,
             integration_type=integration.type_id,
-            principal=expired.principal,
-            target=expired.target,
+            principal=request.principal if request is not None else "",
+            target=dict(request.target) if request is not None else {},
             dry_run=False,
             outcome=outcome,
             error=error,
@@ -265,156 +397,29 @@ class ExpirySweeper:
         if error is not None:
             with self._lock:
                 if eid in self._failures_reported:
-                    return None
+                    return None  # retried on every sweep; reported once
                 self._failures_reported.add(eid)
+        expired_at = (
+            datetime.fromtimestamp(found.expires_epoch, UTC).isoformat()
+            if found.expires_epoch is not None
+            else f"unknown: {found.problem or 'the record could not be decoded'}"
+        )
         details = {
-            "kind": expired.kind,
-            "place": expired.place,
-            "principal": expired.principal,
-            "expired_at": datetime.fromtimestamp(expired.expires_epoch, UTC).isoformat(),
-            "target": expired.target,
+            "kind": kind,
+            "place": found.place,
+            "principal": request.principal if request is not None else "",
+            "expired_at": expired_at,
+            "target": dict(request.target) if request is not None else {},
             "calls": len(result.get("calls", [])) if isinstance(result.get("calls"), list) else 0,
         }
         return ExpiryEvent(
             id=eid,
             time=now,
             integration_id=integration.integration_id,
-            grant_id=expired.grant_id,
+            grant_id=grant_id,
             outcome=outcome,
             details=details,
             error_code=str(error.code) if error else "",
             error_message=error.message[:500] if error else "",
             retryable=bool(error and error.retryable),
         )
-
-    # -- scanning ----------------------------------------------------------------------------------------
-    def _expired(self, integration: AwsOrganizationIntegration, now: int, full: bool) -> Iterator[Expired]:
-        yield from self._identity_center(integration, now)
-        places = integration.jit_places()
-        accounts = _active_accounts(integration) if full else []
-        roles: dict[str, set[str]] = {}
-        clusters: dict[tuple[str, str], set[str]] = {}
-        for place in places:
-            if place[0] == "iam":
-                roles.setdefault(place[1], set()).add(place[2])
-            elif place[0] == "eks":
-                clusters.setdefault((place[1], place[2]), set()).add(place[3])
-        for account in sorted(set(accounts) | set(roles)):
-            yield from _guarded(_iam_expired, integration, account, None if full else roles.get(account), now)
-        regions = integration.config.regions if integration.config.regions != "enabled" else ()
-        scopes = {(a, r) for a in accounts for r in (regions or (integration.config.region,))} | set(clusters)
-        for account, region in sorted(scopes):
-            known = None if full and account in accounts else clusters.get((account, region))
-            yield from _guarded(_eks_expired, integration, account, region, known, now)
-
-    def _identity_center(self, integration: AwsOrganizationIntegration, now: int) -> Iterator[Expired]:
-        if "identity_center" not in integration.config.resource_types and not integration.config.sso_region:
-            return
-        try:
-            found = identity_center_access.expired_records(integration._sso_client(), now)
-        except ConnectorError as exc:  # Identity Center not enabled: nothing to sweep
-            log.info("expiry_identity_center_skipped", integration_id=integration.integration_id, reason=exc.message)
-            return
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("expiry_identity_center_failed", integration_id=integration.integration_id, error=str(exc))
-            return
-        for ps_arn, key, record in found:
-            assert record.expires_epoch is not None
-            yield Expired(
-                kind="identity_center",
-                place=f"{ps_arn}/{record.account_id}",
-                grant_key=key,
-                expires_epoch=record.expires_epoch,
-                principal=record.principal_id,
-                target={
-                    "resource_type": "identity_center_assignment",
-                    "account_id": record.account_id,
-                    "permission_set": ps_arn,
-                    "principal_type": record.principal_type,
-                },
-            )
-
-
-def _guarded(scan: Callable[..., list[Expired]], integration: Any, account: str, *args: Any) -> list[Expired]:
-    try:
-        return list(scan(integration, account, *args))
-    except (ClientError, BotoCoreError, ConnectorError) as exc:
-        log.warning("expiry_scan_scope_failed", account_id=account, error=str(exc)[:300])
-        return []
-
-
-def _active_accounts(integration: AwsOrganizationIntegration) -> list[str]:
-    org = integration.aws.client(integration.management(), "organizations", integration.config.region)
-    excluded = set(integration.config.excluded_account_ids)
-    out = []
-    for page in org.get_paginator("list_accounts").paginate(PaginationConfig={"PageSize": 20}):
-        for account in page.get("Accounts", []):
-            state = account.get("State") or account.get("Status")
-            if state == "ACTIVE" and account["Id"] not in excluded:
-                out.append(str(account["Id"]))
-    return out
-
-
-def _iam_expired(
-    integration: AwsOrganizationIntegration, account: str, known: Iterable[str] | None, now: int
-) -> list[Expired]:
-    """Expired IAM grants on `known` roles, or on every role of the account when `known` is None."""
-    iam = integration.aws.client(integration.member(account), "iam")
-    roles = iam_access.all_role_names(iam) if known is None else sorted(known)
-    return [
-        Expired(
-            kind="iam",
-            place=f"{account}/{role}",
-            grant_key=key,
-            expires_epoch=record.expires_epoch,
-            principal=role,
-            target={"resource_type": "iam_resource_access", "account_id": account, "role": role},
-        )
-        for role, key, record in iam_access.expired_role_records(iam, roles, now)
-        if record.expires_epoch is not None
-    ]
-
-
-def _eks_expired(
-    integration: AwsOrganizationIntegration, account: str, region: str, known: Iterable[str] | None, now: int
-) -> list[Expired]:
-    eks = integration.aws.client(integration.member(account), "eks", region)
-    if known is None:
-        names = [n for page in eks.get_paginator("list_clusters").paginate() for n in page.get("clusters", [])]
-    else:
-        names = sorted(known)
-    out: list[Expired] = []
-    for cluster in names:
-        try:
-            principals = [
-                p
-                for page in eks.get_paginator("list_access_entries").paginate(clusterName=cluster)
-                for p in page.get("accessEntries", [])
-            ]
-        except ClientError as exc:  # CONFIG_MAP clusters have no access entries; deleted clusters none at all
-            log.debug("expiry_cluster_skipped", cluster=cluster, error=str(exc)[:200])
-            continue
-        for principal in principals:
-            entry = eks_access.describe_entry(eks, cluster, principal)
-            for key, record in eks_access.live_grants((entry or {}).get("tags") or {}).items():
-                if record.expires_epoch is None or record.expires_epoch > now:
-                    continue
-                out.append(
-                    Expired(
-                        kind="eks",
-                        place=f"{account}/{region}/{cluster}/{principal}",
-                        grant_key=key,
-                        expires_epoch=record.expires_epoch,
-                        principal=principal,
-                        target={
-                            "resource_type": "eks_cluster",
-                            "account_id": account,
-                            "region": region,
-                            "cluster": cluster,
-                            # revoke recomputes from the record; these only make the target well-formed
-                            "access_policies": sorted(record.scopes) or ["AmazonEKSViewPolicy"],
-                            "scope": "cluster",
-                        },
-                    )
-                )
-    return out

@@ -8,6 +8,9 @@ from connector.jobs.dispatcher import Dispatcher
 from connector.jobs.guardrails import GuardrailError, load_guardrails
 from connector.jobs.registry import build_registry
 from connector.jobs.signing import build_verifier
+from connector.logging import get_logger
+
+log = get_logger("connector.jobs")
 
 
 def build_dispatcher(config: AgentConfig) -> Dispatcher:
@@ -18,5 +21,11 @@ def build_dispatcher(config: AgentConfig) -> Dispatcher:
     except GuardrailError as exc:
         raise ConfigError(str(exc)) from None
     verify = build_verifier(config.job_signing_keys)  # None (and a warning) when no key is pinned
+    log.info(
+        "guardrails_policy",
+        source="default" if guardrails.source == "default" else str(config.guardrails_file),
+        max_duration=guardrails.max_duration,
+        allow_cluster_admin=guardrails.allow_cluster_admin,
+    )
     services = Services(connector_id=config.id, guardrails=guardrails)
     return Dispatcher(build_registry(), services, verify=verify)

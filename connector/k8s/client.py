@@ -23,7 +23,7 @@ import urllib3
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from connector.errors import ConnectorError, ErrorCode
-from connector.logging import get_logger
+from connector.logging import get_logger, redact_text
 
 if TYPE_CHECKING:
     from kubernetes import client as k8s
@@ -131,7 +131,7 @@ def _status_message(exc: ApiException) -> str:
         message = str(body.get("message") or exc.reason or "")
     except (ValueError, AttributeError):
         message = str(exc.reason or "")
-    return message[:400]
+    return redact_text(message)[:400]  # an API server may quote what it was sent
 
 
 def api_error(exc: ApiException, what: str) -> ConnectorError:

@@ -69,6 +69,20 @@ def aws_auth_role(name: str) -> dict[str, Any]:
     }
 
 
+def rbac_reader_rules() -> list[dict[str, Any]]:
+    """What judging a grant reads (connector.integrations.kubernetes.rbac_effect): roles, to know what a
+    binding gives, and bindings, to know what aws-auth groups amount to. The "kubernetes" ClusterRole holds
+    these reads already; an install that only maps aws-auth needs them beside its Role (as a ClusterRole:
+    bindings and roles of every namespace count)."""
+    return [
+        {
+            "apiGroups": [RBAC_GROUP],
+            "resources": ["clusterroles", "roles", "clusterrolebindings", "rolebindings"],
+            "verbs": ["get", "list"],
+        }
+    ]
+
+
 def rule_reasons() -> list[str]:
     """Why each cluster rule exists (for docs and the chart's comments)."""
     return [why for *_, why in _CLUSTER_RULES] + ["grant: bind only the grantable roles"]

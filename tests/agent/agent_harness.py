@@ -58,7 +58,11 @@ class AgentThread:
 
     def __init__(self, env: Mapping[str, str], **runtime_options: Any) -> None:
         config = load_config(dict(env))
-        self.runtime = AgentRuntime(config, build_dispatcher(config), **runtime_options)
+        dispatcher = build_dispatcher(config)
+        sweeper = runtime_options.get("sweeper")
+        if sweeper is not None and hasattr(sweeper, "offer"):
+            dispatcher.listener = sweeper  # as `connector run` wires it: integrations reach it from the dispatcher
+        self.runtime = AgentRuntime(config, dispatcher, **runtime_options)
         self.exit_code: int | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="agent-under-test", daemon=True)

@@ -4,7 +4,6 @@ boundary to the jobs layer (connector.jobs.expiry): here a scripted one, so the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ class Revoked:
 class ScriptedSweeper:
     def __init__(self) -> None:
         self.observed: list[tuple[str, str, dict[str, Any]]] = []
+        self.confirmed: list[str] = []
         self.sweeps = 0
         self._due: list[Revoked] = []
         self._lock = threading.Lock()
@@ -44,8 +44,14 @@ class ScriptedSweeper:
         with self._lock:
             self._due.append(event)
 
-    def observe(self, integration_id: str, integration_type: str, settings: Mapping[str, Any]) -> None:
-        self.observed.append((integration_id, integration_type, dict(settings)))
+    def offer(self, integration: Any) -> None:  # the dispatcher's listener: settings that validated
+        self.observed.append((integration.integration_id, integration.type_id, dict(integration.settings)))
+
+    def confirm(self, integration: Any) -> None:
+        self.confirmed.append(integration.integration_id)
+
+    def status(self) -> dict[str, Any]:
+        return {}
 
     def sweep(self) -> list[Revoked]:
         with self._lock:
@@ -71,6 +77,7 @@ def test_sweeper_learns_job_integrations_and_its_events_are_reported(tmp_path: P
         assert cp.admin.wait(job.job.id, timeout=30).state == admin_pb2.JOB_STATE_SUCCEEDED
         wait_for(lambda: sweeper.observed, 10, "integration observed")
         assert sweeper.observed[0] == ("noop-1", "noop", {"sleep_seconds": 0.0})
+        wait_for(lambda: sweeper.confirmed == ["noop-1"], 10, "the settings confirmed by a job that succeeded")
         sweeper.expire(Revoked("expiry-1", "g-1"))
         wait_for(lambda: "expiry-1" in _event_ids(cp), 20, "event reported")
         stored = cp.admin.events(CONNECTOR_ID, grant_id="g-1")

@@ -17,7 +17,9 @@ from connector.agent.executor import JobExecutor, JobReport, RunningJob
 from connector.agent.inventory_upload import ChunkBuilder, item_to_proto
 from connector.agent.steering import Steering
 from connector.config import load_config
-from connector.integrations.base import GrantRequest, Integration, InventoryItem, JobContext, Services
+from connector.integrations.base import GrantRequest, InventoryItem, JobContext, RevokeRequest, Services
+from connector.integrations.capabilities import Integration, IntegrationSpec, KindSpec
+from connector.integrations.effect import Effect, Level
 from connector.jobs.dispatcher import Dispatcher
 from connector.jobs.registry import Registry
 from connector.jobs.runtime import build_dispatcher
@@ -219,21 +221,34 @@ def test_a_lost_lease_stops_the_job_and_its_result_is_dropped(tmp_path: Path) ->
 
 
 class BurnIntegration(Integration):
-    """CPU-bound work holding the GIL as much as Python lets it (no I/O, no sleep)."""
-
     type_id = "burn"
+    default_resource_type = "burn"
 
-    def grant(self, request: GrantRequest, ctx: JobContext) -> dict[str, Any]:
+
+class Burn:
+    """CPU-bound work holding the GIL as much as Python lets it (no I/O, no sleep); grants nothing."""
+
+    def __init__(self, integration: BurnIntegration) -> None:
+        self.integration = integration
+
+    def describe(self, request: GrantRequest, ctx: JobContext) -> Effect:
+        return Effect(kind="burn", principal=request.principal, level=Level.NONE, expires_at=request.expires_at)
+
+    def grant(self, request: GrantRequest, effect: Effect, ctx: JobContext) -> dict[str, Any]:
         end = time.monotonic() + float(request.target["seconds"])
         loops = 0
         while time.monotonic() < end:
             loops += 1
         return {"loops": loops}
 
+    def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
+        return {}
+
 
 def test_cpu_bound_jobs_on_every_slot_do_not_starve_heartbeats(tmp_path: Path) -> None:
     registry = Registry()
-    registry.register(BurnIntegration)
+    registry.add(IntegrationSpec(BurnIntegration))
+    registry.add(KindSpec("burn", "burn", Burn, changes_nothing=True))
     settings = cp_settings(tmp_path, lease_seconds=4.0, heartbeat_interval=1.0)
     with start_cp(settings) as cp:
         agent = AgentThread(agent_env(cp.address, CONNECTOR_CONCURRENCY="2"))

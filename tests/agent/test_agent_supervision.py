@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+import connector.agent.runtime as runtime_module
 from connector.agent.channel import FatalConnectionError
-from connector.agent.events import SweepLoop
 from connector.agent.health import HealthServer, HealthState
 from connector.agent.metrics import Metrics
 from connector.agent.supervisor import Supervisor
 from connector.logging import configure_logging, register_secret
-from connector.v1 import admin_pb2, connector_pb2
+from connector.v1 import admin_pb2
 
 from .agent_harness import (
     CONNECTOR_ID,
@@ -252,35 +252,21 @@ def test_a_crash_is_logged_with_its_traceback_and_the_token_redacted() -> None:
 # -- what a job holds ------------------------------------------------------------------------------------
 
 
-def test_observing_settings_that_hold_nan_is_logged_without_the_value_and_dropped() -> None:
-    sweeper = ScriptedSweeper()
-    loop = SweepLoop(sweeper, reporter=None, interval=60)  # type: ignore[arg-type]  # observe never reports
-    job = connector_pb2.Job(id="j-nan", attempt=1)
-    job.integration.id, job.integration.type = "int-bad", "noop"
-    job.integration.settings.update({"region": "us-east-1", "ratio": float("nan")})
-    good = connector_pb2.Job(id="j-ok", attempt=1)
-    good.integration.id, good.integration.type = "int-ok", "noop"
-    good.integration.settings.update({"region": "us-east-1"})
-    try:
-        with capture_logs() as logs:
-            loop.observe(job)  # returns at once: the decoding happens in the sweeper's thread
-            loop.observe(good)
-            wait_for(lambda: sweeper.observed, 10, "the good job observed")
-    finally:
-        loop.close()
-    assert sweeper.observed == [("int-ok", "noop", {"region": "us-east-1"})]
-    skipped = [line for line in logs if line["event"] == "sweeper_observe_skipped"]
-    assert len(skipped) == 1 and skipped[0]["integration_id"] == "int-bad"
-    assert "nan" not in json.dumps(skipped[0]).lower()
+def test_a_job_the_agent_cannot_log_still_runs_and_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = runtime_module.log
 
+    class Unloggable:
+        def __getattr__(self, name: str) -> Any:
+            method = getattr(real, name)
 
-def test_a_job_the_agent_cannot_observe_still_runs_and_is_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def unreadable(self: SweepLoop, job: connector_pb2.Job) -> None:
-        raise ValueError("cannot read this job")
+            def call(event: str, *args: Any, **kwargs: Any) -> Any:
+                if event == "job_started":
+                    raise ValueError("cannot render this job")
+                return method(event, *args, **kwargs)
 
-    monkeypatch.setattr(SweepLoop, "observe", unreadable)
+            return call
+
+    monkeypatch.setattr(runtime_module, "log", Unloggable())
     with (
         start_cp(cp_settings(tmp_path)) as cp,
         AgentThread(agent_env(cp.address), sweeper=ScriptedSweeper(), sweep_interval=0.2) as agent,
@@ -370,6 +356,12 @@ def test_jobs_holding_nan_or_infinity_fail_typed_and_the_shipped_agent_keeps_ser
 
             ok = cp.admin.enqueue_grant(CONNECTOR_ID, "noop-1", "noop", grant_id="g-after", principal="p")
             assert cp.admin.wait(ok.job.id, timeout=30).state == SUCCEEDED
+            # Settings that validate reach the sweeper's state file (a cluster nobody listens at: the sync fails,
+            # the settings are still valid); the poisoned ones above never did.
+            k8s = cp.admin.enqueue_sync(
+                CONNECTOR_ID, "k8s-ok", "kubernetes", {"connection": "host", "host": "https://127.0.0.1:1"}
+            )
+            assert cp.admin.wait(k8s.job.id, timeout=60).state in TERMINAL
             assert proc.poll() is None and proc.pid == pid
 
             time.sleep(2.5)  # a few more sweeps (one a second): the sweeper lives on too
@@ -382,10 +374,11 @@ def test_jobs_holding_nan_or_infinity_fail_typed_and_the_shipped_agent_keeps_ser
             assert 'connector_task_restarts_total{task="expiry-sweep"} 0.0' in metrics
 
             lines = read_lines(log)
-            skipped = [line for line in lines if line.get("event") == "sweeper_observe_skipped"]
-            assert sorted(line["integration_id"] for line in skipped) == ["noop-bad-number-1", "noop-bad-number-2"]
-            for line in skipped:  # the value is not logged
-                assert "nan" not in json.dumps(line).lower() and "infinity" not in json.dumps(line).lower()
+            # The settings never reached the sweeper (only settings that validated do), and nothing logs the value.
+            remembered = (state / "expiry-sweeper.json").read_text()
+            assert "k8s-ok" in remembered and "bad-number" not in remembered
+            text = log.read_text()
+            assert ": NaN" not in text and ": Infinity" not in text  # no line carries the values themselves
             events = {line.get("event") for line in lines}
             assert not events & {"task_crashed", "task_stopped_unexpectedly", "job_started_without_details"}
 

@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from connector.demo import member_eks
-from connector.integrations.eks_access import GRANT_PREFIX, MANAGED_BY_KEY, POLICY_PREFIX
+from connector.integrations.eks_access.entries import GRANT_PREFIX, MANAGED_BY_KEY, POLICY_PREFIX
 from connector.v1 import admin_pb2, connector_pb2, connector_pb2_grpc
 from tests.agent.agent_harness import (
     CONNECTOR_ID,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from connector.controlplane.client import AdminClient
-from connector.integrations.eks_access import GRANT_PREFIX, MANAGED_BY_KEY
+from connector.integrations.eks_access.entries import GRANT_PREFIX, MANAGED_BY_KEY
 from connector.sandbox import Sandbox, SeedSpec
 from connector.v1 import admin_pb2
 from tests.agent.agent_harness import ADMIN_TOKEN, CONNECTOR_ID, TOKEN, agent_env, wait_for

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -53,6 +53,8 @@ def dispatcher(sb: Sandbox, guardrails: Any = None) -> Dispatcher:
 
 
 _ids = itertools.count(1)
+DEFAULT_EXPIRY: Any = object()  # the same for every job of a run, so a re-delivery is identical
+GRANTS_EXPIRE_AT = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=4)
 
 
 def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
@@ -68,9 +70,12 @@ def job(
     principal: str,
     target: dict[str, Any],
     *,
-    expires_at: datetime | None = None,
+    expires_at: datetime | None = DEFAULT_EXPIRY,
     dry_run: bool = False,
 ) -> pb.Job:
+    """A job for the real aws_organization integration. Grants expire at GRANTS_EXPIRE_AT unless told otherwise
+    (without a guardrail file the default policy refuses grants that never expire); pass expires_at=None for
+    one that never does."""
     j = pb.Job(
         id=f"job-{next(_ids)}",
         attempt=1,
@@ -78,8 +83,9 @@ def job(
     )
     if kind == "grant":
         j.grant.CopyFrom(pb.GrantJob(grant_id=grant_id, principal=principal, target=_struct(target), dry_run=dry_run))
-        if expires_at is not None:
-            j.grant.expires_at.FromDatetime(expires_at.astimezone(UTC).replace(tzinfo=None))
+        when = GRANTS_EXPIRE_AT if expires_at is DEFAULT_EXPIRY else expires_at
+        if when is not None:
+            j.grant.expires_at.FromDatetime(when.astimezone(UTC).replace(tzinfo=None))
     else:
         j.revoke.CopyFrom(pb.RevokeJob(grant_id=grant_id, principal=principal, target=_struct(target), dry_run=dry_run))
     return j

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from connector.integrations import iam_access
-from connector.integrations import identity_center_access as ica
+from connector.integrations import ledger
+from connector.integrations.iam_access import policy as iam_policy
 from tests.jit.conftest import admin, dispatcher, job, ok, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,7 +30,7 @@ def test_iam_crash_after_record_and_after_delete(sandbox):
         "role": "crashy",
         "resources": [f"arn:aws:sns:us-east-1:{account}:t"],
     }
-    key = iam_access.grant_tag_key("crash-iam")
+    key = ledger.grant_key("crash-iam")
 
     def tags():
         return {t["Key"] for t in iam.list_role_tags(RoleName="crashy")["Tags"]}
@@ -40,7 +40,7 @@ def test_iam_crash_after_record_and_after_delete(sandbox):
     sb.faults.remove(rule)
     assert key in tags() and iam.list_role_policies(RoleName="crashy")["PolicyNames"] == []  # record first
     ok(run(d, job(sb, "grant", "crash-iam", "alice", target)))
-    assert iam.list_role_policies(RoleName="crashy")["PolicyNames"] == [iam_access.policy_name_for(key)]
+    assert iam.list_role_policies(RoleName="crashy")["PolicyNames"] == [iam_policy.policy_name_for(key)]
 
     rule = _crash(sb, "iam", "UntagRole")
     assert run(d, job(sb, "revoke", "crash-iam", "alice", target)).outcome == "failed"
@@ -62,7 +62,7 @@ def test_identity_center_crash_after_record_and_after_delete(sandbox):
         "principal_type": "GROUP",
     }
     sso = admin(sb, "sso-admin", sb.seed_info.management_account_id, ic.region)
-    key = ica.grant_tag_key("crash-ic")
+    key = ledger.grant_key("crash-ic")
 
     def state():
         found = sso.list_account_assignments(

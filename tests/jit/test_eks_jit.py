@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from connector.errors import ErrorCode
-from connector.integrations import eks_access
+from connector.integrations import ledger
+from connector.integrations.eks_access import entries as eks_access
 from tests.jit.conftest import admin, dispatcher, job, mutating_calls, ok, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -112,7 +113,7 @@ def test_two_grants_share_an_entry_and_revoking_one_keeps_the_other(sandbox):
     entry, assoc = _entry(sb, c, principal)
     assert entry is not None
     assert assoc["AmazonEKSViewPolicy"] == {"type": "namespace", "namespaces": ["team-b"]}
-    assert eks_access.grant_tag_key("g-b") in entry["tags"] and eks_access.grant_tag_key("g-a") not in entry["tags"]
+    assert ledger.grant_key("g-b") in entry["tags"] and ledger.grant_key("g-a") not in entry["tags"]
     ok(run(d, job(sb, "revoke", "g-b", principal, _target(c, namespaces=["team-b"]))))
     assert _entry(sb, c, principal)[0] is None
 

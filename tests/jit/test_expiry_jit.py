@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connector.integrations import eks_access, iam_access
+from connector.integrations import ledger
 from connector.integrations.base import Services
 from connector.jobs.expiry import ExpirySweeper
 from connector.jobs.registry import build_registry
@@ -22,8 +22,10 @@ TRUST = json.dumps({"Version": "2012-10-17", "Statement": []})
 def test_sweeper_revokes_expired_grants_once(sandbox, tmp_path):
     sb, d = sandbox, dispatcher(sandbox)
     info = sb.seed_info
-    past = datetime.now(UTC) - timedelta(minutes=5)
+    # Grants must expire in the future when they are made; the sweep then looks from a time past that.
+    soon = datetime.now(UTC) + timedelta(minutes=5)
     future = datetime.now(UTC) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(minutes=10)
     c = next(c for c in info.clusters if c.mode == "API")
     eks_target = {
         "resource_type": "eks_cluster",
@@ -53,10 +55,10 @@ def test_sweeper_revokes_expired_grants_once(sandbox, tmp_path):
         "principal_type": "USER",
     }
 
-    ok(run(d, job(sb, "grant", "exp-eks", eks_principal, eks_target, expires_at=past)))
+    ok(run(d, job(sb, "grant", "exp-eks", eks_principal, eks_target, expires_at=soon)))
     ok(run(d, job(sb, "grant", "live-eks", eks_principal, eks_target | {"namespaces": ["dev"]}, expires_at=future)))
-    ok(run(d, job(sb, "grant", "exp-iam", "alice", iam_target, expires_at=past)))
-    ok(run(d, job(sb, "grant", "exp-ic", user, ic_target, expires_at=past)))
+    ok(run(d, job(sb, "grant", "exp-iam", "alice", iam_target, expires_at=soon)))
+    ok(run(d, job(sb, "grant", "exp-ic", user, ic_target, expires_at=soon)))
 
     # A fresh process: no control plane, no dispatcher state, only the settings it persisted earlier.
     state = tmp_path / "expiry-state.json"
@@ -64,33 +66,28 @@ def test_sweeper_revokes_expired_grants_once(sandbox, tmp_path):
         "int-aws", "aws_organization", settings(sb)
     )
     sweeper = ExpirySweeper(build_registry(), Services(connector_id=info.connector_id), state_file=state)
-    events = sweeper.sweep()
+    events = sweeper.sweep(later)
     by_grant = {e.grant_id: e for e in events}
     assert set(by_grant) == {"exp-eks", "exp-iam", "exp-ic"}, events
     assert all(e.outcome == "succeeded" and e.type == "grant.expired_revoked" for e in events)
-    assert by_grant["exp-eks"].details["kind"] == "eks" and by_grant["exp-eks"].id.startswith("expiry-")
+    assert by_grant["exp-eks"].details["kind"] == "eks_cluster" and by_grant["exp-eks"].id.startswith("expiry-")
     proto = by_grant["exp-ic"].to_proto()  # what the agent sends in ReportEventsRequest
     assert (
         proto.type == "grant.expired_revoked" and proto.grant_id == "exp-ic" and proto.outcome == pb.OUTCOME_SUCCEEDED
     )
-    assert proto.details["kind"] == "identity_center" and proto.integration_id == "int-aws"
+    assert proto.details["kind"] == "identity_center_assignment" and proto.integration_id == "int-aws"
 
     # EKS: the expired grant's namespace is gone, the live grant keeps the entry and its own scope.
     eks = admin(sb, "eks", c.account, c.region)
     entry = eks.describe_access_entry(clusterName=c.name, principalArn=eks_principal)["accessEntry"]
-    assert (
-        eks_access.grant_tag_key("exp-eks") not in entry["tags"]
-        and eks_access.grant_tag_key("live-eks") in entry["tags"]
-    )
+    assert ledger.grant_key("exp-eks") not in entry["tags"] and ledger.grant_key("live-eks") in entry["tags"]
     assoc = eks.list_associated_access_policies(clusterName=c.name, principalArn=eks_principal)[
         "associatedAccessPolicies"
     ]
     assert assoc[0]["accessScope"] == {"type": "namespace", "namespaces": ["dev"]}
     # IAM: the policy and its record are gone.
     assert iam.list_role_policies(RoleName="expiring-role")["PolicyNames"] == []
-    assert iam_access.grant_tag_key("exp-iam") not in {
-        t["Key"] for t in iam.list_role_tags(RoleName="expiring-role")["Tags"]
-    }
+    assert ledger.grant_key("exp-iam") not in {t["Key"] for t in iam.list_role_tags(RoleName="expiring-role")["Tags"]}
     # Identity Center: the assignment is gone.
     sso = admin(sb, "sso-admin", info.management_account_id, ic.region)
     left = sso.list_account_assignments(
@@ -101,14 +98,14 @@ def test_sweeper_revokes_expired_grants_once(sandbox, tmp_path):
     # A second sweep (full scan again, to be sure): nothing found, nothing changed.
     sweeper.full_scan_interval = 0
     sb.faults.reset_counts()
-    assert sweeper.sweep() == []
+    assert sweeper.sweep(later) == []
     assert mutating_calls(sb) == {}
 
     # The same event id for the same grant and expiry, whoever computes it.
     again = ExpirySweeper(build_registry(), Services(connector_id=info.connector_id))
     again.observe("int-aws", "aws_organization", settings(sb))
-    ok(run(d, job(sb, "grant", "exp-iam", "alice", iam_target, expires_at=past)))
-    assert [e.id for e in again.sweep()] == [by_grant["exp-iam"].id]
+    ok(run(d, job(sb, "grant", "exp-iam", "alice", iam_target, expires_at=soon)))
+    assert [e.id for e in again.sweep(later)] == [by_grant["exp-iam"].id]
     ok(run(d, job(sb, "revoke", "live-eks", eks_principal, eks_target | {"namespaces": ["dev"]})))
 
 
@@ -123,17 +120,18 @@ def test_failed_expiry_revoke_is_reported_once_and_retried(sandbox):
         "role": "flaky-role",
         "resources": [f"arn:aws:sqs:us-east-1:{account}:q2"],
     }
-    ok(run(d, job(sb, "grant", "exp-flaky", "alice", target, expires_at=datetime.now(UTC) - timedelta(seconds=1))))
+    ok(run(d, job(sb, "grant", "exp-flaky", "alice", target, expires_at=datetime.now(UTC) + timedelta(seconds=30))))
+    later = datetime.now(UTC) + timedelta(minutes=1)
     # Built on the dispatcher's Services: it knows where this process granted, so every sweep checks there.
     sweeper = ExpirySweeper(d.registry, d.services, full_scan_interval=3600)
     sweeper.observe("int-aws", "aws_organization", settings(sb))
     rule = sb.faults.add(kind="error", service="iam", operation="DeleteRolePolicy", status=403, code="AccessDenied")
-    first = sweeper.sweep()
-    second = sweeper.sweep()
+    first = sweeper.sweep(later)
+    second = sweeper.sweep(later)
     sb.faults.remove(rule)
     assert [(e.grant_id, e.outcome, e.error_code) for e in first] == [("exp-flaky", "failed", "ACCESS_DENIED")]
     assert second == []  # still failing: retried, but reported once
-    third = sweeper.sweep()
+    third = sweeper.sweep(later)
     assert [(e.grant_id, e.outcome) for e in third] == [("exp-flaky", "succeeded")]
     assert third[0].id != first[0].id
     failed = first[0].to_proto()

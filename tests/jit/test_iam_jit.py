@@ -7,7 +7,8 @@ import json
 import pytest
 
 from connector.errors import ErrorCode
-from connector.integrations import iam_access
+from connector.integrations import ledger
+from connector.integrations.iam_access import policy as iam_policy
 from tests.jit.conftest import admin, dispatcher, job, mutating_calls, ok, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,14 +48,14 @@ def test_grant_revoke_duplicates_and_record(sandbox, roles):
     s3.create_bucket(Bucket="jit-plain-bucket")
     resources = ["arn:aws:s3:::jit-plain-bucket", f"arn:aws:sqs:us-east-1:{_account(sb)}:jobs"]
     first = ok(run(d, job(sb, "grant", "iam-1", "alice", _target(sb, resources=resources))))
-    policy = iam_access.policy_name_for(iam_access.grant_tag_key("iam-1"))
+    policy = iam_policy.policy_name_for(ledger.grant_key("iam-1"))
     assert first["policy_name"] == policy and first["kms_keys"] == []
     doc = roles.get_role_policy(RoleName="app-reader", PolicyName=policy)["PolicyDocument"]
     actions = {a for st in doc["Statement"] for a in st["Action"]}
     assert {"s3:ListBucket", "s3:GetObject", "sqs:GetQueueAttributes"} <= actions
     assert not {"s3:PutObject", "sqs:SendMessage"} & actions
     tags = {t["Key"]: t["Value"] for t in roles.list_role_tags(RoleName="app-reader")["Tags"]}
-    assert tags[iam_access.grant_tag_key("iam-1")].endswith(f"policy={policy}")
+    assert tags[ledger.grant_key("iam-1")].endswith(f"policy={policy}")
 
     ok(run(d, job(sb, "grant", "iam-1", "alice", _target(sb, resources=resources))))
     assert roles.list_role_policies(RoleName="app-reader")["PolicyNames"] == [policy]
@@ -65,9 +66,7 @@ def test_grant_revoke_duplicates_and_record(sandbox, roles):
     again = ok(run(d, job(sb, "revoke", "iam-1", "alice", _target(sb))))
     assert again["already_revoked"] is True
     assert set(mutating_calls(sb)) <= {"iam:DeleteRolePolicy"}  # the idempotent delete answers NoSuchEntity
-    assert iam_access.grant_tag_key("iam-1") not in {
-        t["Key"] for t in roles.list_role_tags(RoleName="app-reader")["Tags"]
-    }
+    assert ledger.grant_key("iam-1") not in {t["Key"] for t in roles.list_role_tags(RoleName="app-reader")["Tags"]}
 
 
 def test_101_resources_refused_before_any_aws_call(sandbox, roles):
@@ -94,7 +93,7 @@ def test_aggregate_inline_limit_refused_before_the_write(sandbox, roles):
             }
         ],
     }
-    assert 9_000 < iam_access.policy_chars(filler) < 10_240
+    assert 9_000 < iam_policy.policy_chars(filler) < 10_240
     roles.put_role_policy(
         RoleName="app-full", PolicyName="customer-policy", PolicyDocument=json.dumps(filler, indent=4)
     )

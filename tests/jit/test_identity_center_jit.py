@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from connector.errors import ConnectorError, ErrorCode
-from connector.integrations import identity_center_access as ica
+from connector.integrations import ledger
+from connector.integrations.identity_center import assignments as ica
 from tests.jit.conftest import admin, dispatcher, job, mutating_calls, ok, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,7 +57,7 @@ def test_grant_revoke_and_duplicates(sandbox):
     ok(run(d, job(sb, "grant", "ic-1", user, _target(sb))))  # re-delivery: list-before-create
     assert _assignments(sb).count(("USER", user)) == 1
     assert sb.faults.calls("sso-admin", "CreateAccountAssignment") == 1
-    assert ica.grant_tag_key("ic-1") in _tags(sb)
+    assert ledger.grant_key("ic-1") in _tags(sb)
 
     ok(run(d, job(sb, "revoke", "ic-1", user, _target(sb))))
     assert ("USER", user) not in _assignments(sb)
@@ -62,7 +65,7 @@ def test_grant_revoke_and_duplicates(sandbox):
     sb.faults.reset_counts()
     again = ok(run(d, job(sb, "revoke", "ic-1", user, _target(sb))))
     assert again["already_revoked"] is True and mutating_calls(sb) == {}
-    assert ica.grant_tag_key("ic-1") not in _tags(sb)
+    assert ledger.grant_key("ic-1") not in _tags(sb)
 
 
 def test_conflict_is_retried_with_backoff(sandbox, monkeypatch):
@@ -120,7 +123,7 @@ def test_existing_assignment_is_not_revoked(sandbox):
     revoked = ok(run(d, job(sb, "revoke", "ic-foreign", group, target)))
     assert revoked["assignment_deleted"] is False
     assert ("GROUP", group) in _assignments(sb, "EksClusterAdmin")
-    assert ica.grant_tag_key("ic-foreign") not in _tags(sb, "EksClusterAdmin")
+    assert ledger.grant_key("ic-foreign") not in _tags(sb, "EksClusterAdmin")
 
 
 def test_bad_principal_and_unknown_permission_set(sandbox):
@@ -155,3 +158,29 @@ def test_failed_status_raises_with_the_failure_reason():
     with pytest.raises(ConnectorError) as caught:
         ica.wait_for_status(lambda: next(statuses), what="assign", remaining=5, check=lambda: None)
     assert "Not supported account" in caught.value.message and not caught.value.retryable
+
+
+def test_two_grants_sharing_an_assignment_revoked_at_once_leave_neither_access_nor_record(sandbox):
+    """Each revoke used to read the other's record, keep the assignment for it, and remove its own record: the
+    assignment stayed with no record, so nothing would ever expire it. Both first reads are held together."""
+    sb, d = sandbox, dispatcher(sandbox)
+    user = _ic(sb).users["user2@example.com"]
+    for grant_id in ("ic-race-a", "ic-race-b"):
+        ok(run(d, job(sb, "grant", grant_id, user, _target(sb))))
+    assert ("USER", user) in _assignments(sb)
+    rule = sb.faults.latency(0.6, service="sso-admin", operation="ListTagsForResource")
+    try:
+        outcomes: list[object] = []
+        threads = [
+            threading.Thread(target=lambda g=g: outcomes.append(run(d, job(sb, "revoke", g, user, _target(sb)))))
+            for g in ("ic-race-a", "ic-race-b")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sb.faults.remove(rule)
+    assert all(o.outcome == "succeeded" for o in outcomes), outcomes  # type: ignore[attr-defined]
+    assert ("USER", user) not in _assignments(sb)
+    assert not any(k.endswith(("ic-race-a", "ic-race-b")) for k in _tags(sb))

@@ -5,9 +5,9 @@ it. It keeps objects, assigns uid / resourceVersion / creationTimestamp, answers
 codes and Status bodies (201 create, 200 get/list/replace/delete, 404 NotFound, 409 AlreadyExists,
 409 Conflict on a stale resourceVersion or a failed delete precondition, 422 Invalid, 400 BadRequest),
 supports labelSelector and limit/continue, and validates every body it receives against the Kubernetes
-JSON schemas shipped by `kubernetes-validate` (strict: unknown fields are errors) plus the name and
-label syntax checks the API server applies. A malformed object therefore fails a test as it would fail
-in a cluster.
+JSON schemas shipped by `kubernetes-validate` (strict: unknown fields are errors) plus the name, label and
+annotation checks the API server applies (qualified keys; annotations at most 256 KiB together). A malformed
+object therefore fails a test as it would fail in a cluster.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from werkzeug.wrappers import Request, Response
 
 K8S_VERSION = "1.33"
 RBAC = "rbac.authorization.k8s.io/v1"
+ANNOTATIONS_MAX_BYTES = 256 * 1024  # apimachinery's TotalAnnotationSizeLimitB: keys and values together
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,19 @@ class ApiError(Exception):
 
 
 def _qualified_name_errors(key: str) -> list[str]:
-    prefix, _, name = key.rpartition("/")
+    """apimachinery's IsQualifiedName: an optional DNS-1123 subdomain prefix and '/', then a name of at most
+    63 characters [A-Za-z0-9._-] with an alphanumeric character at both ends."""
+    parts = key.split("/")
+    if len(parts) > 2:
+        return [f"{key!r} must be a qualified name: an optional DNS subdomain prefix and '/', then a name"]
+    name = parts[-1]
     errors = []
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        errors.append(f"prefix part {prefix!r} must be a DNS-1123 subdomain")
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            errors.append("prefix part must be non-empty")
+        elif len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix):
+            errors.append(f"prefix part {prefix!r} must be a DNS-1123 subdomain")
     if not name or len(name) > 63 or not _LABEL_NAME.match(name):
         errors.append(f"name part {name!r} must be at most 63 alphanumeric characters, '-', '_' or '.'")
     return errors
@@ -113,9 +123,19 @@ def _check_metadata(kind: Kind, obj: dict[str, Any]) -> list[dict[str, str]]:
             causes.append(
                 {"field": f"metadata.labels: {key}", "message": f"Invalid value: {value!r}: invalid label value"}
             )
-    for key in meta.get("annotations") or {}:
-        for problem in _qualified_name_errors(key):
+    annotations = meta.get("annotations") or {}
+    for key in annotations:
+        # ValidateAnnotations checks the lower-cased key: a prefix may be written in capitals
+        for problem in _qualified_name_errors(key.lower()):
             causes.append({"field": f"metadata.annotations: {key}", "message": f"Invalid value: {problem}"})
+    size = sum(len(k.encode()) + len(v.encode() if isinstance(v, str) else b"") for k, v in annotations.items())
+    if size > ANNOTATIONS_MAX_BYTES:
+        causes.append(
+            {
+                "field": "metadata.annotations",
+                "message": f"Too long: must have at most {ANNOTATIONS_MAX_BYTES} bytes",
+            }
+        )
     return causes
 
 

@@ -14,7 +14,8 @@ import pytest
 
 pytest.importorskip("connector.sandbox.server", reason="needs the sandbox (connector.sandbox) merged")
 
-from k8s_helpers import services
+from fake_apiserver import FakeApiServer
+from k8s_helpers import cluster_role, describe, grant, grant_request, kind_of, services
 
 from connector.aws.eks_token import (
     CLUSTER_ID_HEADER,
@@ -23,7 +24,12 @@ from connector.aws.eks_token import (
     regional_sts_client,
     url_from_token,
 )
+from connector.errors import GuardrailDenied
+from connector.integrations.aws_auth import AwsAuthIntegration
+from connector.integrations.effect import ClusterRef
 from connector.integrations.kubernetes import KubernetesIntegration
+from connector.jobs.guardrails import Guardrails
+from connector.k8s.client import KubeApi, token_client
 from connector.sandbox import Sandbox
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,8 +74,9 @@ def test_presigned_url_is_accepted_by_sts(sandbox_env: Any) -> None:
 
 
 def test_eks_connection_builds_a_client_with_endpoint_ca_and_token(sandbox_env: Any) -> None:
-    endpoint, ca_pem = cluster_connection_info(sandbox_env.client("eks", REGION), "prod")
+    endpoint, ca_pem, arn = cluster_connection_info(sandbox_env.client("eks", REGION), "prod")
     assert endpoint.startswith("https://") and ca_pem
+    assert arn == f"arn:aws:eks:{REGION}:123456789012:cluster/prod"
     k8s = KubernetesIntegration("eks-int", {"connection": "eks", "cluster_name": "prod", "region": REGION}, services())
     api = k8s.connection.api()
     configuration = api.api_client.configuration
@@ -90,3 +97,30 @@ def test_unknown_cluster_is_a_typed_not_found(sandbox_env: Any) -> None:
         k8s.connection.api()
     mapped = classify_aws_error(info.value)
     assert mapped is not None and mapped.code == "NOT_FOUND"
+
+
+def test_the_effect_of_an_eks_connection_names_the_cluster_and_its_account(sandbox_env: Any) -> None:
+    """The guardrails judge the cluster the settings reach: its name, region and the account read from its ARN
+    (never a field of the job's target)."""
+    settings = {"connection": "eks", "cluster_name": "prod", "region": REGION}
+    k8s = KubernetesIntegration("eks-int", settings, services())
+    mapping = AwsAuthIntegration("a", settings, services())
+    expected = ClusterRef("prod", "123456789012", REGION)
+    assert k8s.connection.cluster_ref() == expected == mapping.connection.cluster_ref()
+    with FakeApiServer() as server:
+        # DescribeCluster gave the endpoint (moto's, which serves no Kubernetes API): talk to the fake instead
+        server.seed(cluster_role("view"))
+        k8s.connection._api = KubeApi(token_client(server.url, None, None))
+        kind = kind_of(k8s)
+        request = grant_request("g-eks", "alice", {"scope": "cluster", "role": "view"})
+        effect = describe(kind, request)
+        assert effect.cluster == expected and effect.account_id == "123456789012" and effect.region == REGION
+        assert effect.summary()["cluster"] == f"123456789012/{REGION}/prod"
+        with pytest.raises(GuardrailDenied) as info:
+            grant(kind, request, Guardrails(max_duration="12h", clusters=("staging",)))
+        assert info.value.rule == "clusters" and server.writes() == []
+        with pytest.raises(GuardrailDenied) as info:
+            grant(kind, request, Guardrails(max_duration="12h", accounts=("999999999999",)))
+        assert info.value.rule == "accounts" and server.writes() == []
+        grant(kind, request, Guardrails(max_duration="12h", clusters=(f"123456789012/{REGION}/prod",)))
+        assert server.names("clusterrolebindings") == [("", "ac-grant-g-eks")]

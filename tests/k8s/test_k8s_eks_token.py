@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 from fake_apiserver import FakeApiServer
-from k8s_helpers import RecordingContext, cluster_role, namespace, services
+from k8s_helpers import cluster_role, grant, grant_request, kind_of, namespace, services
 
 from connector.aws.eks_token import (
     MAX_TOKEN_BYTES,
@@ -23,7 +23,6 @@ from connector.aws.eks_token import (
     url_from_token,
 )
 from connector.errors import ConnectorError, ErrorCode
-from connector.integrations.base import GrantRequest
 from connector.integrations.kubernetes import KubernetesIntegration
 from connector.k8s.client import KubeApi, RefreshingBearer, in_cluster_client, token_client
 from connector.logging import configure_logging, get_logger
@@ -115,17 +114,12 @@ def test_tokens_never_reach_logs_results_or_errors(
         server.require_token = planted
         k8s = KubernetesIntegration("i", {"connection": "host", "host": server.url}, services())
         k8s.connection._api = KubeApi(token_client(server.url, None, RefreshingBearer(lambda: planted, 840)))
-        result = k8s.grant(
-            GrantRequest(grant_id="g1", principal="alice", target={"scope": "cluster", "role": "view"}),
-            RecordingContext(),
-        )
+        kind = kind_of(k8s)
+        result = grant(kind, grant_request("g1", "alice", {"scope": "cluster", "role": "view"}))
         # a wrong token: the 401 becomes a typed error that names no token
         server.require_token = "something-else"
         with pytest.raises(ConnectorError) as info:
-            k8s.grant(
-                GrantRequest(grant_id="g2", principal="bob", target={"scope": "cluster", "role": "view"}),
-                RecordingContext(),
-            )
+            grant(kind, grant_request("g2", "bob", {"scope": "cluster", "role": "view"}))
         assert info.value.code == ErrorCode.ACCESS_DENIED
         get_logger("test").warning("eks_call_failed", error=str(info.value), detail=f"used {planted}")
     seen: list[Any] = [result, str(info.value), captured_logs.getvalue(), caplog.text]

@@ -7,13 +7,25 @@ import copy
 import kubernetes_validate
 import pytest
 from fake_apiserver import FakeApiServer
-from k8s_helpers import RecordingContext, cluster_role, namespace, services
+from k8s_helpers import (
+    REGISTRY,
+    RecordingContext,
+    cluster_role,
+    expired,
+    grant,
+    grant_request,
+    kind_of,
+    namespace,
+    revoke,
+    revoke_request,
+    services,
+)
 
 from connector.errors import ConnectorError, ErrorCode
 from connector.integrations.aws_auth import AwsAuthIntegration
-from connector.integrations.base import GrantRequest, RevokeRequest, SyncRequest
+from connector.integrations.base import SyncRequest
 from connector.integrations.kubernetes import KubernetesIntegration
-from connector.k8s.permissions import aws_auth_role, connector_cluster_role
+from connector.k8s.permissions import aws_auth_role, connector_cluster_role, rbac_reader_rules
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,6 +42,14 @@ def test_the_rules_are_valid_and_least_privilege() -> None:
         assert "secrets" not in rule["resources"]
     (bind,) = [r for r in role["rules"] if "bind" in r["verbs"]]
     assert bind["resourceNames"] == ["view"] and bind["verbs"] == ["bind"]
+    # the kubernetes ClusterRole already holds every read that judging a grant needs
+    for reader in rbac_reader_rules():
+        assert not {"*", "create", "update", "delete"} & set(reader["verbs"])
+        for resource in reader["resources"]:
+            assert any(
+                resource in r["resources"] and set(reader["verbs"]) <= set(r["verbs"]) and "resourceNames" not in r
+                for r in role["rules"]
+            ), resource
 
 
 def test_sync_grant_revoke_work_with_exactly_these_rules() -> None:
@@ -39,21 +59,20 @@ def test_sync_grant_revoke_work_with_exactly_these_rules() -> None:
         api.seed(cluster_role("cluster-admin"))
         api.rbac_rules = connector_cluster_role("access-connector", ["view"])["rules"]
         k8s = KubernetesIntegration("i", {"connection": "host", "host": api.url}, services())
-        k8s.sync(SyncRequest(), RecordingContext())
+        syncer, kind = REGISTRY.syncer(k8s), kind_of(k8s)
+        assert syncer is not None
+        syncer.sync(SyncRequest(), RecordingContext())
         for scope in (TARGET, {"scope": "cluster", "role": "view"}):
-            k8s.grant(GrantRequest(grant_id="g-" + scope["scope"], principal="alice", target=scope), RecordingContext())
-            k8s.grant(GrantRequest(grant_id="g-" + scope["scope"], principal="alice", target=scope), RecordingContext())
-            k8s.revoke(
-                RevokeRequest(grant_id="g-" + scope["scope"], principal="alice", target=scope), RecordingContext()
-            )
+            grant_id = "g-" + scope["scope"]
+            grant(kind, grant_request(grant_id, "alice", scope))
+            grant(kind, grant_request(grant_id, "alice", scope))
+            assert expired(kind) == []  # the expiry loop's scan needs nothing more either
+            revoke(kind, revoke_request(grant_id, "alice", scope))
         assert api.names("rolebindings") == [] and api.names("clusterrolebindings") == []
         assert not [r for r in api.rejections if r["code"] == 403]
         # a role outside the grantable list: the API server's escalation check refuses, we say why
         with pytest.raises(ConnectorError) as info:
-            k8s.grant(
-                GrantRequest(grant_id="g-admin", principal="alice", target={**TARGET, "role": "cluster-admin"}),
-                RecordingContext(),
-            )
+            grant(kind, grant_request("g-admin", "alice", {**TARGET, "role": "cluster-admin"}))
         assert info.value.code == ErrorCode.ACCESS_DENIED and "cannot bind ClusterRole" in info.value.message
         assert "ServiceAccount RBAC" in info.value.message
         assert api.names("rolebindings") == []
@@ -69,11 +88,19 @@ def test_aws_auth_works_with_its_role_only() -> None:
             "data": {"mapRoles": "- rolearn: arn:aws:iam::111122223333:role/nodes\n  username: n\n"},
         }
         api.seed(copy.deepcopy(cm))
-        api.rbac_rules = aws_auth_role("access-connector-aws-auth")["rules"]
-        k8s = AwsAuthIntegration("i", {"connection": "host", "host": api.url}, services())
+        # the aws-auth Role, and the RBAC reads that let describe judge the groups by their bindings
+        api.rbac_rules = aws_auth_role("access-connector-aws-auth")["rules"] + rbac_reader_rules()
+        kind = kind_of(AwsAuthIntegration("i", {"connection": "host", "host": api.url}, services()))
         role = "arn:aws:iam::111122223333:role/team"
-        k8s.grant(GrantRequest(grant_id="g", principal=role, target={"groups": ["readers"]}), RecordingContext())
-        k8s.revoke(RevokeRequest(grant_id="g", principal=role, target={}), RecordingContext())
+        grant(kind, grant_request("g", role, {"groups": ["readers"]}))
+        assert expired(kind) == []
+        revoke(kind, revoke_request("g", role))
         assert not [r for r in api.rejections if r["code"] == 403]
         stored = api.get("configmaps", "aws-auth", "kube-system")
         assert stored is not None and stored["data"] == cm["data"]
+        # without the RBAC reads, describe cannot judge the groups: refused, nothing written
+        api.rbac_rules = aws_auth_role("access-connector-aws-auth")["rules"]
+        with pytest.raises(ConnectorError) as info:
+            grant(kind, grant_request("g2", role, {"groups": ["readers"]}))
+        assert info.value.code == ErrorCode.ACCESS_DENIED
+        assert api.get("configmaps", "aws-auth", "kube-system") == stored

@@ -20,6 +20,7 @@ from nacl.public import PrivateKey
 
 from connector.integrations.base import GrantRequest, JobContext, RevokeRequest, Services
 from connector.integrations.lambda_custom import LambdaCustomIntegration
+from connector.jobs.registry import build_registry
 from connector.sandbox import CredentialsFunction, LambdaContext, Sandbox
 from connector.sealing import open_sealed
 from tests.sandbox.sandbox_helpers import NO_RETRIES
@@ -370,15 +371,17 @@ def test_the_connector_integration_against_real_state(sb: Sandbox, monkeypatch: 
     integration = LambdaCustomIntegration(
         "lambda-1", {"function_name": "creds-fn", "region": REGION}, Services(connector_id="c-1")
     )
+    kind = build_registry(["lambda_custom"]).provisioner(integration, "lambda_custom")
+    assert kind is not None
     requester = PrivateKey.generate()
     target = {"resources": ["resource1"], "permission": "reader", "credentials": "create"}
     request = GrantRequest(
         grant_id="g-1", principal="alice", target=target, requester_public_key=bytes(requester.public_key)
     )
-    result = integration.grant(request, _Ctx())
+    result = kind.grant(request, kind.describe(request, _Ctx()), _Ctx())
     opened = open_sealed(bytes(requester), result["credentials"])
     assert fn.check("alice", opened["password"]) and fn.live_credentials("alice") == [opened["password"]]
-    integration.revoke(RevokeRequest(grant_id="g-1", principal="alice", target=target), _Ctx())
+    kind.revoke(RevokeRequest(grant_id="g-1", principal="alice", target=target), _Ctx())  # the grant's own target
     assert fn.live_credentials("alice") == [] and fn.grants() == {}
     assert [i.event_type for i in sb.lambdas.invocations("creds-fn")] == [
         "grant-access",

@@ -185,8 +185,10 @@ def test_no_secret_in_logs_metrics_errors_or_results(tmp_path: Path) -> None:
             done = [admin.wait(r.job.id, timeout=60) for r in records]
             states = [admin_pb2.JobState.Name(d.state) for d in done]
             assert states[:2] == ["JOB_STATE_SUCCEEDED"] * 2, [d.error for d in done]
-            # The cluster URL with a password was dialled (retried, then failed); the org settings were refused.
-            assert [d.error.code for d in done[2:]] == ["UNAVAILABLE", "UNAVAILABLE", "INVALID_SETTINGS"], states
+            # The cluster URL with a password was dialled (retried, then failed); the grant's target holds a field
+            # the kind does not take (refused by name, its value not repeated); the org settings were refused.
+            assert [d.error.code for d in done[2:]] == ["UNAVAILABLE", "INVALID_JOB", "INVALID_SETTINGS"], states
+            assert "target.token: unknown field" in done[3].error.message
 
         with urllib.request.urlopen(f"http://{health}/metrics", timeout=10) as response:
             metrics = response.read().decode()

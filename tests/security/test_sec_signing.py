@@ -8,8 +8,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -379,11 +379,17 @@ class _RecordingSweeper:
     def __init__(self) -> None:
         self.observed: list[tuple[str, str, dict[str, object]]] = []
 
-    def observe(self, integration_id: str, integration_type: str, settings: Mapping[str, object]) -> None:
-        self.observed.append((integration_id, integration_type, dict(settings)))
+    def offer(self, integration: Any) -> None:  # the dispatcher's listener, as `connector run` wires it
+        self.observed.append((integration.integration_id, integration.type_id, dict(integration.settings)))
+
+    def confirm(self, integration: Any) -> None:
+        return None
 
     def sweep(self) -> list[object]:
         return []
+
+    def status(self) -> dict[str, object]:
+        return {}
 
 
 def test_the_expiry_sweeper_learns_settings_only_from_verified_jobs(tmp_path: Path) -> None:

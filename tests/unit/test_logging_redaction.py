@@ -44,3 +44,19 @@ def test_redacts_exceptions():
 def test_nested_structures():
     out = redact({"outer": {"password": "p", "list": ["Bearer zzz.yyy"]}})
     assert out == {"outer": {"password": REDACTED, "list": [REDACTED]}}
+
+
+def test_library_warnings_through_the_standard_logging_module_are_redacted_too():
+    import io
+    import logging
+
+    from connector.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    logging.getLogger("botocore.credentials").warning(
+        "refresh failed: x-amz-security-token=IQoJb3JpZ2luX2VjEJr%s Authorization: Bearer abc.def.ghi",
+        "AAAAAAAAAAAAAAAA",
+    )
+    text = stream.getvalue()
+    assert "refresh failed" in text and "IQoJb3JpZ2lu" not in text and "abc.def.ghi" not in text

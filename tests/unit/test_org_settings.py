@@ -2,7 +2,7 @@ import pytest
 
 from connector.aws.sessions import clamp_session_duration, session_name
 from connector.errors import InvalidSettings
-from connector.integrations.org_settings import parse_settings
+from connector.integrations.aws_organization.settings import parse_settings
 
 
 def test_docs_style_comma_lists():
@@ -30,6 +30,11 @@ def test_docs_style_comma_lists():
         ({"max_parallelism": 1000}, "max_parallelism"),
         ({"unexpected": True}, "unexpected"),
         ({"sso_portal_url": "http://insecure"}, "sso_portal_url"),
+        ({"region": "xx-east-1"}, "region"),
+        # One integration is one partition: its roles cannot act in another partition's regions.
+        ({"management_account_role_arn": "arn:aws-us-gov:iam::123456789012:role/M"}, "region"),
+        ({"region": "us-gov-west-1", "regions": ["us-gov-east-1", "us-east-1"]}, "regions"),
+        ({"region": "cn-north-1", "sso_region": "us-east-1"}, "sso_region"),
     ],
 )
 def test_invalid_settings_name_the_setting(raw, setting):
@@ -52,3 +57,12 @@ def test_session_name_is_valid():
     name = session_name("conn/with spaces" + "x" * 100)
     assert 2 <= len(name) <= 64
     assert all(c.isalnum() or c in "+=,.@-_" for c in name)
+
+
+def test_partition_follows_the_management_role_or_the_region():
+    gov = parse_settings(
+        {"management_account_role_arn": "arn:aws-us-gov:iam::123456789012:role/M", "region": "us-gov-west-1"}
+    )
+    assert gov.region == "us-gov-west-1"
+    china = parse_settings({"region": "cn-north-1", "regions": ["cn-northwest-1"]})
+    assert china.regions == ("cn-northwest-1",)

@@ -23,29 +23,30 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
 
+from connector.aws.calls import CallLog
 from connector.aws.errors import error_code
+from connector.aws.partitions import PARTITION, partition_of_arn
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
-from connector.integrations import validation
-from connector.integrations.eks_access import GRANT_PREFIX, CallLog, grant_tag_key
+from connector.integrations import ledger, validation
 
 PERMISSION_SET_ARN = re.compile(
     # AWS documents permissionSet/ssoins-.../ps-...; moto (and older consoles) show instance/ssoins-.../ps-...
-    r"^arn:(aws|aws-us-gov|aws-cn):sso:::(?:permissionSet|instance)/(ssoins-[a-z0-9-]+)/(ps-[a-z0-9-]+)$"
+    rf"^arn:({PARTITION}):sso:::(?:permissionSet|instance)/(ssoins-[a-z0-9-]+)/(ps-[a-z0-9-]+)$"
 )
 PERMISSION_SET_NAME = re.compile(r"^[\w+=,.@-]{1,32}$")
 PRINCIPAL_ID = re.compile(
     r"^([0-9a-f]{10}-|)[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}$"
 )
-MAX_TAGS = 50  # AWS limit of tags per permission set
+MAX_TAGS = ledger.MAX_TAGS_PER_RESOURCE  # tags per permission set
 DEFAULT_TIMEOUT = 300.0  # the longest we wait for an assignment to settle when the job has no deadline
 # Retry tuning for ConflictException (module-level so tests on a loaded machine can shorten it).
 CONFLICT_ATTEMPTS = 8
@@ -94,6 +95,8 @@ class IcRecord:
     principal_type: str
     principal_id: str
     owned: bool
+    problem: str = ""  # the expiry could not be decoded: the record counts as expired
+    revoking: bool = False  # a revoke has started: no longer a live owner of the assignment
 
     def same_assignment(self, other: IcRecord) -> bool:
         return (self.account_id, self.principal_type, self.principal_id) == (
@@ -102,25 +105,33 @@ class IcRecord:
             other.principal_id,
         )
 
+    def expired(self, now: int) -> bool:
+        # A revoke that started and did not finish counts as due: the expiry loop finishes it.
+        return self.revoking or ledger.Record(self.expires_epoch, {}, self.problem).expired(now)
 
-def encode_record(record: IcRecord) -> str:
-    exp = str(record.expires_epoch) if record.expires_epoch is not None else "never"
-    return f"exp={exp} acct={record.account_id} {record.principal_type}={record.principal_id} own={int(record.owned)}"
+
+def encode_record(record: IcRecord, expires_at: datetime | None) -> str:
+    fields = [
+        ("acct", record.account_id),
+        (record.principal_type, record.principal_id),
+        ("own", str(int(record.owned))),
+    ]
+    if record.revoking:
+        fields.append(("rev", "1"))
+    return ledger.encode(expires_at, fields, what="this grant's record on the permission set (one tag)")
 
 
-def decode_record(value: str) -> IcRecord | None:
-    fields = dict(part.partition("=")[::2] for part in value.split())
+def decode_record(value: str) -> IcRecord | str:
+    """The record, or why it cannot be read as one (then the assignment it guards cannot be named)."""
+    raw = ledger.decode(value)
+    fields = raw.fields
     principal_type = "USER" if "USER" in fields else "GROUP" if "GROUP" in fields else ""
-    if not principal_type or not fields.get("acct"):
-        return None  # not a record this version wrote: leave it alone
-    exp = fields.get("exp", "")
-    return IcRecord(
-        expires_epoch=int(exp) if exp.isdigit() else None,
-        account_id=fields["acct"],
-        principal_type=principal_type,
-        principal_id=fields[principal_type],
-        owned=fields.get("own") == "1",
-    )
+    account = str(fields.get("acct", ""))
+    principal = str(fields.get(principal_type, "")) if principal_type else ""
+    if not principal_type or not re.fullmatch(r"\d{12}", account) or not PRINCIPAL_ID.match(principal):
+        return "the record names no account and principal"
+    owned, revoking = fields.get("own") == "1", fields.get("rev") == "1"
+    return IcRecord(raw.expires_epoch, account, principal_type, principal, owned, raw.problem, revoking)
 
 
 # -- reads -------------------------------------------------------------------------------------------------
@@ -139,7 +150,7 @@ def instance_arn(sso: Any) -> str:
 def resolve_permission_set(sso: Any, instance: str, wanted: str, cache: dict[str, str] | None = None) -> str:
     """The permission set ARN for an ARN or a name (names are resolved once per integration and cached)."""
     if m := PERMISSION_SET_ARN.match(wanted):
-        if instance.rsplit("/", 1)[-1] != m.group(2):
+        if instance.rsplit("/", 1)[-1] != m.group(2) or partition_of_arn(instance) != m.group(1):
             raise InvalidJob(f"permission set {wanted} belongs to another Identity Center instance than {instance}")
         return wanted
     if cache is not None and wanted in cache:
@@ -163,12 +174,23 @@ def permission_set_tags(sso: Any, instance: str, ps_arn: str) -> dict[str, str]:
     return tags
 
 
-def live_records(tags: Mapping[str, str]) -> dict[str, IcRecord]:
-    out: dict[str, IcRecord] = {}
+def records_on(tags: Mapping[str, str]) -> tuple[dict[str, IcRecord], dict[str, str]]:
+    """The connector's grant records among a permission set's tags: (key -> record, key -> why unreadable)
+    — an unreadable one names no assignment, so it can only be reported."""
+    live: dict[str, IcRecord] = {}
+    unreadable: dict[str, str] = {}
     for key, value in tags.items():
-        if key.startswith(GRANT_PREFIX) and (record := decode_record(value)) is not None:
-            out[key] = record
-    return out
+        if key.startswith(ledger.GRANT_PREFIX):
+            record = decode_record(value)
+            if isinstance(record, IcRecord):
+                live[key] = record
+            else:
+                unreadable[key] = record
+    return live, unreadable
+
+
+def live_records(tags: Mapping[str, str]) -> dict[str, IcRecord]:
+    return records_on(tags)[0]
 
 
 def assignment_exists(sso: Any, instance: str, ps_arn: str, account_id: str, ptype: str, pid: str) -> bool:
@@ -269,20 +291,18 @@ def grant(
     validate_principal(principal)
     where = resolve(sso, target, cache)
     calls = CallLog(sso, dry_run)
-    gkey = grant_tag_key(grant_id)
+    gkey = ledger.grant_key(grant_id)
     tags = permission_set_tags(sso, where.instance, where.ps_arn)
     records = live_records(tags)
     exists = assignment_exists(sso, where.instance, where.ps_arn, target.account_id, target.principal_type, principal)
-    this = IcRecord(
-        int(expires_at.timestamp()) if expires_at else None, target.account_id, target.principal_type, principal, True
-    )
+    this = IcRecord(ledger.epoch_of(expires_at), target.account_id, target.principal_type, principal, True)
     if gkey in records:
         owned = records[gkey].owned  # a re-delivery: keep what the first delivery decided
     else:
         shared = any(r.owned and r.same_assignment(this) for k, r in records.items() if k != gkey)
         owned = not exists or shared  # an assignment made outside the connector is never ours to delete
     this = IcRecord(this.expires_epoch, this.account_id, this.principal_type, this.principal_id, owned)
-    value = encode_record(this)
+    value = encode_record(this, expires_at)
     if tags.get(gkey) != value:
         if gkey not in tags and len(tags) >= MAX_TAGS:
             raise ConnectorError(
@@ -347,7 +367,7 @@ def revoke(
     validate_principal(principal)
     where = resolve(sso, target, cache)
     calls = CallLog(sso, dry_run)
-    gkey = grant_tag_key(grant_id)
+    gkey = ledger.grant_key(grant_id)
     records = live_records(permission_set_tags(sso, where.instance, where.ps_arn))
     mine = records.get(gkey)
     base = {
@@ -361,7 +381,20 @@ def revoke(
         # No record: the connector never made this assignment (or already revoked it). Never delete what
         # another owner set.
         return base | {"already_revoked": True, "assignment_deleted": False, "calls": []}
-    others = [r for k, r in records.items() if k != gkey and r.owned and r.same_assignment(mine)]
+    if not mine.revoking and not dry_run:
+        # Two revokes of grants sharing one assignment must not each keep it for the other: mark this record as
+        # revoking, then read again, so each sees the other's mark and the last owner's revoke deletes it.
+        when = None if mine.expires_epoch is None else datetime.fromtimestamp(mine.expires_epoch, UTC)
+        marked = replace(mine, revoking=True)
+        calls(
+            "tag_resource",
+            InstanceArn=where.instance,
+            ResourceArn=where.ps_arn,
+            Tags=[{"Key": gkey, "Value": encode_record(marked, when)}],
+        )
+        records = live_records(permission_set_tags(sso, where.instance, where.ps_arn))
+        mine = records.get(gkey, marked)
+    others = [r for k, r in records.items() if k != gkey and r.owned and not r.revoking and r.same_assignment(mine)]
     deleted = False
     if mine.owned and not others:
         exists = assignment_exists(
@@ -401,13 +434,16 @@ def revoke(
     }
 
 
-def expired_records(sso: Any, now_epoch: int) -> list[tuple[str, str, IcRecord]]:
-    """(permission set ARN, grant key, record) of every expired grant the connector recorded."""
+def expired_records(sso: Any, now_epoch: int) -> Iterator[tuple[str, str, IcRecord | str]]:
+    """(permission set ARN, grant key, record) of every expired grant the connector recorded, and (.., .., why)
+    for every record that names no assignment (it cannot be revoked, only reported)."""
     instance = instance_arn(sso)
-    out: list[tuple[str, str, IcRecord]] = []
     for page in sso.get_paginator("list_permission_sets").paginate(InstanceArn=instance):
         for ps_arn in page.get("PermissionSets", []):
-            for key, record in live_records(permission_set_tags(sso, instance, ps_arn)).items():
-                if record.expires_epoch is not None and record.expires_epoch <= now_epoch:
-                    out.append((str(ps_arn), key, record))
-    return out
+            tags = permission_set_tags(sso, instance, ps_arn)
+            live, unreadable = records_on(tags)
+            for key, record in live.items():
+                if record.expired(now_epoch):
+                    yield str(ps_arn), key, record
+            for key, problem in unreadable.items():
+                yield str(ps_arn), key, problem

@@ -1,47 +1,32 @@
-"""The AWS Organization integration: sync the organisation and what lives in its accounts, and run
-just-in-time grants in member accounts.
+"""The organisation sync: walk the organisation, then what lives in its accounts, with bounded parallelism.
 
-Credentials: connector identity -> management-account role (ExternalId, session duration clamped to the
-one-hour role-chaining cap) -> member-account role per account. Sync walks the org tree from the management
-account, then works through (account, region) pairs with bounded parallelism; a failure in one pair becomes
-an "error" inventory item with a hint at the fix, and only a failure of the management role fails the job.
-Grants route by target.resource_type to one module per target kind.
+Sync walks the org tree from the management account, then works through (account, region) pairs with
+bounded parallelism; a failure in one pair becomes an "error" inventory item with a hint at the fix, and only
+a failure of the management role fails the job.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connector.aws.errors import classify_aws_error, error_code
-from connector.aws.sessions import AwsSessions, clamp_session_duration
+from connector.aws.errors import error_code
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
-from connector.integrations import eks_access, iam_access, identity_center_access, identity_center_inventory
-from connector.integrations.base import (
-    GrantRequest,
-    Integration,
-    InventoryItem,
-    JobContext,
-    RevokeRequest,
-    Services,
-    SyncRequest,
-)
-from connector.integrations.eks_inventory import cluster_items
-from connector.integrations.iam_inventory import role_items
-from connector.integrations.org_settings import RESOURCE_TYPES, OrgSettings, parse_settings
-from connector.integrations.org_tree import Account, OrgUnit, OrgWalk
+from connector.integrations.aws_organization import identity_center_inventory
+from connector.integrations.aws_organization.eks_inventory import cluster_items
+from connector.integrations.aws_organization.iam_inventory import role_items
+from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
+from connector.integrations.aws_organization.org_tree import Account, OrgUnit, OrgWalk
+from connector.integrations.aws_organization.settings import RESOURCE_TYPES
+from connector.integrations.base import InventoryItem, JobContext, SyncRequest
 from connector.logging import get_logger
 
 log = get_logger("connector.integrations.aws_organization")
-# A member role that failed to assume is not asked again for this long: one sync touches an account in
-# several regions and stages, and each would otherwise repeat the same failing AssumeRole.
-MEMBER_FAILURE_TTL = 60.0
 
 
 @dataclass(frozen=True)
@@ -86,46 +71,16 @@ def scope_error_hint(
     return code, "transient or unexpected failure; the next sync retries it"
 
 
-class AwsOrganizationIntegration(Integration):
-    type_id = "aws_organization"
+class OrgSync:
+    """The Syncer of an aws_organization integration."""
 
-    def __init__(self, integration_id: str, settings: Mapping[str, Any], services: Services) -> None:
-        super().__init__(integration_id, settings, services)
-        self.config: OrgSettings = parse_settings(settings)
-        if services.aws is None:
-            services.aws = AwsSessions(services.connector_id)
-        self.aws: AwsSessions = services.aws
-        self.duration_seconds, self.duration_note = clamp_session_duration(self.config.session_duration_hours)
-        self._member_lock = threading.Lock()
-        self._member_failures: dict[str, tuple[float, ClientError]] = {}
-        self._account_locks: dict[str, threading.Lock] = {}
-        self._management_account_id = ""
+    def __init__(self, integration: AwsOrganizationIntegration) -> None:
+        self.integration = integration
+        self.config = integration.config
+        self.aws = integration.aws
 
-    # -- credentials -------------------------------------------------------------------------------------
-    def management(self) -> str:
-        role = self.config.management_account_role_arn
-        if role is None:
-            return self.aws.identity()  # the connector runs in the management account itself
-        return self.aws.assume(
-            role,
-            external_id=self.config.external_id or self.services.connector_id,
-            duration_seconds=self.duration_seconds,
-        )
-
-    def _management_checked(self) -> str:
-        try:
-            key = self.management()
-            self.aws.credentials_of(key)
-            return key
-        except (ClientError, BotoCoreError) as exc:
-            mapped = classify_aws_error(exc) or ConnectorError(ErrorCode.UNAVAILABLE, str(exc))
-            raise ConnectorError(
-                mapped.code,
-                f"cannot assume the management account role {self.config.management_account_role_arn}: {mapped.message} "
-                "Check that its trust policy admits the connector role with sts:ExternalId equal to the connector id "
-                "(cloudformation/management-account-role.yaml).",
-                retryable=mapped.retryable,
-            ) from None
+    def member(self, account_id: str) -> str:
+        return self.integration.member(account_id)
 
     # -- sync --------------------------------------------------------------------------------------------
     def sync(self, request: SyncRequest, ctx: JobContext) -> dict[str, Any]:
@@ -133,7 +88,7 @@ class AwsOrganizationIntegration(Integration):
         unknown = types - set(RESOURCE_TYPES)
         if unknown:
             raise InvalidJob(f"sync.resource_types {sorted(unknown)} unknown; choose from {list(RESOURCE_TYPES)}")
-        mgmt = self._management_checked()
+        mgmt = self.integration.management_checked()
         org = self.aws.client(mgmt, "organizations", self.config.region)
         counts: dict[str, int] = {}
         counts_lock = threading.Lock()
@@ -193,8 +148,8 @@ class AwsOrganizationIntegration(Integration):
             "scope_errors": errors,
             "items": dict(sorted(counts.items())),
         }
-        if self.duration_note:
-            result["notes"] = [self.duration_note]
+        if self.integration.duration_note:
+            result["notes"] = [self.integration.duration_note]
         return result
 
     def _regions(self) -> tuple[str, ...]:
@@ -212,7 +167,7 @@ class AwsOrganizationIntegration(Integration):
         with_items: bool,
     ) -> Iterator[Account]:
         """The organisation's accounts (emitting roots, OUs and accounts as items), in walk order, lazily."""
-        self._management_account_id = str(described.get("MasterAccountId", ""))
+        self.integration.management_account_id = str(described.get("MasterAccountId", ""))
         walk = OrgWalk(
             org,
             excluded_ous=frozenset(self.config.excluded_ou_ids),
@@ -390,29 +345,6 @@ class AwsOrganizationIntegration(Integration):
                 raise
         return state["errors"], state["scopes"]
 
-    def member(self, account_id: str) -> str:
-        """Session key for the member role in `account_id`. One AssumeRole per account at a time: the other
-        scope tasks of that account wait for it and share its session, or its failure (kept for a minute)."""
-        with self._member_lock:
-            account_lock = self._account_locks.setdefault(account_id, threading.Lock())
-        with account_lock:
-            failure = self._member_failures.get(account_id)
-            if failure is not None and time.monotonic() - failure[0] < MEMBER_FAILURE_TTL:
-                raise failure[1]
-            partition = (self.config.management_account_role_arn or "arn:aws:").split(":")[1]
-            arn = f"arn:{partition}:iam::{account_id}:role/{self.config.member_role_name}"
-            key = self.aws.assume(
-                arn, via=self._management_checked(), duration_seconds=min(self.duration_seconds, 3600)
-            )
-            try:
-                self.aws.credentials_of(key)  # surface AssumeRole failures here, attributed to this account
-            except ClientError as exc:
-                self._member_failures[account_id] = (time.monotonic(), exc)
-                self.aws.forget(key)
-                raise
-            self._member_failures.pop(account_id, None)
-            return key
-
     def _record_error(
         self, emit: Callable[[InventoryItem], None], exc: BaseException, account_id: str, region: str, stage: str
     ) -> None:
@@ -420,7 +352,7 @@ class AwsOrganizationIntegration(Integration):
 
     def _error_item(self, exc: BaseException, account_id: str, region: str, stage: str) -> InventoryItem:
         code, hint = scope_error_hint(
-            exc, account_id, region, self.config.member_role_name, self._management_account_id
+            exc, account_id, region, self.config.member_role_name, self.integration.management_account_id
         )
         log.warning("sync_scope_failed", account_id=account_id, region=region, stage=stage, error_code=code)
         return InventoryItem(
@@ -429,134 +361,4 @@ class AwsOrganizationIntegration(Integration):
             account_id=account_id,
             region=region,
             attributes={"stage": stage, "code": code, "message": str(exc)[:500], "hint": hint},
-        )
-
-    def account_ous(self, account_id: str) -> list[str]:
-        org = self.aws.client(self.management(), "organizations", self.config.region)
-        ous: list[str] = []
-        child = account_id
-        for _ in range(10):  # Organizations nests OUs at most five deep
-            parents = org.list_parents(ChildId=child).get("Parents", [])
-            if not parents or parents[0]["Type"] == "ROOT":
-                break
-            child = parents[0]["Id"]
-            ous.append(child)
-        return ous
-
-    # -- grant / revoke ----------------------------------------------------------------------------------
-    # Routing by target.resource_type to one module per target kind. Every place a grant touches is noted in
-    # `jit_places` (before the first call, so a grant that fails half-way is still known) for the expiry
-    # sweeper, which scans those places on every sweep and everything on its periodic full scan.
-    JIT_RESOURCE_TYPES = ("eks_cluster", "identity_center_assignment", "iam_resource_access")
-
-    def _eks_client(self, target: eks_access.EksTarget) -> Any:
-        return self.aws.client(self.member(target.account_id), "eks", target.region)
-
-    def sso_region(self) -> str:
-        return self.config.sso_region or self.config.region
-
-    def _sso_client(self) -> Any:
-        return self.aws.client(self.management(), "sso-admin", self.sso_region())
-
-    def _resource_type(self, target: Mapping[str, Any]) -> str:
-        kind = target.get("resource_type")
-        if kind not in self.JIT_RESOURCE_TYPES:
-            raise InvalidJob(
-                f"target.resource_type {str(kind)[:64]!r} is not supported; "
-                f"supported: {', '.join(self.JIT_RESOURCE_TYPES)}"
-            )
-        return str(kind)
-
-    _places_lock = threading.Lock()
-
-    def _note_place(self, *place: str) -> None:
-        # Kept in the process-wide Services, so an expiry sweeper built on the same Services sees them too.
-        with self._places_lock:
-            places: dict[str, set[tuple[str, ...]]] = self.services.extra.setdefault("jit_places", {})
-            places.setdefault(self.integration_id, set()).add(place)
-
-    def jit_places(self) -> set[tuple[str, ...]]:
-        """Places this process granted in: ("eks", account, region, cluster) and ("iam", account, role)."""
-        with self._places_lock:
-            return set(self.services.extra.get("jit_places", {}).get(self.integration_id, ()))
-
-    def _ps_cache(self) -> dict[str, str]:
-        cache: dict[str, str] = self.__dict__.setdefault("_permission_set_names", {})
-        return cache
-
-    def grant(self, request: GrantRequest, ctx: JobContext) -> dict[str, Any]:
-        kind = self._resource_type(request.target)
-        if kind == "identity_center_assignment":
-            ic = identity_center_access.parse_target(request.target)
-            identity_center_access.validate_principal(request.principal)
-            return identity_center_access.grant(
-                self._sso_client(),
-                grant_id=request.grant_id,
-                principal=request.principal,
-                target=ic,
-                expires_at=request.expires_at,
-                dry_run=request.dry_run,
-                remaining=ctx.remaining,
-                check=ctx.check_cancelled,
-                cache=self._ps_cache(),
-            )
-        if kind == "iam_resource_access":
-            iam_target = iam_access.parse_target(request.target)
-            iam_access.check_resource_count(iam_target)  # before any AWS call, even AssumeRole
-            role = iam_target.role_name
-            member = self.member(iam_target.account_id)
-            self._note_place("iam", iam_target.account_id, role)
-            return iam_access.grant(
-                self.aws.client(member, "iam"),
-                self.aws.client(member, "s3", self.config.region),
-                lambda region: self.aws.client(member, "kms", region),
-                grant_id=request.grant_id,
-                target=iam_target,
-                expires_at=request.expires_at,
-                dry_run=request.dry_run,
-            )
-        target = eks_access.parse_target(request.target)
-        eks_access.validate_principal(request.principal)
-        self._note_place("eks", target.account_id, target.region, target.cluster)
-        return eks_access.grant(
-            self._eks_client(target),
-            grant_id=request.grant_id,
-            principal=request.principal,
-            target=target,
-            expires_at=request.expires_at,
-            dry_run=request.dry_run,
-        )
-
-    def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
-        kind = self._resource_type(request.target)
-        if kind == "identity_center_assignment":
-            ic = identity_center_access.parse_target(request.target)
-            identity_center_access.validate_principal(request.principal)
-            return identity_center_access.revoke(
-                self._sso_client(),
-                grant_id=request.grant_id,
-                principal=request.principal,
-                target=ic,
-                dry_run=request.dry_run,
-                remaining=ctx.remaining,
-                check=ctx.check_cancelled,
-                cache=self._ps_cache(),
-            )
-        if kind == "iam_resource_access":
-            iam_target = iam_access.parse_target(request.target)
-            iam_target.role_name  # noqa: B018 - validates a role ARN against account_id before any call
-            return iam_access.revoke(
-                self.aws.client(self.member(iam_target.account_id), "iam"),
-                grant_id=request.grant_id,
-                target=iam_target,
-                dry_run=request.dry_run,
-            )
-        target = eks_access.parse_target(request.target)
-        eks_access.validate_principal(request.principal)
-        return eks_access.revoke(
-            self._eks_client(target),
-            grant_id=request.grant_id,
-            principal=request.principal,
-            target=target,
-            dry_run=request.dry_run,
         )

@@ -71,6 +71,21 @@ def tags_of(client: Any, resource_id: str) -> dict[str, str]:
     return tags
 
 
+def ancestors(client: Any, child_id: str) -> list[str]:
+    """Parent ids from the direct parent up to the root (Organizations nests at most five OUs)."""
+    chain: list[str] = []
+    current = child_id
+    for _ in range(8):
+        parents = client.list_parents(ChildId=current).get("Parents", [])
+        if not parents:
+            break
+        current = parents[0]["Id"]
+        chain.append(current)
+        if parents[0].get("Type") == "ROOT":
+            break
+    return chain
+
+
 def account_state(raw: dict[str, Any]) -> str:
     return str(raw.get("State") or raw.get("Status") or "UNKNOWN")
 
@@ -182,18 +197,7 @@ class OrgWalk:
             )
 
     def _ancestors(self, child_id: str) -> list[str]:
-        """Parent ids from the direct parent up to the root (Organizations nests at most five OUs)."""
-        chain: list[str] = []
-        current = child_id
-        for _ in range(8):
-            parents = self.client.list_parents(ChildId=current).get("Parents", [])
-            if not parents:
-                break
-            current = parents[0]["Id"]
-            chain.append(current)
-            if parents[0].get("Type") == "ROOT":
-                break
-        return chain
+        return ancestors(self.client, child_id)
 
     def _ou_name(self, ou_id: str) -> str:
         if ou_id not in self._ou_names:

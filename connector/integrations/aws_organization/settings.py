@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connector.aws.partitions import partition_of, partition_of_arn
 from connector.aws.sessions import ROLE_ARN
+from connector.errors import InvalidSettings
 from connector.integrations import validation
 
 RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
@@ -78,7 +80,7 @@ class OrgSettings(BaseModel):
     @classmethod
     def _role_arn(cls, value: str | None) -> str | None:
         if value is not None and not ROLE_ARN.match(value):
-            raise ValueError("must be an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>")
+            raise ValueError("must be an IAM role ARN: arn:<partition>:iam::<12-digit account>:role/<name>")
         return value
 
     @field_validator("organizational_unit_id")
@@ -127,5 +129,36 @@ class OrgSettings(BaseModel):
         return value
 
 
+def partition_of_settings(settings: OrgSettings) -> str:
+    """The organisation's partition: the management role's, else its home region's."""
+    return partition_of_arn(settings.management_account_role_arn or "") or partition_of(settings.region)
+
+
+def _check_partitions(settings: OrgSettings) -> None:
+    """Every region named must be in the organisation's partition: its roles cannot act in another one."""
+    try:
+        partition = partition_of_settings(settings)
+    except ValueError as exc:
+        raise InvalidSettings("region", str(exc)) from None
+    named = [("region", settings.region), ("sso_region", settings.sso_region)]
+    named += [("regions", r) for r in (settings.regions if settings.regions != "enabled" else ())]
+    for setting, region in named:
+        if region is None:
+            continue
+        try:
+            other = partition_of(region)
+        except ValueError as exc:
+            raise InvalidSettings(setting, str(exc)) from None
+        if other != partition:
+            raise InvalidSettings(
+                setting,
+                f"{region} is in partition {other}, but the organisation is in {partition} (from "
+                f"{'management_account_role_arn' if settings.management_account_role_arn else 'region'}); "
+                "one integration cannot span partitions",
+            )
+
+
 def parse_settings(raw: Mapping[str, Any]) -> OrgSettings:
-    return validation.parse_settings(OrgSettings, raw)
+    settings = validation.parse_settings(OrgSettings, raw)
+    _check_partitions(settings)
+    return settings

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from connector.aws.partitions import partition_of
 from connector.integrations.base import InventoryItem
-from connector.integrations.eks_access import policy_name
 
 
 def cluster_items(eks: Any, account_id: str, region: str, check: Callable[[], None]) -> Iterator[InventoryItem]:
@@ -15,7 +15,7 @@ def cluster_items(eks: Any, account_id: str, region: str, check: Callable[[], No
             check()
             info = eks.describe_cluster(name=name)["cluster"]
             mode = info.get("accessConfig", {}).get("authenticationMode", "CONFIG_MAP")
-            arn = info.get("arn", f"arn:aws:eks:{region}:{account_id}:cluster/{name}")
+            arn = info.get("arn", f"arn:{partition_of(region)}:eks:{region}:{account_id}:cluster/{name}")
             yield InventoryItem(
                 type="eks.cluster",
                 id=arn,
@@ -52,7 +52,7 @@ def access_entry_items(
                     scope = assoc.get("accessScope", {})
                     policies.append(
                         {
-                            "policy": policy_name(assoc["policyArn"]),
+                            "policy": _policy_name(assoc["policyArn"]),
                             "policy_arn": assoc["policyArn"],
                             "scope": scope.get("type", ""),
                             "namespaces": list(scope.get("namespaces", [])),
@@ -74,3 +74,7 @@ def access_entry_items(
                     "tags": entry.get("tags", {}),
                 },
             )
+
+
+def _policy_name(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]

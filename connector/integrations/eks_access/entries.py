@@ -1,7 +1,7 @@
 """Just-in-time EKS access through access entries: grant and revoke, idempotent and crash-safe.
 
-The record of what the connector granted lives on the access entry itself, as tags, so it survives
-restarts and is shared by every replica:
+The record of what the connector granted lives on the access entry itself, as tags (the ledger's compact
+form), so it survives restarts and is shared by every replica:
   access-connector/managed-by = access-connector    the connector created this entry (it may delete it)
   access-connector/grant/<grant key> = "exp=<epoch|never> <Policy>=cluster <Policy>=ns:a+b"
                                                     one tag per live grant: what it granted, until when
@@ -9,165 +9,57 @@ restarts and is shared by every replica:
 An association is only ever changed if the connector owns it; its scope is the union of the live grants
 that use it. Ownership tags are written before the association is made, so a crash between two calls can
 never leave access the connector does not know about. Revoke recomputes each owned association from the
-grants that remain, removes this grant's tag, and deletes the entry only if the connector created it and
-no live grant remains.
+grants that remain, removes this grant's tag, and deletes the entry only if the connector created it, no
+live grant remains and nobody else associated a policy with it meanwhile.
+
+The entry's Kubernetes identity (groups, username) is fixed per entry, not per grant, so the grants on an
+entry the connector created share it: a grant that asks for another identity while other grants live there
+is refused, and one that finds no other grant sets it (UpdateAccessEntry). When the last grant goes but the
+entry must stay (someone associated a policy with it outside the connector), its identity goes back to the
+default username and no groups: groups a grant asked for never outlive it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connector.aws.calls import CallLog
 from connector.aws.errors import error_code
-from connector.errors import ConnectorError, ErrorCode, InvalidJob
-from connector.integrations import validation
+from connector.aws.partitions import eks_access_policy_arn
+from connector.errors import ConnectorError, ErrorCode
+from connector.integrations import ledger
+from connector.integrations.eks_access.target import DEFAULT_USERNAME, EksTarget, Scope, policy_name
 
 MANAGED_BY_KEY = "access-connector/managed-by"
 MANAGED_BY_VALUE = "access-connector"
-GRANT_PREFIX = "access-connector/grant/"
+GRANT_PREFIX = ledger.GRANT_PREFIX
 POLICY_PREFIX = "access-connector/policy/"
 POLICY_OWNED = "owned"
-DEFAULT_USERNAME = "apono:{{SessionName}}"  # per the product docs (seed 001)
-POLICY_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):eks::aws:cluster-access-policy/([A-Za-z0-9]{1,100})$")
-POLICY_NAME = re.compile(r"^[A-Za-z0-9]{1,100}$")
-PRINCIPAL_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):iam::(\d{12}):(role|user)/[\w+=,.@/-]{1,512}$")
-ASSUMED_ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):sts::(\d{12}):assumed-role/([\w+=,.@-]+)/")
-NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
-TAG_VALUE_MAX = 256
-MAX_TAGS = 50  # per AWS resource; every live grant on an entry costs one
-CLUSTER_ADMIN_POLICIES = frozenset({"AmazonEKSClusterAdminPolicy"})
-
-Scope = tuple[str, ...] | None  # None = cluster-wide; a tuple = those namespaces
-
-
-class EksTarget(BaseModel):
-    """The `target` of an EKS access-entry grant or revoke job."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    resource_type: Literal["eks_cluster"] = "eks_cluster"
-    account_id: str = Field(pattern=r"^\d{12}$")
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
-    cluster: str
-    access_policies: tuple[str, ...] = Field(min_length=1, max_length=10)
-    scope: Literal["cluster", "namespace"]
-    namespaces: tuple[str, ...] = ()
-    username: str = Field(default=DEFAULT_USERNAME, min_length=1, max_length=256)
-    kubernetes_groups: tuple[str, ...] = ()
-
-    @field_validator("cluster")
-    @classmethod
-    def _cluster(cls, value: str) -> str:
-        if not CLUSTER_NAME.match(value):
-            raise ValueError("must be an EKS cluster name (letters, digits, - and _, up to 100)")
-        return value
-
-    @field_validator("access_policies")
-    @classmethod
-    def _policies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        out = []
-        for policy in value:
-            if POLICY_NAME.match(policy):
-                policy = f"arn:aws:eks::aws:cluster-access-policy/{policy}"
-            if not POLICY_ARN.match(policy):
-                raise ValueError(
-                    f"{policy[:120]!r} is not an EKS access policy: use arn:aws:eks::aws:cluster-access-policy/<Name>"
-                )
-            out.append(policy)
-        return tuple(dict.fromkeys(out))
-
-    @field_validator("namespaces")
-    @classmethod
-    def _namespaces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for ns in value:
-            if not NAMESPACE.match(ns):
-                raise ValueError(f"{ns[:80]!r} is not a Kubernetes namespace name (DNS-1123 label)")
-        return tuple(sorted(set(value)))
-
-    @model_validator(mode="after")
-    def _scope(self) -> EksTarget:
-        if self.scope == "namespace" and not self.namespaces:
-            raise ValueError("scope 'namespace' needs at least one entry in namespaces")
-        if self.scope == "cluster" and self.namespaces:
-            raise ValueError("scope 'cluster' takes no namespaces; use scope 'namespace' to limit it")
-        return self
-
-    @property
-    def grant_scope(self) -> Scope:
-        return None if self.scope == "cluster" else self.namespaces
-
-    @property
-    def policy_names(self) -> tuple[str, ...]:
-        return tuple(policy_name(p) for p in self.access_policies)
-
-
-def parse_target(raw: Mapping[str, Any]) -> EksTarget:
-    return validation.parse_target(EksTarget, raw)
-
-
-def validate_principal(principal: str) -> str:
-    if ASSUMED_ROLE_ARN.match(principal):
-        m = ASSUMED_ROLE_ARN.match(principal)
-        assert m is not None
-        raise InvalidJob(
-            f"principal {principal[:200]!r} is an assumed-role session ARN; EKS access entries take the IAM role "
-            f"ARN instead: arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
-        )
-    if not PRINCIPAL_ARN.match(principal):
-        raise InvalidJob(f"principal must be an IAM role (or user) ARN, got {principal[:200]!r}")
-    return principal
-
-
-def policy_name(arn: str) -> str:
-    return arn.rsplit("/", 1)[-1]
-
-
-def grant_tag_key(grant_id: str) -> str:
-    """Deterministic tag key for a grant id (tag keys: 128 chars of letters, digits, space, _.:/=+-@)."""
-    safe = re.sub(r"[^A-Za-z0-9_.:/=+@-]", "-", grant_id)
-    if safe != grant_id or len(grant_id) > 96:
-        safe = "h-" + hashlib.sha256(grant_id.encode()).hexdigest()[:40]
-    return GRANT_PREFIX + safe
 
 
 def encode_grant(expires_at: datetime | None, policies: Iterable[str], scope: Scope) -> str:
     scope_text = "cluster" if scope is None else "ns:" + "+".join(scope)
-    value = " ".join(
-        [f"exp={int(expires_at.timestamp()) if expires_at else 'never'}"] + [f"{p}={scope_text}" for p in policies]
+    return ledger.encode(
+        expires_at,
+        [(p, scope_text) for p in policies],
+        what="this grant's record on the access entry (one tag)",
     )
-    if len(value) > TAG_VALUE_MAX:
-        raise InvalidJob(
-            f"this grant names too many namespaces to record on the access entry ({len(value)} > {TAG_VALUE_MAX} "
-            "characters); split it into several grants or use fewer namespaces"
-        )
-    return value
 
 
-@dataclass
-class GrantRecord:
-    expires_epoch: int | None
-    scopes: dict[str, Scope] = field(default_factory=dict)  # policy name -> scope
-
-
-def decode_grant(value: str) -> GrantRecord:
-    record = GrantRecord(expires_epoch=None)
-    for part in value.split():
-        key, _, raw = part.partition("=")
-        if key == "exp":
-            record.expires_epoch = int(raw) if raw.isdigit() else None
-        elif raw == "cluster":
-            record.scopes[key] = None
-        elif raw.startswith("ns:"):
-            record.scopes[key] = tuple(sorted(n for n in raw[3:].split("+") if n))
-    return record
+def scopes_of(record: ledger.Record) -> dict[str, Scope]:
+    """Policy name -> scope, from a grant record's fields."""
+    out: dict[str, Scope] = {}
+    for key, raw in record.fields.items():
+        if raw == "cluster":
+            out[key] = None
+        elif isinstance(raw, str) and raw.startswith("ns:"):
+            out[key] = tuple(sorted(n for n in raw[3:].split("+") if n))
+    return out
 
 
 def union_scope(scopes: Iterable[Scope]) -> Scope | Literal[False]:
@@ -194,27 +86,6 @@ def covers(have: Scope, want: Scope) -> bool:
     if have is None:
         return True
     return want is not None and set(want) <= set(have)
-
-
-class CallLog:
-    """Makes (or, in a dry run, only records) the mutating calls, so a result lists exactly what was done."""
-
-    def __init__(self, client: Any, dry_run: bool) -> None:
-        self.client = client
-        self.dry_run = dry_run
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(self, operation: str, *, ok_codes: tuple[str, ...] = (), **params: Any) -> Any:
-        self.calls.append({"operation": operation, "params": params})
-        if self.dry_run:
-            return None
-        try:
-            return getattr(self.client, operation)(**params)
-        except ClientError as exc:
-            if error_code(exc) in ok_codes:
-                self.calls[-1]["outcome"] = error_code(exc)
-                return None
-            raise
 
 
 def _not_found(exc: ClientError) -> bool:
@@ -258,8 +129,53 @@ def require_access_entries(client: Any, cluster: str) -> dict[str, Any]:
     return dict(info)
 
 
-def live_grants(tags: Mapping[str, str], exclude: str = "") -> dict[str, GrantRecord]:
-    return {k: decode_grant(v) for k, v in tags.items() if k.startswith(GRANT_PREFIX) and k != exclude}
+def live_grants(tags: Mapping[str, str], exclude: str = "") -> dict[str, ledger.Record]:
+    return {k: ledger.decode(v) for k, v in tags.items() if k.startswith(GRANT_PREFIX) and k != exclude}
+
+
+def _managed(tags: Mapping[str, str]) -> bool:
+    return tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE
+
+
+def _identity(entry: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    return sorted(entry.get("kubernetesGroups") or []), entry.get("username")
+
+
+def _identity_update(entry: Mapping[str, Any], principal: str, target: EksTarget, gkey: str) -> dict[str, Any]:
+    """The UpdateAccessEntry parameters that give an existing entry the identity this grant asks for ({} when it
+    has it already). Refused when that would change what other grants, or someone else, set."""
+    tags = entry.get("tags") or {}
+    groups, username = _identity(entry)
+    wanted = sorted(target.kubernetes_groups)
+    if not _managed(tags):
+        # Not the connector's entry: its username and groups are its owner's, and never changed.
+        if target.kubernetes_groups and groups != wanted:
+            raise ConnectorError(
+                ErrorCode.CONFLICT,
+                f"the access entry for {principal} already exists with Kubernetes groups {groups}; the connector "
+                "does not change them. Grant without kubernetes_groups, or revoke the grants on that entry first.",
+                retryable=False,
+            )
+        if target.username != DEFAULT_USERNAME and username not in (None, target.username):
+            raise ConnectorError(
+                ErrorCode.CONFLICT,
+                f"the access entry for {principal} already exists with another username; the connector does not "
+                "change it. Grant with the entry's username, or revoke the grants on that entry first.",
+                retryable=False,
+            )
+        return {}
+    if groups == wanted and username in (None, target.username):
+        return {}
+    if live_grants(tags, exclude=gkey):
+        raise ConnectorError(
+            ErrorCode.CONFLICT,
+            f"the access entry for {principal} on {target.cluster} carries other live grants of the connector, "
+            f"made with Kubernetes groups {groups} and username {username!r}; grants on one entry share its "
+            f"identity, and this one asks for groups {wanted} and username {target.username!r}. Ask for the same, "
+            "or wait for those grants to end.",
+            retryable=False,
+        )
+    return {"kubernetesGroups": wanted, "username": target.username}
 
 
 def grant(
@@ -271,10 +187,9 @@ def grant(
     expires_at: datetime | None,
     dry_run: bool,
 ) -> dict[str, Any]:
-    validate_principal(principal)
+    gkey = ledger.grant_key(grant_id)
+    gvalue = encode_grant(expires_at, target.policy_names, target.grant_scope)  # too long: refused before any call
     require_access_entries(client, target.cluster)
-    gkey = grant_tag_key(grant_id)
-    gvalue = encode_grant(expires_at, target.policy_names, target.grant_scope)
     calls = CallLog(client, dry_run)
     entry = describe_entry(client, target.cluster, principal)
     created = False
@@ -308,6 +223,7 @@ def grant(
             f"the access entry for {principal} is of type {entry.get('type')}, which cannot carry access policies",
             retryable=False,
         )
+    identity = {} if created else _identity_update(entry, principal, target, gkey)
     tags = dict(entry.get("tags") or {})
     existing = associations(client, target.cluster, principal) if not created else {}
     # Refuse before changing anything if an association we do not own would have to change.
@@ -326,30 +242,33 @@ def grant(
         for n in target.policy_names
         if n not in existing and tags.get(POLICY_PREFIX + n) != POLICY_OWNED
     }
-    if len(tags.keys() | missing_tags.keys()) > MAX_TAGS:
+    if len(tags.keys() | missing_tags.keys()) > ledger.MAX_TAGS_PER_RESOURCE:
         live = sum(1 for k in tags if k.startswith(GRANT_PREFIX))
         raise ConnectorError(
             ErrorCode.PRECONDITION_FAILED,
             f"the access entry for {principal} on {target.cluster} would need {len(tags.keys() | missing_tags.keys())} "
-            f"tags; AWS allows {MAX_TAGS} per resource, and it already has {len(tags)} ({live} live grants of the "
-            "connector). Let earlier grants to this principal expire or be revoked, or grant to another role.",
+            f"tags; AWS allows {ledger.MAX_TAGS_PER_RESOURCE} per resource, and it already has {len(tags)} ({live} "
+            "live grants of the connector). Let earlier grants to this principal expire or be revoked, or grant to "
+            "another role.",
             retryable=False,
         )
-    if missing_tags:
+    if missing_tags:  # the record first: a crash after it leaves a record the revoke and the expiry loop act on
         calls("tag_resource", resourceArn=entry["accessEntryArn"], tags=missing_tags)
         tags |= missing_tags
+    if identity:  # after the record: a crash between the two leaves a record that resets it on revoke
+        calls("update_access_entry", clusterName=target.cluster, principalArn=principal, **identity)
     grants = live_grants(tags)
-    for policy in target.access_policies:
-        name = policy_name(policy)
+    arns = target.policy_arns
+    for name in target.policy_names:
         if tags.get(POLICY_PREFIX + name) != POLICY_OWNED:
             continue  # a foreign association that already covers this grant
-        desired = union_scope(g.scopes[name] for g in grants.values() if name in g.scopes)
+        desired = union_scope(scopes_of(g)[name] for g in grants.values() if name in scopes_of(g))
         if desired is not False and existing.get(name, False) != desired:
             calls(
                 "associate_access_policy",
                 clusterName=target.cluster,
                 principalArn=principal,
-                policyArn=policy,
+                policyArn=arns[name],
                 accessScope=access_scope(desired),
             )
     return {
@@ -359,7 +278,7 @@ def grant(
         "principal": principal,
         "access_entry_arn": entry.get("accessEntryArn", ""),
         "entry_created": created,
-        "policies": list(target.access_policies),
+        "policies": list(arns.values()),
         "scope": access_scope(target.grant_scope),
         "dry_run": dry_run,
         "calls": calls.calls,
@@ -367,7 +286,6 @@ def grant(
 
 
 def revoke(client: Any, *, grant_id: str, principal: str, target: EksTarget, dry_run: bool) -> dict[str, Any]:
-    validate_principal(principal)
     calls = CallLog(client, dry_run)
     base = {"cluster": target.cluster, "account_id": target.account_id, "region": target.region, "principal": principal}
     try:
@@ -380,20 +298,22 @@ def revoke(client: Any, *, grant_id: str, principal: str, target: EksTarget, dry
     if entry is None:
         return base | {"already_revoked": True, "entry_deleted": False, "dry_run": dry_run, "calls": []}
     tags = dict(entry.get("tags") or {})
-    gkey = grant_tag_key(grant_id)
+    gkey = ledger.grant_key(grant_id)
     mine = (
-        decode_grant(tags[gkey])
-        if gkey in tags
-        else GrantRecord(None, dict.fromkeys(target.policy_names, target.grant_scope))
+        scopes_of(ledger.decode(tags[gkey])) if gkey in tags else dict.fromkeys(target.policy_names, target.grant_scope)
     )
     remaining = live_grants(tags, exclude=gkey)
     existing = associations(client, target.cluster, principal)
-    policy_arns = {policy_name(p): p for p in target.access_policies}
-    for name in sorted(mine.scopes):
-        if tags.get(POLICY_PREFIX + name) != POLICY_OWNED:
+    owned = {
+        k.removeprefix(POLICY_PREFIX) for k, v in tags.items() if k.startswith(POLICY_PREFIX) and v == POLICY_OWNED
+    }
+    # Every association the connector owns is recomputed from the grants that remain, not only the ones this
+    # grant's record names: a record that cannot be decoded names none, and its access must still go.
+    for name in sorted(owned | set(mine)):
+        if name not in owned:
             continue  # never touch an association the connector did not create
-        arn = policy_arns.get(name, f"arn:aws:eks::aws:cluster-access-policy/{name}")
-        desired = union_scope(g.scopes[name] for g in remaining.values() if name in g.scopes)
+        desired = union_scope(scopes_of(g)[name] for g in remaining.values() if name in scopes_of(g))
+        arn = eks_access_policy_arn(target.partition, name)
         if desired is False:
             if name in existing:
                 calls(
@@ -414,7 +334,19 @@ def revoke(client: Any, *, grant_id: str, principal: str, target: EksTarget, dry
             )
     if gkey in tags:
         calls("untag_resource", resourceArn=entry["accessEntryArn"], tagKeys=[gkey])
-    delete = tags.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE and not remaining
+    # Associations someone made outside the connector: the entry carries their access too, so it stays.
+    foreign = sorted(n for n in existing if tags.get(POLICY_PREFIX + n) != POLICY_OWNED)
+    delete = _managed(tags) and not remaining and not foreign
+    groups, username = _identity(entry)
+    if _managed(tags) and not remaining and foreign and (groups or username not in (None, DEFAULT_USERNAME)):
+        # The entry stays for the associations someone else made; the identity the grants asked for goes.
+        calls(
+            "update_access_entry",
+            clusterName=target.cluster,
+            principalArn=principal,
+            kubernetesGroups=[],
+            username=DEFAULT_USERNAME,
+        )
     if delete:
         calls(
             "delete_access_entry",
@@ -422,10 +354,13 @@ def revoke(client: Any, *, grant_id: str, principal: str, target: EksTarget, dry
             clusterName=target.cluster,
             principalArn=principal,
         )
-    return base | {
+    result = base | {
         "already_revoked": gkey not in tags,
         "entry_deleted": delete,
         "remaining_grants": len(remaining),
         "dry_run": dry_run,
         "calls": calls.calls,
     }
+    if foreign and not remaining and _managed(tags):
+        result["entry_kept"] = f"it also carries associations made outside the connector: {', '.join(foreign)}"
+    return result

@@ -1,0 +1,108 @@
+"""The small interfaces every integration type and target kind implements, checked at registration.
+
+An integration type (`Integration` subclass: aws_organization, kubernetes, eks_aws_auth, lambda_custom, noop)
+holds one integration's validated settings and its shared handles (credentials, a cluster connection). What
+it can do is offered by separate capability objects, one package per target kind, made from the integration
+(baton-sdk's connectorbuilder is the model):
+
+  Syncer         sync(request, ctx) -> result         emits inventory items through ctx
+  Provisioner    describe(request, ctx) -> Effect     what the grant would really give (reads only)
+                 grant(request, effect, ctx) -> result
+                 revoke(request, ctx) -> result       idempotent; already gone is success
+  ExpiryScanner  expired(scan) -> ExpiredGrant...     the expired (or undecodable) records in its own targets
+
+A kind that changes anything must also be an ExpiryScanner (`IntegrationSpec`/`KindSpec` check it), so no
+grant can outlive its expiry because its kind forgot to look. Registration is keyed by integration type and
+target resource type (connector.jobs.registry); adding a kind is one package and one registry line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from connector.integrations.base import GrantRequest, JobContext, RevokeRequest, Services, SyncRequest
+from connector.integrations.effect import Effect
+
+
+@runtime_checkable
+class Syncer(Protocol):
+    def sync(self, request: SyncRequest, ctx: JobContext) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Provisioner(Protocol):
+    def describe(self, request: GrantRequest, ctx: JobContext) -> Effect: ...
+
+    def grant(self, request: GrantRequest, effect: Effect, ctx: JobContext) -> dict[str, Any]: ...
+
+    def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ExpiryScan:
+    """One sweep's question to a scanner: which of your records are expired at `now`? `full` asks it to look
+    everywhere (a periodic full scan), not only where this process granted."""
+
+    now: int  # epoch seconds
+    full: bool
+    check: Callable[[], None] = lambda: None  # raises when the sweep must stop (deadline, shutdown)
+    # A part of the scan failed (one account or region) and the rest went on: say where and why. The expiry
+    # loop warns when a place starts failing and when it recovers, not on every sweep.
+    problem: Callable[[str, str], None] = lambda where, error: None
+
+
+@dataclass(frozen=True)
+class ExpiredGrant:
+    """An expired (or undecodable) grant record found in a target, and the revoke that removes it."""
+
+    place: str  # where the record lives, human-readable; part of the event id
+    grant_key: str  # the record's key there (stable per grant)
+    expires_epoch: int | None  # None: the record could not be decoded
+    request: RevokeRequest | None  # the same revoke a job would make; None: the record names nothing to revoke
+    problem: str = ""  # why the record could not be decoded, when it could not
+
+
+@runtime_checkable
+class ExpiryScanner(Protocol):
+    def expired(self, scan: ExpiryScan) -> Iterator[ExpiredGrant]: ...
+
+
+class Integration:
+    """One integration: its id, validated settings and shared handles. Subclasses set `type_id`, parse their
+    settings in `__init__` (raise InvalidSettings naming the setting, so a bad setting is a non-retryable
+    result before any call is made) and may set `default_resource_type` for targets that name none."""
+
+    type_id: ClassVar[str]
+    default_resource_type: ClassVar[str | None] = None
+
+    def __init__(self, integration_id: str, settings: Mapping[str, Any], services: Services) -> None:
+        self.integration_id = integration_id
+        self.settings = settings
+        self.services = services
+        self.parts: dict[str, Any] = {}  # capability objects made from this integration, by resource type
+
+
+@dataclass(frozen=True)
+class IntegrationSpec:
+    """An integration type: its class, and the Syncer made from an instance (None: it does not sync)."""
+
+    cls: type[Integration]
+    syncer: Callable[[Any], Syncer] | None = None
+
+    @property
+    def type_id(self) -> str:
+        return self.cls.type_id
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """A target kind: the integration type it runs under, the target `resource_type` that selects it, and the
+    factory that makes its Provisioner (which is also its ExpiryScanner) from an integration instance.
+    `changes_nothing` exempts a diagnostic kind (noop) from having an ExpiryScanner."""
+
+    integration_type: str
+    resource_type: str
+    factory: Callable[[Any], Provisioner]
+    changes_nothing: bool = False

@@ -1,0 +1,106 @@
+"""The IAM resource-access kind: Provisioner and ExpiryScanner, under the aws_organization integration.
+
+Effect: the role that receives the access (as an ARN in the account's partition), the account and its OU
+path, every resource ARN as given (wildcards included) and the access level (read or write; never admin: the
+action lists are fixed, commented, and hold no IAM action).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from connector.aws.partitions import iam_role_arn
+from connector.errors import ConnectorError, InvalidJob
+from connector.integrations import ledger
+from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
+from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
+from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
+from connector.integrations.effect import Effect, Lazy, Level
+from connector.integrations.iam_access import roles
+from connector.integrations.iam_access.target import check_partition, check_resource_count, parse_target
+from connector.logging import get_logger
+
+log = get_logger("connector.integrations.iam_access")
+RESOURCE_TYPE = "iam_resource_access"
+
+
+class IamAccess:
+    def __init__(self, integration: AwsOrganizationIntegration) -> None:
+        self.integration = integration
+
+    def describe(self, request: GrantRequest, ctx: JobContext) -> Effect:
+        target = parse_target(request.target)
+        check_resource_count(target)  # before any AWS call, even AssumeRole
+        check_partition(target, self.integration.partition)
+        account = target.account_id
+        if account in self.integration.config.excluded_account_ids:  # the expiry loop's full scan skips it
+            raise InvalidJob(f"target.account_id {account} is excluded from this integration")
+        return Effect(
+            kind=RESOURCE_TYPE,
+            principal=iam_role_arn(self.integration.partition, account, target.role_name),
+            level=Level.WRITE if target.access_level == "write" else Level.READ,
+            expires_at=request.expires_at,
+            account_id=account,
+            ou_path=Lazy(lambda: self.integration.ou_path(account)),
+            resources=target.resources,
+            extra={"access_level": target.access_level},
+        )
+
+    def grant(self, request: GrantRequest, effect: Effect, ctx: JobContext) -> dict[str, Any]:
+        target = parse_target(request.target)
+        member = self.integration.member(target.account_id)
+        aws = self.integration.aws
+        self.integration.note_place("iam", target.account_id, target.role_name)
+        return roles.grant(
+            aws.client(member, "iam"),
+            aws.client(member, "s3", self.integration.config.region),
+            lambda region: aws.client(member, "kms", region),
+            grant_id=request.grant_id,
+            target=target,
+            expires_at=request.expires_at,
+            dry_run=request.dry_run,
+        )
+
+    def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
+        target = parse_target(request.target)
+        target.role_name  # noqa: B018 - validates a role ARN against account_id before any call
+        return roles.revoke(
+            self.integration.client(target.account_id, "iam"),
+            grant_id=request.grant_id,
+            target=target,
+            dry_run=request.dry_run,
+        )
+
+    def expired(self, scan: ExpiryScan) -> Iterator[ExpiredGrant]:
+        """The roles this process granted on, every sweep; on a full scan every role of every active account."""
+        known: dict[str, set[str]] = {}
+        for account, role in self.integration.places("iam"):
+            known.setdefault(account, set()).add(role)
+        accounts = self.integration.active_accounts() if scan.full else []
+        for account in sorted(set(accounts) | set(known)):
+            scan.check()
+            try:
+                found = list(self._expired_in(account, None if scan.full else known.get(account), scan.now))
+            except (ClientError, BotoCoreError, ConnectorError) as exc:
+                scan.problem(f"iam {account}", str(exc)[:300])
+                continue
+            yield from found
+
+    def _expired_in(self, account: str, known: Iterable[str] | None, now: int) -> Iterator[ExpiredGrant]:
+        iam = self.integration.client(account, "iam")
+        names = roles.all_role_names(iam) if known is None else sorted(known)
+        for role, key, record in roles.expired_role_records(iam, names, now):
+            yield ExpiredGrant(
+                place=f"{account}/{role}",
+                grant_key=key,
+                expires_epoch=record.expires_epoch,
+                problem=record.problem,
+                request=RevokeRequest(
+                    grant_id=ledger.key_suffix(key),
+                    principal=role,
+                    target={"resource_type": RESOURCE_TYPE, "account_id": account, "role": role},
+                ),
+            )

@@ -1,0 +1,87 @@
+"""The `target` of an IAM resource-access grant or revoke, validated before any call."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from connector.aws.partitions import PARTITION
+from connector.errors import ConnectorError, ErrorCode, InvalidJob
+from connector.integrations import validation
+
+MAX_RESOURCES = 100  # the product's guardrail (seed 001): resources named one by one
+ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+ROLE_ARN = re.compile(rf"^arn:({PARTITION}):iam::(\d{{12}}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{{1,64}})$")
+ARN = re.compile(rf"^arn:({PARTITION}):([a-z0-9-]+):([a-z0-9-]*):(\d{{12}})?:(.+)$")
+SERVICES = ("s3", "sns", "sqs", "dynamodb")
+
+Level = Literal["read", "write"]
+
+
+class IamTarget(BaseModel):
+    """The `target` of an IAM resource-access grant or revoke. The job's principal is informational (the
+    requester); access goes to `role`. A revoke needs only account_id and role."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resource_type: Literal["iam_resource_access"] = "iam_resource_access"
+    account_id: str = Field(pattern=r"^\d{12}$")
+    role: str
+    resources: tuple[str, ...] = ()
+    access_level: Level = "read"
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if not (ROLE_NAME.match(value) or ROLE_ARN.match(value)):
+            raise ValueError("must be an IAM role name or role ARN (arn:aws:iam::<account>:role/<name>)")
+        return value
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in value:
+            m = ARN.match(arn)
+            if m is None:
+                raise ValueError(f"{arn[:200]!r} is not an ARN")
+            if m.group(2) not in SERVICES:
+                raise ValueError(f"{arn[:200]!r}: service {m.group(2)!r} is not supported; supported: {SERVICES}")
+        return tuple(dict.fromkeys(value))
+
+    @property
+    def role_name(self) -> str:
+        m = ROLE_ARN.match(self.role)
+        if m is None:
+            return self.role
+        if m.group(2) != self.account_id:
+            raise InvalidJob(f"target.role {self.role} is in account {m.group(2)}, not target.account_id")
+        return m.group(3)
+
+
+def parse_target(raw: Mapping[str, Any]) -> IamTarget:
+    return validation.parse_target(IamTarget, raw)
+
+
+def check_resource_count(target: IamTarget) -> None:
+    if len(target.resources) > MAX_RESOURCES:
+        raise ConnectorError(
+            ErrorCode.GUARDRAIL_DENIED,
+            f"this grant names {len(target.resources)} resources one by one; at most {MAX_RESOURCES} are allowed, "
+            "because each becomes an ARN in the role's inline policy (AWS caps them at 10,240 characters). "
+            "Group the resources: tag them and grant by tag, use a scope with a wildcard ARN "
+            "(e.g. arn:aws:s3:::team-a-*), or split the request.",
+            retryable=False,
+        )
+    if not target.resources:
+        raise InvalidJob("target.resources: name at least one resource ARN to grant access to")
+
+
+def check_partition(target: IamTarget, partition: str) -> None:
+    """Every ARN of the grant must be in the account's partition (a GovCloud role cannot name aws ARNs)."""
+    for arn in (target.role, *target.resources):
+        m = ARN.match(arn) if arn.startswith("arn:") else None
+        if m is not None and m.group(1) != partition:
+            raise InvalidJob(f"target: {arn[:200]!r} is in partition {m.group(1)}, the account in {partition}")
