@@ -31,6 +31,11 @@ ALLOWED_ACTIONS = {
         "lambda:InvokeFunction",
         "lambda:GetFunction",
         "lambda:ListTags",
+        # the Lambda custom kind's grant records (SSM parameters beside the function)
+        "ssm:GetParameter",
+        "ssm:PutParameter",
+        "ssm:DeleteParameter",
+        "ssm:GetParametersByPath",
         "secretsmanager:GetSecretValue",
     },
     "ExecutionRole": {
@@ -68,6 +73,10 @@ ALLOWED_ACTIONS = {
                 "DescribePermissionSet",
                 "ListManagedPoliciesInPermissionSet",
                 "GetInlinePolicyForPermissionSet",
+                "ListCustomerManagedPolicyReferencesInPermissionSet",
+                "ListTagsForResource",
+                "TagResource",
+                "UntagResource",
                 "ListAccountAssignments",
                 "CreateAccountAssignment",
                 "DeleteAccountAssignment",
