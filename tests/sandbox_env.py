@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -26,3 +27,39 @@ def sandbox_as_aws(spec: SeedSpec | None) -> Iterator[Sandbox]:
             yield sb
     finally:
         sb.stop()
+
+
+def in_account(sb: Sandbox, service: str, account: str, region: str = "us-east-1") -> Any:
+    """An admin client acting in `account` (moto's x-moto-account-id header), for set-up and assertions."""
+    client = sb.client(service, region)
+
+    def header(params: dict[str, Any], **_: Any) -> None:
+        params["headers"]["x-moto-account-id"] = account
+
+    client.meta.events.register("before-call.*.*", header)
+    return client
+
+
+def tagged_function(sb: Sandbox, name: str, account: str, *, timeout: int = 3, region: str = "us-east-1") -> str:
+    """A Lambda function in `account` tagged for the connector (apono-connector-access), made once; its ARN.
+    Its behaviour is whatever handler the test registers with `sb.lambdas.register(name, ...)`."""
+    iam = in_account(sb, "iam", account, region)
+    try:
+        role = iam.get_role(RoleName=f"{name}-role")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        trust = '{"Version": "2012-10-17", "Statement": []}'
+        role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    fn = in_account(sb, "lambda", account, region)
+    try:
+        return str(fn.get_function(FunctionName=name)["Configuration"]["FunctionArn"])
+    except fn.exceptions.ResourceNotFoundException:
+        made = fn.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="index.handler",
+            Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+            Timeout=timeout,
+            Tags={"apono-connector-access": "true"},
+        )
+        return str(made["FunctionArn"])

@@ -126,7 +126,10 @@ class SandboxApp:
             code, status = protocol.throttling_error(info.service)
             return protocol.error_response(info.service, code, "Rate exceeded", status)
         return protocol.error_response(
-            info.service, decision.code or "InternalFailure", "The sandbox injected an error.", decision.status
+            info.service,
+            decision.code or "InternalFailure",
+            decision.message or "The sandbox injected an error.",
+            decision.status,
         )
 
     # -- /_sandbox control API -------------------------------------------------------------------------------

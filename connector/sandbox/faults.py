@@ -30,6 +30,8 @@ class FaultRule:
     rate/burst: token bucket per (account, region, operation) for rate_limit.
     status: HTTP status of an `error` rule.
     code: error code of an `error` rule (e.g. "ConflictException"; default InternalFailure).
+    message: error message of an `error` rule (default "The sandbox injected an error."), e.g. one quoting
+    a token, to check that the connector does not repeat what AWS says.
     """
 
     kind: FaultKind
@@ -44,6 +46,7 @@ class FaultRule:
     burst: int = 1
     status: int = 500
     code: str | None = None
+    message: str | None = None
     seed: int = 0
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -95,6 +98,7 @@ class Decision:
     fault: FaultKind | None = None  # throttle | error | scp_deny | rate_limit: answer with an error
     status: int = 500
     code: str | None = None
+    message: str | None = None
 
 
 class _RuleState:
@@ -220,6 +224,7 @@ class Faults:
                         decision.fault = kind
                         decision.status = state.rule.status
                         decision.code = state.rule.code
+                        decision.message = state.rule.message
                         break
                 if decision.fault is not None:
                     break
