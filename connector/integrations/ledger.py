@@ -30,7 +30,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from connector.errors import InvalidJob
@@ -93,14 +93,6 @@ class Record:
         if self.problem:
             return True  # fail closed: access the connector cannot account for is removed
         return self.expires_epoch is not None and self.expires_epoch <= now
-
-    @property
-    def expires_text(self) -> str:
-        if self.problem:
-            return "unknown (undecodable record)"
-        if self.expires_epoch is None:
-            return NEVER
-        return datetime.fromtimestamp(self.expires_epoch, UTC).isoformat()
 
 
 def _exp_text(expires_at: datetime | None) -> str:
@@ -172,8 +164,3 @@ def decode_json(text: str) -> Record:
         return Record(None, {}, "the record is not a JSON object")
     epoch, problem = _parse_exp(data.pop("exp", None))
     return Record(epoch, data, problem)
-
-
-def with_expiry(record: Record, expires_at: datetime | None) -> bool:
-    """True when `record` already says exactly this expiry (a re-delivery need not rewrite it)."""
-    return not record.problem and record.expires_epoch == epoch_of(expires_at)

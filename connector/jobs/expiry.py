@@ -159,6 +159,10 @@ class ExpirySweeper:
 
     def confirm(self, integration: Integration) -> None:
         """A job with these settings succeeded: they are the ones to sweep with from now on."""
+        with self._lock:  # every job that succeeds lands here: the instance already working returns at once
+            current = self._tracked.get(integration.integration_id)
+            if current is not None and current.working is integration:
+                return
         if not self.registry.scanners(integration):
             return
         with self._lock:
