@@ -27,6 +27,7 @@ def catalog() -> list[IntegrationSpec | KindSpec]:
     from connector.integrations import (
         aws_auth,
         aws_organization,
+        databases,
         eks_access,
         iam_access,
         identity_center,
@@ -49,6 +50,7 @@ def catalog() -> list[IntegrationSpec | KindSpec]:
         lambda_custom.KIND,
         noop.INTEGRATION,
         noop.KIND,
+        *databases.SPECS,
     ]
 
 
