@@ -64,12 +64,12 @@ ADMIN_WORDS = ("ALL PRIVILEGES", "GRANT OPTION", "ADMIN OPTION", "SUPER", "CREAT
 CONNECT_TIMEOUT = 10
 
 
-def db_error(exc: Exception, what: str) -> ConnectorError:
+def db_error(exc: Exception, what: str, *, connecting: bool = False) -> ConnectorError:
     if isinstance(exc, ConnectorError):
         return exc
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     text = redact_text(str(exc.args[1]) if len(exc.args) > 1 else str(exc))[:300]
-    if code in (ER.ACCESS_DENIED_ERROR, 1698):
+    if connecting and code in (ER.ACCESS_DENIED_ERROR, 1698):
         return ConnectorError(
             ErrorCode.ACCESS_DENIED,
             f"{what}: the database refused the connector's login ({text}); check the secret's username and "
@@ -148,7 +148,7 @@ class MySqlEngine:
                 **self._ssl(),
             )  # fmt: skip
         except Exception as exc:
-            raise db_error(exc, f"connecting to {self.settings.address}") from None
+            raise db_error(exc, f"connecting to {self.settings.address}", connecting=True) from None
         try:
             if self.settings.ssl_mode in ("require", "verify-ca", "verify-full") and not isinstance(
                 getattr(conn, "_sock", None), ssl.SSLSocket

@@ -88,7 +88,7 @@ def db_error(exc: Exception, what: str) -> ConnectorError:
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) or str(exc).splitlines()[0] if str(exc) else ""
     text = redact_text(str(primary))[:300]
-    if state in ("28P01", "28000"):
+    if state in ("28P01", "28000") or (isinstance(exc, psycopg.OperationalError) and "authentication failed" in text):
         return ConnectorError(
             ErrorCode.ACCESS_DENIED,
             f"{what}: the database refused the connector's login ({text}); check the secret's username and "
