@@ -63,7 +63,7 @@ def test_malformed_secrets_are_refused_without_repeating_them(sandbox: Sandbox, 
     for secret, (code, words) in expected.items():
         outcome = _grant_with(sandbox, pg_server, secret)
         assert outcome.error is not None and outcome.error.code == code, (secret, outcome.error)
-        assert words in outcome.error.message and secret in outcome.error.message or code == "ACCESS_DENIED"
+        assert (words in outcome.error.message and secret in outcome.error.message) or code == "ACCESS_DENIED"
         for leaked in ("hunter2", "hunter3", "hunter4", PG_CONNECTOR_PASSWORD):
             assert leaked not in outcome.error.message
 
