@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from connector.aws.partitions import partition_of
-from connector.errors import ConnectorError, InvalidJob
+from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations import ledger
 from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
 from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
@@ -48,6 +49,7 @@ from connector.integrations.databases.identifiers import (
     user_name_for,
 )
 from connector.integrations.databases.integration import RESOURCE_TYPE, DatabaseIntegration
+from connector.integrations.databases.settings import DatabaseSettings
 from connector.integrations.effect import Effect
 from connector.logging import get_logger
 from connector.sealing import require_public_key, seal
@@ -133,8 +135,39 @@ def _target_of(fields: Mapping[str, Any]) -> dict[str, Any]:
     return target
 
 
+class DatabaseHandle(Protocol):
+    """What the kind needs of a database: its settings, its engine, and what to do when our login is refused.
+    A DatabaseIntegration is one; a database found by tag discovery can be another (`StaticDatabase`)."""
+
+    @property
+    def db(self) -> DatabaseSettings: ...
+
+    def engine(self) -> Engine: ...
+
+    def login_refused(self, exc: ConnectorError) -> None: ...
+
+
+@dataclass
+class StaticDatabase:
+    """A DatabaseHandle from plain values: settings, an engine (connect.engine_for / open_engine), and an
+    optional hook run when the database refuses the connector's login (e.g. SecretResolver.forget)."""
+
+    db: DatabaseSettings
+    engine_: Engine
+    on_login_refused: Callable[[], None] | None = None
+
+    def engine(self) -> Engine:
+        return self.engine_
+
+    def login_refused(self, exc: ConnectorError) -> None:
+        if exc.code is ErrorCode.ACCESS_DENIED and self.on_login_refused is not None:
+            self.on_login_refused()
+
+
 class DatabaseGrants:
-    def __init__(self, integration: DatabaseIntegration) -> None:
+    """The kind. Made from a DatabaseIntegration by the registry, or from any DatabaseHandle."""
+
+    def __init__(self, integration: DatabaseIntegration | DatabaseHandle) -> None:
         self.integration = integration
         self.settings = integration.db
 
