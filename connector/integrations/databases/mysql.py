@@ -22,6 +22,7 @@ Where the two differ:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -394,11 +395,33 @@ class MySqlEngine:
                             ) from None
                         raise
                 else:
-                    self._run(conn, f"CREATE USER {account} IDENTIFIED BY %s", (user.name, user.password))
+                    self._run(
+                        conn, f"CREATE USER {account} {self._identified()}", (user.name, self._secret(user.password))
+                    )
             elif user.password is not None:  # a re-delivery: a new password, the earlier one stops working
-                self._run(conn, f"ALTER USER {account} IDENTIFIED BY %s ACCOUNT UNLOCK", (user.name, user.password))
+                self._run(
+                    conn,
+                    f"ALTER USER {account} {self._identified()} ACCOUNT UNLOCK",
+                    (user.name, self._secret(user.password)),
+                )
             self._run(conn, f"GRANT {self._role(self.marker)} TO {account}", (user.name,))
         return ours is None
+
+    def _identified(self) -> str:
+        # MariaDB: the mysql_native_password hash, so the plain password is in no statement (its general log
+        # does not mask it). MySQL 8 masks passwords in its logs itself, and its default plugin's hash is salted.
+        return "IDENTIFIED BY PASSWORD %s" if self.mariadb else "IDENTIFIED BY %s"
+
+    def _secret(self, password: str | None) -> str:
+        assert password is not None
+        if not self.mariadb:
+            return password
+        return (
+            "*"
+            + hashlib.sha1(hashlib.sha1(password.encode(), usedforsecurity=False).digest(), usedforsecurity=False)
+            .hexdigest()
+            .upper()
+        )
 
     def set_password(self, user: str, password: str, valid_until: datetime | None, record: str) -> None:
         with self.connect() as conn:
@@ -407,7 +430,7 @@ class MySqlEngine:
                     ErrorCode.NOT_FOUND, f"database user {user} of this grant does not exist", retryable=False
                 )
             self._write_record(conn, user, record)
-            self._run(conn, "ALTER USER %s@'%%' IDENTIFIED BY %s ACCOUNT UNLOCK", (user, password))
+            self._run(conn, f"ALTER USER %s@'%%' {self._identified()} ACCOUNT UNLOCK", (user, self._secret(password)))
 
     def grant(self, user: str, privileges: Privileges) -> list[str]:
         on = privileges.on
