@@ -142,24 +142,33 @@ class MySqlEngine:
     def connect(self, database: str | None = None) -> Iterator[pymysql.connections.Connection[Any]]:
         host, port = self.endpoint
         creds = self._credentials()
-        try:
-            conn = pymysql.connect(
+
+        def dial(tls: dict[str, Any]) -> pymysql.connections.Connection[Any]:
+            return pymysql.connect(
                 host=host, port=port, user=creds.username, password=creds.password, database=database,
                 connect_timeout=CONNECT_TIMEOUT, autocommit=True, charset="utf8mb4", program_name="access-connector",
-                **self._ssl(),
+                **tls,
             )  # fmt: skip
+
+        try:
+            try:
+                conn = dial(self._ssl())
+            except pymysql.err.OperationalError as exc:
+                # allow / prefer: TLS when the server offers it, else plain (PyMySQL itself refuses, 2026).
+                if not (exc.args and exc.args[0] == 2026 and self.settings.ssl_mode in ("allow", "prefer")):
+                    raise
+                conn = dial({"ssl_disabled": True})
+        except pymysql.err.OperationalError as exc:
+            if exc.args and exc.args[0] == 2026:
+                raise self._no_tls() from None
+            raise db_error(exc, f"connecting to {self.settings.address}", connecting=True) from None
         except Exception as exc:
             raise db_error(exc, f"connecting to {self.settings.address}", connecting=True) from None
         try:
             if self.settings.ssl_mode in ("require", "verify-ca", "verify-full") and not isinstance(
                 getattr(conn, "_sock", None), ssl.SSLSocket
             ):
-                raise ConnectorError(
-                    ErrorCode.PRECONDITION_FAILED,
-                    f"{self.settings.address} does not offer TLS and ssl_mode is {self.settings.ssl_mode}: enable TLS "
-                    "on the server or lower ssl_mode",
-                    retryable=False,
-                )
+                raise self._no_tls()
             if self._mariadb is None:
                 self._mariadb = "mariadb" in str(self._one(conn, "SELECT VERSION()")).lower()
             yield conn
@@ -167,6 +176,14 @@ class MySqlEngine:
             raise db_error(exc, self.settings.address) from None
         finally:
             conn.close()
+
+    def _no_tls(self) -> ConnectorError:
+        return ConnectorError(
+            ErrorCode.PRECONDITION_FAILED,
+            f"{self.settings.address} does not offer TLS and ssl_mode is {self.settings.ssl_mode}: enable TLS on the "
+            "server or lower ssl_mode",
+            retryable=False,
+        )
 
     @staticmethod
     def _one(conn: pymysql.connections.Connection[Any], query: str, args: Any = None) -> Any:

@@ -74,6 +74,7 @@ SEQUENCE_PRIVILEGES = {
 WRITE_PRIVILEGES = frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE", "CREATE", "TEMPORARY", "TEMP"})
 CONNECT_TIMEOUT = 10
 TERMINATE_WAIT_MS = 5000
+RETRY_STATES = frozenset({"40001", "40P01", "55P03", "2BP01", "42710", "23505"})
 
 
 def _keywords(privs: tuple[str, ...]) -> sql.Composable:
@@ -104,7 +105,9 @@ def db_error(exc: Exception, what: str) -> ConnectorError:
         )
     if state in ("3D000", "42P01", "3F000", "42704"):
         return ConnectorError(ErrorCode.NOT_FOUND, f"{what}: {text}", retryable=False)
-    if state in ("40001", "40P01", "55P03", "2BP01"):
+    # Serialization, deadlock, lock, another replica making the same role at the same moment, or catalogue rows
+    # changed under a concurrent GRANT ("tuple concurrently updated"): a retry sees the settled state.
+    if state in RETRY_STATES or (state == "XX000" and "concurrently" in text):
         return ConnectorError(ErrorCode.CONFLICT, f"{what}: {text} (SQLSTATE {state}); retry", retryable=True)
     if isinstance(exc, psycopg.OperationalError):
         return ConnectorError(

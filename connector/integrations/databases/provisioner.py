@@ -237,9 +237,11 @@ class DatabaseGrants:
             )]  # fmt: skip
             return base | {"dry_run": True, "steps": steps}
         engine = self._engine()
-        record = encode_record(request.expires_at, record_fields(request, privileges) | {"state": "active"})
+        record = encode_record(
+            request.expires_at, record_fields(request, privileges) | {"state": "active", "attempt": str(ctx.attempt)}
+        )
         password = None if self.iam else secrets.token_urlsafe(PASSWORD_BYTES)
-
+        self._newest_delivery(engine, user, ctx.attempt)
         ctx.check_cancelled()
         created = self._call(engine.create_user, NewUser(user, password, request.expires_at, record), self.iam)
         try:
@@ -277,6 +279,21 @@ class DatabaseGrants:
             created=bool(created),
         )
         return result
+
+    def _newest_delivery(self, engine: Engine, user: str, attempt: int) -> None:
+        """An older delivery of this grant (a replica cut off while the control plane re-leased the job) must not
+        replace the password a newer one handed out: the control plane accepts only the newest attempt's result."""
+        found = self._call(engine.record_of, user)
+        if found is None:
+            return
+        recorded = decode_record(found).fields.get("attempt")
+        if isinstance(recorded, str) and recorded.isdigit() and int(recorded) > attempt:
+            raise ConnectorError(
+                ErrorCode.CONFLICT,
+                f"a newer delivery (attempt {recorded}) of this grant already made its user; this one (attempt "
+                f"{attempt}) leaves it alone",
+                retryable=False,
+            )
 
     def _iam_access(self, user: str) -> dict[str, Any]:
         """What the requester's principal needs for IAM login: rds-db:connect on exactly this user (granted by
