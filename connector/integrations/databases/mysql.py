@@ -218,7 +218,22 @@ class MySqlEngine:
         with self.connect() as conn:
             user = self._one(conn, "SELECT CURRENT_USER()")
             version = self._one(conn, "SELECT VERSION()")
-        return {"user": user, "version": version, "mariadb": self.mariadb}
+            grants = " ".join(str(r[0]).upper() for r in self._all(conn, "SHOW GRANTS FOR CURRENT_USER()"))
+        everything = "ALL PRIVILEGES ON *.*" in grants
+
+        def has(word: str) -> bool:
+            return everything or word in grants
+
+        return {
+            "user": user,
+            "version": version,
+            "mariadb": self.mariadb,
+            "create_user": has("CREATE USER"),
+            "process": has("PROCESS"),
+            "grant_option": "WITH GRANT OPTION" in grants,
+            "end_sessions": has("CONNECTION ADMIN") or has("CONNECTION_ADMIN") or has("SUPER"),
+            "role_admin": True if self.mariadb else has("ROLE_ADMIN"),
+        }
 
     # -- inventory --------------------------------------------------------------------------------------
     def inventory(self, check: Callable[[], None], limit: int) -> Iterator[InventoryItem]:
