@@ -126,3 +126,23 @@ def test_expiry_scan_finds_expired_rows_and_members_without_a_row(
     assert revoked.result["dropped"], revoked
     with pytest.raises(pymysql.err.OperationalError):
         my_login(login)
+
+
+def test_the_connectors_records_are_never_granted(sandbox: Sandbox, mariadb_server: MariaDbServer) -> None:
+    """A user who could write its own record could move its expiry: its database is never granted, and a role
+    reaching it counts as admin level."""
+    d, who = dispatcher(), requester()
+    settings = my_settings(mariadb_server)
+    run(d, grant_job("mysql", settings, "m-seed", READ_ORDERS, key=who.public))  # the records' table exists
+    direct = run(
+        d,
+        grant_job("mysql", settings, "m-own", {"database": "access_connector", "level": "read-write"}, key=who.public),
+    )
+    assert direct.error is not None and direct.error.code == "INVALID_JOB" and "target.database" in direct.error.message
+    with mariadb_server.admin() as admin, admin.cursor() as cur:
+        cur.execute("CREATE ROLE IF NOT EXISTS sneaky")
+        cur.execute("GRANT UPDATE ON access_connector.* TO sneaky")
+        cur.execute("GRANT sneaky TO 'connector'@'%' WITH ADMIN OPTION")
+    via_role = run(d, grant_job("mysql", settings, "m-sneaky", {"database": "shop", "role": "sneaky"}, key=who.public))
+    assert via_role.error is not None and via_role.error.code == "GUARDRAIL_DENIED", via_role.error
+    assert run(d, revoke_job("mysql", settings, "m-seed", READ_ORDERS)).result["dropped"]

@@ -35,6 +35,7 @@ from connector.errors import ConnectorError, ErrorCode
 from connector.integrations.base import InventoryItem
 from connector.integrations.databases.engine import (
     RECORD_PREFIX,
+    RECORDS_NAME,
     ManagedUser,
     NewUser,
     Privileges,
@@ -48,7 +49,7 @@ from connector.integrations.databases.settings import DatabaseSettings
 from connector.integrations.effect import Level
 from connector.logging import redact_text
 
-LEDGER_DATABASE = "access_connector"
+LEDGER_DATABASE = RECORDS_NAME
 LEDGER_TABLE = "grants"
 LEDGER = f"`{LEDGER_DATABASE}`.`{LEDGER_TABLE}`"
 SYSTEM_DATABASES = ("mysql", "information_schema", "performance_schema", "sys", LEDGER_DATABASE)
@@ -346,7 +347,9 @@ class MySqlEngine:
                     reasons.append(f"role {role} may grant its roles on (WITH ADMIN OPTION)")
                 continue
             on_all = rest.startswith("*.*")
-            if any(w in upper for w in ADMIN_WORDS):
+            if f"`{LEDGER_DATABASE.upper()}`." in rest:
+                reasons.append(f"role {role} has privileges on the connector's own records: {line[:120]}")
+            elif any(w in upper for w in ADMIN_WORDS):
                 reasons.append(f"role {role}: {line[:120]}")
             elif on_all and privs.strip() != "USAGE":
                 reasons.append(f"role {role} has privileges on every database: {line[:120]}")

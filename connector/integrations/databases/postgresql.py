@@ -25,6 +25,7 @@ from connector.errors import ConnectorError, ErrorCode
 from connector.integrations.base import InventoryItem
 from connector.integrations.databases.engine import (
     RECORD_PREFIX,
+    RECORDS_NAME,
     DbObject,
     ManagedUser,
     NewUser,
@@ -292,7 +293,7 @@ class PostgresEngine:
             return [on.schema]
         rows = conn.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s) AND nspname NOT LIKE 'pg\\_%%' ORDER BY 1",
-            (list(SYSTEM_SCHEMAS),),
+            ([*SYSTEM_SCHEMAS, RECORDS_NAME],),
         ).fetchall()
         return [r[0] for r in rows]
 

@@ -38,7 +38,15 @@ from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations import ledger
 from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
 from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
-from connector.integrations.databases.engine import RECORD_PREFIX, DbObject, Engine, ManagedUser, NewUser, Privileges
+from connector.integrations.databases.engine import (
+    RECORD_PREFIX,
+    RECORDS_NAME,
+    DbObject,
+    Engine,
+    ManagedUser,
+    NewUser,
+    Privileges,
+)
 from connector.integrations.databases.identifiers import (
     MYSQL_MAX,
     PG_MAX,
@@ -80,6 +88,11 @@ def parse_target(
     if "table" in names and "schema" not in names and engine != "mysql":
         raise InvalidJob("target.schema: a table is named with its schema")
     on = DbObject(database, names.get("schema", ""), names.get("table", ""))
+    own = (
+        "database" if engine == "mysql" and database == RECORDS_NAME else "schema" if on.schema == RECORDS_NAME else ""
+    )
+    if own and not for_revoke:
+        raise InvalidJob(f"target.{own}: {RECORDS_NAME} holds the connector's own grant records and is never granted")
     level_raw, role = target.get("level"), names.get("role", "")
     if role and level_raw is not None:
         raise InvalidJob("target.level: give a level or an existing role, not both")
