@@ -67,7 +67,7 @@ def _credentials(ref: str, data: Any) -> DbCredentials:
 
 
 def in_cluster_secret_reader() -> KubeSecretReader:
-    """Reads a Secret with the pod's ServiceAccount (the Helm chart grants `get` on the secrets it names)."""
+    """Reads a Secret with the pod's ServiceAccount, which needs `get` on exactly that Secret."""
     from kubernetes import client as k8s
 
     from connector.k8s.client import api_exception, in_cluster_client
@@ -84,7 +84,7 @@ def in_cluster_secret_reader() -> KubeSecretReader:
                 raise _fail(
                     ErrorCode.ACCESS_DENIED,
                     f"the connector's ServiceAccount may not read Secret {namespace}/{name}: give it `get` on that "
-                    "Secret (Helm value databaseSecrets)",
+                    f"Secret (a Role in namespace {namespace} with resourceNames: [{name}], and its RoleBinding)",
                 ) from None
             raise _fail(
                 ErrorCode.UNAVAILABLE, f"reading Secret {namespace}/{name} failed ({exc.status})", True
