@@ -132,3 +132,35 @@ def test_inventory_is_bounded(sandbox: Sandbox, pg_server: PostgresServer) -> No
     settings = pg_settings(pg_server, max_inventory_items=2)
     DatabaseSync(PostgresIntegration("db-4", settings, Services(connector_id=CONNECTOR_ID))).sync(None, ctx)  # type: ignore[arg-type]
     assert items[-1].type == "error" and items[-1].attributes["error_code"] == "TRUNCATED"
+
+
+def test_kubernetes_secret_through_the_api_server(sandbox: Sandbox, pg_server: PostgresServer) -> None:
+    """The real kubernetes client against the fake API server (our fake of that boundary), then a real login."""
+    import base64
+
+    from connector.integrations.databases.secrets import kube_secret_reader
+    from connector.k8s.client import token_client
+    from tests.k8s.fake_apiserver import FakeApiServer
+
+    with FakeApiServer() as api:
+        api.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "databases"}})
+        data = {"username": "connector", "password": PG_CONNECTOR_PASSWORD}
+        api.seed(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "pg-login", "namespace": "databases"},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+            }
+        )
+        reader = kube_secret_reader(token_client(api.url, None, None))
+        services = Services(connector_id=CONNECTOR_ID, extra={"database_secrets": SecretResolver(kube_reader=reader)})
+        integration = PostgresIntegration("k8s-1", pg_settings(pg_server, secret="k8s:databases/pg-login"), services)
+        assert integration.engine().check()["user"] == "connector"
+        missing = PostgresIntegration("k8s-2", pg_settings(pg_server, secret="k8s:databases/nope"), services)
+        try:
+            missing.engine().check()
+        except Exception as exc:
+            assert getattr(exc, "code", "") == "NOT_FOUND" and "databases/nope" in str(exc)
+        else:
+            raise AssertionError("a missing Kubernetes Secret resolved")

@@ -68,11 +68,18 @@ def _credentials(ref: str, data: Any) -> DbCredentials:
 
 def in_cluster_secret_reader() -> KubeSecretReader:
     """Reads a Secret with the pod's ServiceAccount, which needs `get` on exactly that Secret."""
+    from connector.k8s.client import in_cluster_client
+
+    return kube_secret_reader(in_cluster_client())
+
+
+def kube_secret_reader(api_client: Any) -> KubeSecretReader:
+    """Reads Secrets through a kubernetes ApiClient."""
     from kubernetes import client as k8s
 
-    from connector.k8s.client import api_exception, in_cluster_client
+    from connector.k8s.client import api_exception
 
-    api = k8s.CoreV1Api(in_cluster_client())
+    api = k8s.CoreV1Api(api_client)
 
     def read(namespace: str, name: str) -> Mapping[str, bytes]:
         try:
