@@ -216,3 +216,21 @@ def test_an_older_delivery_never_replaces_a_newer_ones_password(sandbox: Sandbox
     with pg_login(login, pg_server) as session:  # the newer delivery's password still works
         assert session.execute("SELECT count(*) FROM sales.orders").fetchone() is not None
     assert run(d, revoke_job("postgresql", settings, "g-attempts", READ_SALES)).result["dropped"]
+
+
+def test_the_marker_role_and_the_connectors_users_are_never_handed_out(
+    sandbox: Sandbox, pg_server: PostgresServer
+) -> None:
+    d, who = dispatcher(), requester()
+    settings = pg_settings(pg_server)
+    other = who.login(run(d, grant_job("postgresql", settings, "g-other", READ_SALES, key=who.public)))
+    for role in ("access_connector_managed", other["username"]):
+        outcome = run(
+            d, grant_job("postgresql", settings, "g-steal", {"database": "app", "role": role}, key=who.public)
+        )
+        assert outcome.error is not None and outcome.error.code == "INVALID_JOB", (role, outcome.error)
+    smuggled = run(
+        d, grant_job("postgresql", settings, "g-steal", READ_SALES | {"user": other["username"]}, key=who.public)
+    )
+    assert smuggled.error is not None and "target.user" in smuggled.error.message
+    assert run(d, revoke_job("postgresql", settings, "g-other", READ_SALES)).result["dropped"]
