@@ -25,7 +25,7 @@ from tests.databases.conftest import (
     revoke_job,
     run,
 )
-from tests.databases.servers import PostgresServer
+from tests.databases.servers import MariaDbServer, PostgresServer
 
 READ_SALES = {"database": "app", "schema": "sales", "level": "read-only"}
 
@@ -234,3 +234,36 @@ def test_the_marker_role_and_the_connectors_users_are_never_handed_out(
     )
     assert smuggled.error is not None and "target.user" in smuggled.error.message
     assert run(d, revoke_job("postgresql", settings, "g-other", READ_SALES)).result["dropped"]
+
+
+def test_credential_rotation_ends_the_password_first(
+    sandbox: Sandbox, pg_server: PostgresServer, mariadb_server: MariaDbServer
+) -> None:
+    """credential_rotation_days: a grant outliving it gets a login that ends at the rotation date (PostgreSQL
+    VALID UNTIL) or a password that must be replaced (MySQL / MariaDB PASSWORD EXPIRE INTERVAL); a reset (a new
+    delivery) starts it again."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.databases.conftest import expires, my_settings
+
+    d, who = dispatcher(Guardrails(max_duration="30d")), requester()
+    settings = pg_settings(pg_server, credential_rotation_days=1)
+    login = who.login(
+        run(
+            d,
+            grant_job("postgresql", settings, "g-rotate", READ_SALES, key=who.public, expires_at=expires(3 * 24 * 60)),
+        )
+    )
+    with pg_server.admin() as admin:
+        row = admin.execute("SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", (login["username"],)).fetchone()
+    assert row is not None and abs(row[0] - (datetime.now(UTC) + timedelta(days=1))) < timedelta(minutes=5)
+    assert run(d, revoke_job("postgresql", settings, "g-rotate", READ_SALES)).result["dropped"]
+
+    my = my_settings(mariadb_server, credential_rotation_days=2)
+    target = {"database": "shop", "table": "orders", "level": "read-only"}
+    login = who.login(run(d, grant_job("mysql", my, "m-rotate", target, key=who.public, expires_at=expires(60))))
+    with mariadb_server.admin() as admin, admin.cursor() as cur:
+        cur.execute(f"SHOW CREATE USER '{login['username']}'@'%'")
+        row = cur.fetchone()
+    assert row is not None and "PASSWORD EXPIRE INTERVAL 2 DAY" in row[0]
+    assert run(d, revoke_job("mysql", my, "m-rotate", target)).result["dropped"]

@@ -59,6 +59,7 @@ class NewUser:
     password: str | None  # None: made for IAM authentication
     valid_until: datetime | None  # PostgreSQL VALID UNTIL (second line of defence); None: no end
     record: str  # the grant record (connector.integrations.ledger JSON form, RECORD_PREFIX first)
+    rotate_days: int | None = None  # credential_rotation_days: the password must be replaced within this
 
 
 @dataclass(frozen=True)

@@ -446,12 +446,14 @@ class MySqlEngine:
                         raise
                 else:
                     self._run(
-                        conn, f"CREATE USER {account} {self._identified()}", (user.name, self._secret(user.password))
+                        conn,
+                        f"CREATE USER {account} {self._identified()}{_rotation(user.rotate_days)}",
+                        (user.name, self._secret(user.password)),
                     )
             elif user.password is not None:  # a re-delivery: a new password, the earlier one stops working
                 self._run(
                     conn,
-                    f"ALTER USER {account} {self._identified()} ACCOUNT UNLOCK",
+                    f"ALTER USER {account} {self._identified()}{_rotation(user.rotate_days)} ACCOUNT UNLOCK",
                     (user.name, self._secret(user.password)),
                 )
             self._run(conn, f"GRANT {self._role(self.marker)} TO {account}", (user.name,))
@@ -577,6 +579,11 @@ class MySqlEngine:
             if found.name == user:
                 return found
         return None
+
+
+def _rotation(days: int | None) -> str:
+    """credential_rotation_days: past it the password only lets the user replace it (MySQL and MariaDB)."""
+    return "" if days is None else f" PASSWORD EXPIRE INTERVAL {int(days)} DAY"
 
 
 def _backticked(text: str) -> list[str]:
