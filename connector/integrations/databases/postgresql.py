@@ -125,6 +125,7 @@ class PostgresEngine:
     name = "postgresql"
     user_name_max = PG_MAX
     item_prefix = "postgresql"
+    has_sequences = True
 
     def __init__(
         self,
@@ -477,11 +478,12 @@ class PostgresEngine:
                     done.append(f"{'/'.join(TABLE_PRIVILEGES[level])} on {schema}.{on.table}")
                     continue
                 conn.execute(sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA {} TO {}").format(tables, s, who))
-                conn.execute(
-                    sql.SQL("GRANT {} ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
-                        _keywords(SEQUENCE_PRIVILEGES[level]), s, who
+                if self.has_sequences:
+                    conn.execute(
+                        sql.SQL("GRANT {} ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
+                            _keywords(SEQUENCE_PRIVILEGES[level]), s, who
+                        )
                     )
-                )
                 done.append(f"{'/'.join(TABLE_PRIVILEGES[level])} on all tables in {schema}")
         return done
 
