@@ -267,3 +267,17 @@ def test_credential_rotation_ends_the_password_first(
         row = cur.fetchone()
     assert row is not None and "PASSWORD EXPIRE INTERVAL 2 DAY" in row[0]
     assert run(d, revoke_job("mysql", my, "m-rotate", target)).result["dropped"]
+
+
+def test_privileges_given_elsewhere_do_not_keep_the_user_alive(sandbox: Sandbox, pg_server: PostgresServer) -> None:
+    """Someone grants the user more in another database: DROP ROLE would fail there; the revoke drops those
+    privileges where they are (the user owns nothing) and the user goes."""
+    d, who = dispatcher(), requester()
+    settings = pg_settings(pg_server)
+    login = who.login(run(d, grant_job("postgresql", settings, "g-elsewhere", READ_SALES, key=who.public)))
+    with pg_server.admin("dev") as admin:
+        admin.execute(f'GRANT CREATE ON SCHEMA public TO "{login["username"]}"')
+    revoked = run(d, revoke_job("postgresql", settings, "g-elsewhere", READ_SALES))
+    assert revoked.result["dropped"], revoked
+    with pytest.raises(psycopg.OperationalError):
+        pg_login(login, pg_server)
