@@ -146,3 +146,16 @@ def test_the_connectors_records_are_never_granted(sandbox: Sandbox, mariadb_serv
     via_role = run(d, grant_job("mysql", settings, "m-sneaky", {"database": "shop", "role": "sneaky"}, key=who.public))
     assert via_role.error is not None and via_role.error.code == "GUARDRAIL_DENIED", via_role.error
     assert run(d, revoke_job("mysql", settings, "m-seed", READ_ORDERS)).result["dropped"]
+
+
+def test_a_user_account_is_not_a_role(sandbox: Sandbox, mariadb_server: MariaDbServer) -> None:
+    """Only roles are handed out; a login's grants (with its password hash) are never read into a reason."""
+    d, who = dispatcher(), requester()
+    outcome = run(
+        d,
+        grant_job(
+            "mysql", my_settings(mariadb_server), "m-user", {"database": "shop", "role": "connector"}, key=who.public
+        ),
+    )
+    assert outcome.error is not None and outcome.error.code == "NOT_FOUND" and "not a role" in outcome.error.message
+    assert "*" not in json.dumps(outcome.effect or {})

@@ -341,10 +341,22 @@ class MySqlEngine:
             )  # fmt: skip
         if depth > 8:
             return RoleLevel(Level.ADMIN, (f"role {role}: memberships nested too deep to judge",))
-        if self._one(conn, "SELECT 1 FROM mysql.user WHERE User = %s", (role,)) is None:
-            raise ConnectorError(ErrorCode.NOT_FOUND, f"role {role} does not exist", retryable=False)
+        # A role, not a login: MariaDB marks roles; MySQL's are locked accounts without credentials.
+        is_role = (
+            "SELECT 1 FROM mysql.user WHERE User = %s AND is_role = 'Y'"
+            if self.mariadb
+            else "SELECT 1 FROM mysql.user WHERE User = %s AND Host = '%%' AND account_locked = 'Y' "
+            "AND authentication_string = ''"
+        )
+        if self._one(conn, is_role, (role,)) is None:
+            raise ConnectorError(
+                ErrorCode.NOT_FOUND, f"role {role} does not exist (a user account is not a role)", retryable=False
+            )
         try:
-            grants = [str(r[0]) for r in self._all(conn, f"SHOW GRANTS FOR {self._role(role)}")]
+            # Only what a grant line says up to IDENTIFIED (a password hash never reaches a reason or a log).
+            grants = [
+                str(r[0]).split(" IDENTIFIED ")[0] for r in self._all(conn, f"SHOW GRANTS FOR {self._role(role)}")
+            ]
         except pymysql.err.MySQLError as exc:
             raise db_error(exc, f"reading the grants of role {role}") from None
         reasons: list[str] = []
