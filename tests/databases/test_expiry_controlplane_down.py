@@ -17,7 +17,15 @@ from google.protobuf import json_format
 from connector.sandbox import Sandbox
 from connector.v1 import admin_pb2, connector_pb2
 from tests.agent.agent_harness import CONNECTOR_ID, wait_for
-from tests.databases.conftest import my_login, my_settings, pg_login, pg_settings, requester
+from tests.databases.conftest import (
+    MY_CONNECTOR_PASSWORD,
+    PG_CONNECTOR_PASSWORD,
+    my_login,
+    my_settings,
+    pg_login,
+    pg_settings,
+    requester,
+)
 from tests.databases.servers import MariaDbServer, PostgresServer
 from tests.faults.conftest import AgentProcess, ControlPlaneProcess
 
@@ -112,8 +120,12 @@ def test_database_grants_expire_with_the_control_plane_down(
             }
 
         wait_for(lambda: reported() >= set(grants), 60, "expiry events reported")
-        log = agent.log.read_text(errors="replace")
-        assert logins[0]["password"] not in log and logins[1]["password"] not in log
+        # No password anywhere: not the requesters', not the connector's own, in the agent's log or the control
+        # plane's log and store (results hold only the sealed envelopes).
+        stored = b"".join(p.read_bytes() for p in tmp_path.glob("cp.sqlite*")) + cp.log.read_bytes()
+        text = agent.log.read_text(errors="replace") + stored.decode(errors="replace")
+        for secret in (logins[0]["password"], logins[1]["password"], PG_CONNECTOR_PASSWORD, MY_CONNECTOR_PASSWORD):
+            assert secret not in text
         print(f"SUMMARY database_expiry_controlplane_down revoke_lag_seconds={gone_at - expires_at:.1f} grants=2")
     finally:
         agent.stop()
