@@ -147,11 +147,14 @@ class AgentConfig(BaseSettings):
         return urlsplit(self.control_plane_url).scheme == "http"
 
     @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.control_plane_url)
+        return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
     def target(self) -> str:
         """host:port for grpc.aio channels."""
-        parts = urlsplit(self.control_plane_url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        host = parts.hostname or ""
+        host, port = self.host_port
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def read_token(self) -> str:

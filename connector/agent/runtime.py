@@ -27,6 +27,7 @@ from connector.agent.channel import (
     ControlPlaneClient,
     FatalConnectionError,
     TokenUnavailable,
+    control_plane_proxy,
     failure_reason,
     fatal_message,
     is_fatal,
@@ -265,7 +266,9 @@ class AgentRuntime:
             "reconnecting",
             attempt=state.attempt_number,
             error=code.name if code else type(exc).__name__,
-            reason=failure_reason(exc, tls=not self.config.plaintext),
+            reason=failure_reason(
+                exc, tls=not self.config.plaintext, proxy=control_plane_proxy(self.config), target=self.config.target
+            ),
             retry_in_seconds=round(state.upcoming_sleep, 2),
         )
 
