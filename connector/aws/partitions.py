@@ -61,13 +61,12 @@ def home_region(partition: str) -> str | None:
     return None
 
 
-def sts_region(session: botocore.session.Session, role_arn: str) -> str | None:
-    """The region whose STS endpoint assumes `role_arn`: the session's region (AWS_REGION; a VPC endpoint for
+def sts_region(own: str | None, role_arn: str) -> str | None:
+    """The region whose STS endpoint assumes `role_arn`: `own`, the connector's region (AWS_REGION; a VPC endpoint for
     STS lives there) when it is in the role's partition, else the partition's home region. Without this a
     connector with no region set, or one in another partition, would ask the commercial global endpoint
     (sts.amazonaws.com), which knows no GovCloud or China role. None: leave it to botocore."""
     partition = partition_of_arn(role_arn)
-    own = session.get_config_variable("region")
     if partition is None:
         return None
     if own:

@@ -115,7 +115,9 @@ class AwsSessions:
             if external_id:
                 extra["ExternalId"] = external_id
             fetcher = AssumeRoleCredentialFetcher(
-                client_creator=self._sts_client_creator(via, sts_region(self._base, role_arn)),
+                client_creator=self._sts_client_creator(
+                    via, sts_region(self._base.get_config_variable("region"), role_arn)
+                ),
                 source_credentials=source_credentials,
                 role_arn=role_arn,
                 extra_args=extra,

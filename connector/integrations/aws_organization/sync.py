@@ -18,10 +18,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from connector.aws.errors import error_code
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations.aws_organization import identity_center_inventory
+from connector.integrations.aws_organization import scope as scope_rules
 from connector.integrations.aws_organization.eks_inventory import cluster_items
 from connector.integrations.aws_organization.iam_inventory import role_items
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
-from connector.integrations.aws_organization.org_tree import Account, OrgUnit, OrgWalk
+from connector.integrations.aws_organization.org_tree import Account, OrgUnit
 from connector.integrations.aws_organization.settings import RESOURCE_TYPES
 from connector.integrations.base import InventoryItem, JobContext, SyncRequest
 from connector.logging import get_logger
@@ -122,7 +123,7 @@ class OrgSync:
             goes on (on a large organisation the walk alone is hundreds of Organizations calls)."""
             for account in self._sync_org(org, described, request, ctx, emit, with_items="organization" in types):
                 accounts.append(account)
-                if not account.active or request.discovery_only:
+                if not scope_rules.visited(account) or request.discovery_only:
                     continue
                 batch: list[ScopeTask] = []
                 if "eks_cluster" in types:
@@ -168,12 +169,7 @@ class OrgSync:
     ) -> Iterator[Account]:
         """The organisation's accounts (emitting roots, OUs and accounts as items), in walk order, lazily."""
         self.integration.management_account_id = str(described.get("MasterAccountId", ""))
-        walk = OrgWalk(
-            org,
-            excluded_ous=frozenset(self.config.excluded_ou_ids),
-            excluded_accounts=frozenset(self.config.excluded_account_ids),
-            check=ctx.check_cancelled,
-        )
+        walk = scope_rules.org_walk(org, self.config, check=ctx.check_cancelled)
         wanted = set(request.account_ids)
         if with_items and not wanted:
             emit(
@@ -195,21 +191,17 @@ class OrgSync:
                     emit(self._account_item(account))
                 yield account
             return
-        if scope and not scope.startswith("r-"):
-            starts = [(scope, walk.path_of(scope))]
-        else:
-            roots = walk.roots()
-            starts = [(root["Id"], "Root") for root in roots]
-            if with_items:
-                for root in roots:
-                    emit(
-                        InventoryItem(
-                            type="aws.root",
-                            id=root["Id"],
-                            name=root.get("Name", "Root"),
-                            attributes={"arn": root.get("Arn", ""), "policy_types": root.get("PolicyTypes", [])},
-                        )
+        starts, roots = scope_rules.walk_starts(walk, self.config)
+        if with_items:
+            for root in roots:
+                emit(
+                    InventoryItem(
+                        type="aws.root",
+                        id=root["Id"],
+                        name=root.get("Name", "Root"),
+                        attributes={"arn": root.get("Arn", ""), "policy_types": root.get("PolicyTypes", [])},
                     )
+                )
         for start_id, start_path in starts:
             for node in walk.walk(start_id, start_path):
                 if isinstance(node, OrgUnit):
