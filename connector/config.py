@@ -196,6 +196,50 @@ ENV_VARS: dict[str, str] = {
 REQUIRED_ENV_VARS = ("CONNECTOR_ID", "CONTROL_PLANE_URL")
 
 
+def _default_text(name: str) -> str:
+    info = AgentConfig.model_fields[name]
+    if _env_name(name) in REQUIRED_ENV_VARS:
+        return "required"
+    if info.default_factory is not None:
+        return "hostname-pid" if name == "host_id" else "computed"
+    if info.default is None or info.default == "":
+        return "unset"
+    value = info.default
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# The default of each variable, as `connector run --help` prints it (same keys as ENV_VARS).
+ENV_DEFAULTS: dict[str, str] = {_env_name(name): _default_text(name) for name in AgentConfig.model_fields} | {
+    "CONNECTOR_CONFIG_FILE": "unset"
+}
+# Not ours, but read by the agent's libraries: what an operator in a private network sets.
+OTHER_ENV_VARS: dict[str, str] = {
+    "HTTPS_PROXY / https_proxy / grpc_proxy": "proxy for the control plane (gRPC) and https:// AWS endpoints",
+    "NO_PROXY / no_proxy": "hosts, domains, IPs and CIDR ranges that bypass the proxy",
+    "AWS_REGION": "the connector's region (STS, VPC endpoints); ECS and EKS set it",
+    "AWS_ENDPOINT_URL_<SERVICE>": "an endpoint per AWS service (e.g. AWS_ENDPOINT_URL_STS for a VPC endpoint)",
+    "AWS_USE_FIPS_ENDPOINT": "true: FIPS endpoints for every AWS service",
+    "AWS_STS_REGIONAL_ENDPOINTS": "regional (the default) or legacy",
+    "OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_*": "OpenTelemetry traces (with the `otel` extra installed)",
+}
+
+
+def env_help() -> str:
+    """Every variable `connector run` reads, its default and meaning: the one ENV_VARS source, for --help."""
+    width = max(len(name) for name in ENV_VARS)
+    lines = ["environment (CONNECTOR_CONFIG_FILE may name a TOML file with the same keys; the environment wins):"]
+    for name, description in ENV_VARS.items():
+        lines.append(f"  {name.ljust(width)}  [{ENV_DEFAULTS[name]}] {description}")
+    lines.append("also read (proxies, AWS endpoints, traces):")
+    other = max(len(name) for name in OTHER_ENV_VARS)
+    lines += [f"  {name.ljust(other)}  {text}" for name, text in OTHER_ENV_VARS.items()]
+    return "\n".join(lines)
+
+
 def load_config(environ: dict[str, str] | None = None) -> AgentConfig:
     """Build and validate the config. Raises ConfigError with one line per problem, naming variables."""
     env = dict(os.environ if environ is None else environ)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from connector.agent.events import Sweeper
 from connector.agent.runtime import EXIT_FATAL_AUTH, AgentRuntime
-from connector.config import AgentConfig, ConfigError, load_config
+from connector.config import AgentConfig, ConfigError, env_help, load_config
 from connector.heap import freeze_startup_heap
 from connector.jobs.dispatcher import Dispatcher
 from connector.jobs.runtime import build_dispatcher
@@ -86,8 +86,10 @@ def _build_sweeper(config: AgentConfig, dispatcher: Dispatcher) -> Sweeper | Non
 def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(
         prog="connector run",
-        description="Run the connector agent. Configured by CONNECTOR_* environment variables "
-        "(see the documentation); CONNECTOR_CONFIG_FILE may name a TOML file with the same keys.",
+        description="Run the connector agent. Configured by the environment variables below.",
+        epilog=env_help() + "\n\nexit codes: 0 drained cleanly; 2 bad configuration (the message names the variable); "
+        "3 the control plane refused the token or connector id; 1 the drain watchdog fired",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(list(argv))
     try:
