@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from connector import telemetry
 from connector.agent.events import Sweeper
 from connector.agent.runtime import EXIT_FATAL_AUTH, AgentRuntime
 from connector.config import AgentConfig, ConfigError, env_help, load_config
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] = ()) -> int:
         print(f"connector: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log_level, config.log_format)
+    telemetry.configure()  # OTEL_* variables, with the otel extra; off otherwise
     register_secret(token)
     del token
 
@@ -119,6 +121,7 @@ def main(argv: Sequence[str] = ()) -> int:
     except OSError as exc:  # the health port is taken, a TLS file unreadable: the message names the variable
         print(f"connector: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    telemetry.shutdown()  # flush the last spans
     if code == EXIT_FATAL_AUTH and runtime.fatal_error is not None:
         print(f"connector: {runtime.fatal_error}", file=sys.stderr)
     # A job thread that ignored cancellation would keep the interpreter alive: do not wait for it.

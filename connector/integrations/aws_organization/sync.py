@@ -7,6 +7,7 @@ a failure of the management role fails the job.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -15,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from connector import telemetry
 from connector.aws.errors import error_code
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations.aws_organization import identity_center_inventory
@@ -297,10 +299,20 @@ class OrgSync:
         state = {"errors": 0, "accounts_done": 0, "scopes": 0, "walked": 0}
 
         def run(task: ScopeTask) -> None:
+            scope = {"aws.account.id": task.account_id, "cloud.region": task.region, "sync.stage": task.stage}
             try:
-                for item in task.work(task.account_id, task.region):
-                    ctx.check_cancelled()
-                    emit(item)
+                with telemetry.span("sync.scope", **scope) as current:
+                    items = 0
+                    try:
+                        for item in task.work(task.account_id, task.region):
+                            ctx.check_cancelled()
+                            emit(item)
+                            items += 1
+                    except (ClientError, BotoCoreError) as exc:
+                        telemetry.set_attributes(current, **{"error.code": error_code(exc) or type(exc).__name__})
+                        raise
+                    finally:
+                        telemetry.set_attributes(current, **{"sync.items": items})
             except (ClientError, BotoCoreError) as exc:
                 self._record_error(emit, exc, task.account_id, task.region, task.stage)
                 with lock:
@@ -320,7 +332,8 @@ class OrgSync:
                         remaining[batch[0].account_id] = len(batch)
                         state["scopes"] += len(batch)
                     for task in batch:
-                        pending.add(pool.submit(run, task))
+                        # A copy of the job's context: its log fields (job_id) and its span reach the scope.
+                        pending.add(pool.submit(contextvars.copy_context().run, run, task))
                     while len(pending) >= self.config.max_parallelism * 2:
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for f in finished:
