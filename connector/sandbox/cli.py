@@ -72,13 +72,14 @@ def admin_config(sandbox: Sandbox, info: SeedInfo) -> str:
 
 
 def _admin_lines(sandbox: Sandbox, info: SeedInfo, path: str) -> list[str]:
-    member = next((a for a in info.accounts[1:] if a.state == "ACTIVE"), info.accounts[0])
+    with_clusters = {c.account for c in info.clusters}
+    member = next((a for a in info.accounts[1:] if a.id in with_clusters), info.accounts[0])
     return [
         "admin: look at any account as an administrator (profiles sandbox-admin and sandbox-<account id>):",
         f"  export AWS_CONFIG_FILE={shlex.quote(path)}",
         f"  aws --profile sandbox-{member.id} eks list-clusters          # account {member.id} ({member.name})",
         f"  aws --profile sandbox-admin organizations list-accounts     # the management account {info.management_account_id}",
-        "  (unset the AWS_* exports above first: the environment's keys win over a profile's)",
+        "  (an explicit --profile wins over the AWS_* keys exported above)",
     ]
 
 
