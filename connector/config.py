@@ -228,6 +228,13 @@ OTHER_ENV_VARS: dict[str, str] = {
 }
 
 
+def read_by_libraries(name: str) -> bool:
+    """A variable a deployment may set for the libraries (proxies, botocore, OpenTelemetry), not in ENV_VARS."""
+    return name in ("HTTPS_PROXY", "NO_PROXY", "https_proxy", "no_proxy", "grpc_proxy") or name.startswith(
+        ("AWS_", "OTEL_")
+    )
+
+
 def env_help() -> str:
     """Every variable `connector run` reads, its default and meaning: the one ENV_VARS source, for --help."""
     width = max(len(name) for name in ENV_VARS)

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import latest_version
 
-from connector.config import ENV_VARS, REQUIRED_ENV_VARS
+from connector.config import ENV_VARS, REQUIRED_ENV_VARS, read_by_libraries
 from connector.jobs.guardrails import load_guardrails
 from connector.k8s.permissions import connector_cluster_role
 from tests.deploy.deploy_paths import CHART, CI_VALUES, NAMESPACE, ci_values, render_chart
@@ -86,7 +86,7 @@ def test_security_context_probes_and_drain(scenario: tuple[str, dict[str, Any], 
 
     env = {e["name"]: e.get("value") for e in container["env"]}
     # The connector's own variables, plus the proxy and botocore ones `network` sets (read by the libraries).
-    unknown = {n for n in env if n not in ("HTTPS_PROXY", "NO_PROXY") and not n.startswith("AWS_")} - set(ENV_VARS)
+    unknown = {n for n in env if not read_by_libraries(n)} - set(ENV_VARS)
     assert not unknown, f"{name}: {sorted(unknown)} not in connector.config.ENV_VARS"
     assert set(REQUIRED_ENV_VARS) <= set(env)
     assert env["CONNECTOR_HEALTH_ADDR"] == "0.0.0.0:8080"
