@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import grpc
+
 from connector.controlplane.client import AdminClient
 from connector.v1 import admin_pb2
 
@@ -27,7 +29,12 @@ def live_replicas(response: admin_pb2.ListConnectorsResponse, now: float) -> lis
 
 def why_not_taken(admin: AdminClient, connector_id: str, integration_type: str) -> str | None:
     """None when a live replica of `connector_id` runs `integration_type`; otherwise what stops the job."""
-    response = admin.connectors(connector_id)
+    try:
+        response = admin.connectors(connector_id)
+    except grpc.RpcError as exc:
+        if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return None  # an older control plane: nothing to say
+        raise
     now = time.time()
     if not response.replicas:
         return (
