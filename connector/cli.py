@@ -11,8 +11,8 @@ USAGE = """usage: connector <command> [options]
 commands:
   run           run the agent (configured by CONNECTOR_* environment variables)
   demo          sandbox AWS + control plane + agent in one process: sync, grant, revoke
-  controlplane  the reference control plane: serve, dispatch, jobs, inventory
-  sandbox       the embedded AWS sandbox (moto + extensions): serve
+  controlplane  the reference control plane: serve, dispatch, jobs, connectors, inventory, events, token
+  sandbox       the embedded AWS sandbox (moto + extensions): serve [--partition aws-us-gov|aws-cn]
   doctor        preflight checks where the connector runs (control plane, AWS roles, regions, EKS, guardrails)
   bench         benchmarks: sync, dispatch, grant, memory (needs the 'bench' extra)
   version       print the version

@@ -147,11 +147,14 @@ class AgentConfig(BaseSettings):
         return urlsplit(self.control_plane_url).scheme == "http"
 
     @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.control_plane_url)
+        return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
     def target(self) -> str:
         """host:port for grpc.aio channels."""
-        parts = urlsplit(self.control_plane_url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        host = parts.hostname or ""
+        host, port = self.host_port
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def read_token(self) -> str:
@@ -191,6 +194,57 @@ ENV_VARS: dict[str, str] = {
     _env_name(name): info.description or "" for name, info in AgentConfig.model_fields.items()
 } | {"CONNECTOR_CONFIG_FILE": "Optional TOML file with the same keys; environment variables win."}
 REQUIRED_ENV_VARS = ("CONNECTOR_ID", "CONTROL_PLANE_URL")
+
+
+def _default_text(name: str) -> str:
+    info = AgentConfig.model_fields[name]
+    if _env_name(name) in REQUIRED_ENV_VARS:
+        return "required"
+    if info.default_factory is not None:
+        return "hostname-pid" if name == "host_id" else "computed"
+    if info.default is None or info.default == "":
+        return "unset"
+    value = info.default
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# The default of each variable, as `connector run --help` prints it (same keys as ENV_VARS).
+ENV_DEFAULTS: dict[str, str] = {_env_name(name): _default_text(name) for name in AgentConfig.model_fields} | {
+    "CONNECTOR_CONFIG_FILE": "unset"
+}
+# Not ours, but read by the agent's libraries: what an operator in a private network sets.
+OTHER_ENV_VARS: dict[str, str] = {
+    "HTTPS_PROXY / https_proxy / grpc_proxy": "proxy for the control plane (gRPC) and https:// AWS endpoints",
+    "NO_PROXY / no_proxy": "hosts, domains, IPs and CIDR ranges that bypass the proxy",
+    "AWS_REGION": "the connector's region (STS, VPC endpoints); ECS and EKS set it",
+    "AWS_ENDPOINT_URL_<SERVICE>": "an endpoint per AWS service (e.g. AWS_ENDPOINT_URL_STS for a VPC endpoint)",
+    "AWS_USE_FIPS_ENDPOINT": "true: FIPS endpoints for every AWS service",
+    "AWS_STS_REGIONAL_ENDPOINTS": "regional (the default) or legacy",
+    "OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_*": "OpenTelemetry traces (with the `otel` extra installed)",
+}
+
+
+def read_by_libraries(name: str) -> bool:
+    """A variable a deployment may set for the libraries (proxies, botocore, OpenTelemetry), not in ENV_VARS."""
+    return name in ("HTTPS_PROXY", "NO_PROXY", "https_proxy", "no_proxy", "grpc_proxy") or name.startswith(
+        ("AWS_", "OTEL_")
+    )
+
+
+def env_help() -> str:
+    """Every variable `connector run` reads, its default and meaning: the one ENV_VARS source, for --help."""
+    width = max(len(name) for name in ENV_VARS)
+    lines = ["environment (CONNECTOR_CONFIG_FILE may name a TOML file with the same keys; the environment wins):"]
+    for name, description in ENV_VARS.items():
+        lines.append(f"  {name.ljust(width)}  [{ENV_DEFAULTS[name]}] {description}")
+    lines.append("also read (proxies, AWS endpoints, traces):")
+    other = max(len(name) for name in OTHER_ENV_VARS)
+    lines += [f"  {name.ljust(other)}  {text}" for name, text in OTHER_ENV_VARS.items()]
+    return "\n".join(lines)
 
 
 def load_config(environ: dict[str, str] | None = None) -> AgentConfig:

@@ -123,7 +123,7 @@ def member_eks(sandbox: Any, account_id: str, region: str) -> Any:
     return session.client("eks", endpoint_url=sandbox.endpoint)
 
 
-def run(accounts: int) -> int:
+def run(accounts: int, partition: str = "aws") -> int:
     try:
         from connector.sandbox import Sandbox, SeedSpec
     except ImportError as exc:  # the sandbox extra is what makes the demo self-contained
@@ -132,7 +132,12 @@ def run(accounts: int) -> int:
     demo = Demo(accounts)
     t0 = time.monotonic()
     demo.say("== starting the AWS sandbox, the control plane and the agent")
-    with Sandbox.start(seed=SeedSpec(accounts=accounts)) as sandbox:
+    try:
+        spec = SeedSpec(accounts=accounts, partition=partition)
+    except ValueError as exc:
+        print(f"connector demo: {exc}", file=sys.stderr)
+        return 2
+    with Sandbox.start(seed=spec) as sandbox:
         info = sandbox.seed_info
         assert info is not None  # seeded above
         os.environ.update(sandbox.env())  # the agent's AWS identity: the sandbox's connector role
@@ -159,14 +164,16 @@ def run(accounts: int) -> int:
             with agent_thread(agent_env) as runtime, cp.admin as admin:
                 demo.say(
                     f"  sandbox {sandbox.endpoint}: organisation {info.organization_id}, {len(info.accounts)} accounts, "
-                    f"{len(info.clusters)} EKS clusters; control plane {cp.address}; connector {info.connector_id}"
+                    f"{len(info.clusters)} EKS clusters (partition {info.partition}); control plane {cp.address}; "
+                    f"connector {info.connector_id}"
                 )
                 settings = {
                     "integration_name": "demo-organization",
                     "management_account_role_arn": info.management_role_arn,
                     "member_role_name": info.member_role_name,
                     "regions": sorted({c.region for c in info.clusters}),
-                    "sso_region": info.identity_center.region if info.identity_center else "us-east-1",
+                    "region": info.home_region,
+                    "sso_region": info.identity_center.region if info.identity_center else info.home_region,
                     "excluded_account_ids": [info.management_account_id],
                 }
                 sync_ok = _sync(demo, admin, runtime, info, settings)
@@ -248,6 +255,10 @@ def _sync(demo: Demo, admin: AdminClient, runtime: AgentRuntime, info: Any, sett
         c for c in info.clusters if c.account not in (info.management_account_id, info.account_without_member_role)
     ]
     demo.check(
+        f"every cluster ARN is in the organisation's partition ({info.partition})",
+        all(c.id.startswith(f"arn:{info.partition}:eks:") for c in clusters),
+    )
+    demo.check(
         "inventory holds every EKS cluster the member roles can reach",
         {c.id for c in clusters} == {c.arn for c in reachable},
         f"{len(clusters)} clusters",
@@ -261,7 +272,7 @@ def _grant_and_revoke(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, s
         for c in info.clusters
         if c.mode in ("API", "API_AND_CONFIG_MAP") and c.account != info.account_without_member_role
     )
-    role = f"arn:aws:iam::{cluster.account}:role/demo-developers"
+    role = f"arn:{info.partition}:iam::{cluster.account}:role/demo-developers"
     target = {
         "resource_type": "eks_cluster",
         "account_id": cluster.account,
@@ -295,6 +306,12 @@ def _grant_and_revoke(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, s
             "associatedAccessPolicies"
         ]
         scopes = [(p["policyArn"].rsplit("/", 1)[-1], p["accessScope"]) for p in policies]
+        prefix = f"arn:{info.partition}:eks::aws:cluster-access-policy/"
+        demo.check(
+            f"the access policy is named in the cluster's partition ({info.partition})",
+            bool(policies) and all(p["policyArn"].startswith(prefix) for p in policies),
+            ", ".join(p["policyArn"] for p in policies),
+        )
         demo.check(
             "access entry exists with the namespace-scoped policy (checked through boto3)",
             bool(scopes) and scopes[0][1].get("namespaces") == ["team-a", "team-b"],
@@ -331,7 +348,7 @@ def _grant_and_revoke(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, s
 def _sealed_credentials(demo: Demo, admin: AdminClient, sandbox: Any, info: Any) -> bool:
     """A Lambda custom integration hands out credentials: the connector seals them to the requester's key,
     the control plane stores only ciphertext, and the requester opens them with their private key."""
-    region = "us-east-1"
+    region = info.home_region
     demo.say("\n== credentials only the requester can read: a Lambda custom integration's create-credentials")
     session = _connector_session(sandbox, region)
     iam = session.client("iam", endpoint_url=sandbox.endpoint)
@@ -408,6 +425,12 @@ def main(argv: Sequence[str] = ()) -> int:
         "--accounts", type=int, default=12, help="member accounts in the sandbox organisation (default 12)"
     )
     parser.add_argument("--verbose", action="store_true", help="show the agent's and control plane's logs")
+    parser.add_argument(
+        "--partition",
+        default="aws",
+        choices=("aws", "aws-us-gov", "aws-cn"),
+        help="the AWS partition the sandbox organisation lives in (GovCloud, China): every ARN and region follows",
+    )
     opts = parser.parse_args(list(argv))
     configure_logging("info" if opts.verbose else "error", "console")
-    return run(opts.accounts)
+    return run(opts.accounts, opts.partition)

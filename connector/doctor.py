@@ -36,16 +36,22 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import botocore.session
 import grpc
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from connector import __version__
-from connector.aws.errors import error_code
+from connector.aws.endpoints import resolved
+from connector.aws.errors import classify_aws_error, error_code
+from connector.aws.partitions import iam_role_arn, sts_region
 from connector.aws.sessions import AwsSessions, ClientSettings, clamp_session_duration
 from connector.config import AgentConfig, ConfigError, load_config
 from connector.errors import InvalidSettings
-from connector.integrations.aws_organization.settings import OrgSettings, parse_settings
+from connector.integrations.aws_organization import scope as scope_rules
+from connector.integrations.aws_organization.org_tree import Account
+from connector.integrations.aws_organization.settings import OrgSettings, parse_settings, partition_of_settings
 from connector.jobs.guardrails import GuardrailError, load_guardrails
+from connector.net.proxy import ProxyError, grpc_channel_options, grpc_proxy, open_tunnel
 from connector.v1 import connector_pb2, connector_pb2_grpc
 
 Status = Literal["pass", "warn", "fail"]
@@ -115,6 +121,28 @@ def control_plane_checks(config: AgentConfig | None, environ: Mapping[str, str])
     parts = urlsplit(config.control_plane_url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = grpc_proxy(host, port, environ)
+    checks: list[Check] = []
+    if proxy is not None:  # the agent's path: a CONNECT tunnel through the proxy, then TLS inside it
+        try:
+            raw = open_tunnel(proxy, host, port, RPC_TIMEOUT)
+        except ProxyError as exc:
+            return [
+                _fail(
+                    "control_plane.proxy",
+                    str(exc),
+                    f"check {proxy.variable} (the proxy's address) and that the proxy allows CONNECT to {host}:{port}; "
+                    "or exempt the control plane in NO_PROXY if it is reachable directly",
+                )
+            ]
+        checks.append(_ok("control_plane.proxy", f"the proxy {proxy.describe()} opened a tunnel to {host}:{port}"))
+        checks.append(_ok("control_plane.reachable", f"{host}:{port} reachable through the proxy"))
+        with raw:
+            tls = _tls_check(config, host, port, raw)
+        checks.append(tls)
+        if tls.status != "fail":
+            checks.append(_hello_check(config, environ))
+        return checks
     try:
         raw = socket.create_connection((host, port), timeout=RPC_TIMEOUT)
     except OSError as exc:
@@ -126,13 +154,13 @@ def control_plane_checks(config: AgentConfig | None, environ: Mapping[str, str])
                 f"outbound TCP {port} to the control plane",
             )
         ]
-    checks = [_ok("control_plane.reachable", f"TCP connection to {host}:{port} opened")]
+    checks.append(_ok("control_plane.reachable", f"TCP connection to {host}:{port} opened (no proxy)"))
     with raw:  # the TLS check shakes hands on this same connection
         tls = _tls_check(config, host, port, raw)
     checks.append(tls)
     if tls.status == "fail":
         return checks
-    checks.append(_hello_check(config))
+    checks.append(_hello_check(config, environ))
     return checks
 
 
@@ -177,16 +205,19 @@ def _tls_check(config: AgentConfig, host: str, port: int, raw: socket.socket) ->
     return _ok("control_plane.tls", f"certificate verified for {host} ({version})")
 
 
-def _channel(config: AgentConfig) -> grpc.Channel:
+def _channel(config: AgentConfig, environ: Mapping[str, str]) -> grpc.Channel:
+    """As the agent's channel: the same proxy decision (connector.net.proxy)."""
+    host, port = config.host_port
+    options = grpc_channel_options(host, port, environ)
     if config.plaintext:
-        return grpc.insecure_channel(config.target)
+        return grpc.insecure_channel(config.target, options=options)
     root = config.tls_ca_file.read_bytes() if config.tls_ca_file else None
     key = config.tls_client_key_file.read_bytes() if config.tls_client_key_file else None
     chain = config.tls_client_cert_file.read_bytes() if config.tls_client_cert_file else None
-    return grpc.secure_channel(config.target, grpc.ssl_channel_credentials(root, key, chain))
+    return grpc.secure_channel(config.target, grpc.ssl_channel_credentials(root, key, chain), options=options)
 
 
-def _hello_check(config: AgentConfig) -> Check:
+def _hello_check(config: AgentConfig, environ: Mapping[str, str]) -> Check:
     try:
         token = config.read_token()
     except (ConfigError, OSError) as exc:
@@ -194,7 +225,7 @@ def _hello_check(config: AgentConfig) -> Check:
     request = connector_pb2.HelloRequest(
         connector_id=config.id, version=__version__, host_id=f"doctor-{socket.gethostname()}"
     )
-    channel = _channel(config)
+    channel = _channel(config, environ)
     try:
         stub = connector_pb2_grpc.ControlPlaneStub(channel)
         response = stub.Hello(request, metadata=(("authorization", f"Bearer {token}"),), timeout=RPC_TIMEOUT)
@@ -255,9 +286,10 @@ def identity_check(ctx: AwsContext) -> Check:
             "run with the connector's task role (ECS), IRSA or EKS Pod Identity (Kubernetes), or AWS_* env vars",
         )
     except (ClientError, BotoCoreError) as exc:
+        mapped = classify_aws_error(exc)
         return _fail(
             "aws.identity",
-            f"sts:GetCallerIdentity failed: {_aws_error(exc)}",
+            f"sts:GetCallerIdentity failed: {mapped.message if mapped else _aws_error(exc)}",
             "check the connector's credentials and that STS is reachable (VPC endpoint / NAT)",
         )
     ctx.identity_arn = str(ident.get("Arn", ""))
@@ -291,46 +323,48 @@ def management_check(ctx: AwsContext) -> Check:
     return _ok("aws.management_role", f"assumed {role} (ExternalId {external_id!r})")
 
 
-def organizations_check(ctx: AwsContext) -> tuple[Check, list[dict[str, Any]], str]:
-    """The check, the organisation's accounts, and the management account id."""
+def organizations_check(ctx: AwsContext) -> tuple[Check, list[Account], str]:
+    """The check, the accounts the sync would cover (the sync's own walk and scoping rules), and the management
+    account id."""
     try:
         org = ctx.aws.client(ctx.management, "organizations", ctx.settings.region)
         described = org.describe_organization()["Organization"]
-        accounts = [
-            a
-            for page in org.get_paginator("list_accounts").paginate(PaginationConfig={"PageSize": 20})
-            for a in page.get("Accounts", [])
-        ]
+        walk = scope_rules.org_walk(org, ctx.settings, with_tags=False)
+        accounts = [node for node in scope_rules.walk_scope(walk, ctx.settings) if isinstance(node, Account)]
     except (ClientError, BotoCoreError) as exc:
         code = error_code(exc) if isinstance(exc, ClientError) else ""
         fix = (
             "the management role's account is not in an AWS Organization: check management_account_role_arn"
             if code == "AWSOrganizationsNotInUseException"
-            else "allow organizations:DescribeOrganization, ListAccounts, ListRoots, ListOrganizationalUnitsForParent, "
-            "ListAccountsForParent, ListParents and ListTagsForResource to the management role (its template)"
+            else "allow organizations:DescribeOrganization, ListRoots, ListOrganizationalUnitsForParent, "
+            "ListAccountsForParent, ListParents, DescribeOrganizationalUnit and ListTagsForResource to the "
+            "management role (its template); check organizational_unit_id"
         )
         return _fail("aws.organizations", f"cannot read the organisation: {_aws_error(exc)}", fix), [], ""
-    active = [a for a in accounts if (a.get("State") or a.get("Status")) == "ACTIVE"]
+    visited = [a for a in accounts if scope_rules.visited(a)]
     management_id = str(described.get("MasterAccountId", ""))
-    message = f"organization {described.get('Id')}: {len(accounts)} accounts ({len(active)} active)"
+    scope = f" under {ctx.settings.organizational_unit_id}" if ctx.settings.organizational_unit_id else ""
+    skipped = (
+        f"; skipped by the settings: {', '.join(f'{i} ({why})' for i, why in walk.skipped)}" if walk.skipped else ""
+    )
+    message = (
+        f"organization {described.get('Id')}: {len(accounts)} accounts in the sync's scope{scope} "
+        f"({len(visited)} active){skipped}"
+    )
     return _ok("aws.organizations", message), accounts, management_id
 
 
-def sample_accounts(ctx: AwsContext, accounts: list[dict[str, Any]], management_id: str, size: int) -> list[str]:
-    excluded = set(ctx.settings.excluded_account_ids) | {management_id}
-    active = sorted(
-        str(a["Id"])
-        for a in accounts
-        if (a.get("State") or a.get("Status")) == "ACTIVE" and str(a["Id"]) not in excluded
-    )
-    return active[:size]
+def sample_accounts(ctx: AwsContext, accounts: list[Account], management_id: str, size: int) -> list[str]:
+    """The first `size` accounts the sync visits (active, in scope, not excluded), but the management account:
+    StackSets never deploy the member role there, which the sync reports with its own hint."""
+    return sorted(a.id for a in accounts if scope_rules.visited(a) and a.id != management_id)[:size]
 
 
 def member_checks(ctx: AwsContext, accounts: list[str]) -> tuple[list[Check], dict[str, str]]:
     checks, sessions = [], {}
-    partition = (ctx.settings.management_account_role_arn or "arn:aws:").split(":")[1]
+    partition = partition_of_settings(ctx.settings)
     for account in accounts:
-        arn = f"arn:{partition}:iam::{account}:role/{ctx.settings.member_role_name}"
+        arn = iam_role_arn(partition, account, ctx.settings.member_role_name)
         key = ctx.aws.assume(arn, via=ctx.management, duration_seconds=3600)
         try:
             ctx.aws.credentials_of(key)
@@ -342,7 +376,7 @@ def member_checks(ctx: AwsContext, accounts: list[str]) -> tuple[list[Check], di
                     f"cannot assume {arn}: {_aws_error(exc)}",
                     f"deploy cloudformation/member-account-role.yaml (e.g. as a StackSet) to account {account} with "
                     f"role name {ctx.settings.member_role_name!r}, trusting the management role; or add the account "
-                    "to excluded_account_ids",
+                    "to excluded_account_ids (or its OU to excluded_ou_ids)",
                 )
             )
             continue
@@ -351,19 +385,35 @@ def member_checks(ctx: AwsContext, accounts: list[str]) -> tuple[list[Check], di
     return checks, sessions
 
 
-def _regions(settings: OrgSettings) -> tuple[str, ...]:
-    if settings.regions == "enabled":
-        return (settings.region,)
-    return settings.regions or (settings.region,)
+def account_regions(ctx: AwsContext, sessions: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """The regions the sync reads in each account: the settings' list, or (`regions: enabled`) the account's
+    enabled regions, as the sync lists them."""
+    fixed = scope_rules.regions(ctx.settings)
+    out: dict[str, tuple[str, ...]] = {}
+    for account, key in sessions.items():
+        if fixed is not None:
+            out[account] = fixed
+            continue
+        try:
+            ec2 = ctx.aws.client(key, "ec2", ctx.settings.region)
+            out[account] = tuple(sorted(r["RegionName"] for r in ec2.describe_regions(AllRegions=False)["Regions"]))
+        except (ClientError, BotoCoreError):
+            out[account] = (ctx.settings.region,)
+    return out
 
 
 def region_and_eks_checks(ctx: AwsContext, sessions: Mapping[str, str]) -> list[Check]:
     checks: list[Check] = []
+    if "eks_cluster" not in ctx.settings.resource_types:
+        return [_ok("aws.regions", "eks_cluster is not in resource_types: the sync reads no region, none checked")]
     modes: dict[str, int] = {}
     config_map: list[tuple[str, str, str]] = []
-    for region in _regions(ctx.settings):
+    per_account = account_regions(ctx, sessions)
+    for region in sorted({r for regions in per_account.values() for r in regions}) or [ctx.settings.region]:
         denied, disabled, failed, ok = [], [], [], 0
         for account, key in sessions.items():
+            if region not in per_account.get(account, ()):
+                continue
             try:
                 eks = ctx.aws.client(key, "eks", region)
                 names = [n for page in eks.get_paginator("list_clusters").paginate() for n in page.get("clusters", [])]
@@ -430,6 +480,28 @@ def region_and_eks_checks(ctx: AwsContext, sessions: Mapping[str, str]) -> list[
     return checks
 
 
+def endpoint_checks(ctx: AwsContext) -> list[Check]:
+    """Which endpoint each service the connector calls resolves to, what decided it (AWS_ENDPOINT_URL_<SERVICE>,
+    AWS_USE_FIPS_ENDPOINT, AWS_STS_REGIONAL_ENDPOINTS...) and the proxy it goes through. Resolving makes no call."""
+    settings = ctx.settings
+    wanted: list[tuple[str, str | None]] = [("sts", settings.region), ("organizations", settings.region)]
+    role = settings.management_account_role_arn
+    assume_region = sts_region(botocore.session.get_session().get_config_variable("region"), role) if role else None
+    if assume_region and assume_region != settings.region:
+        wanted.insert(1, ("sts", assume_region))
+    if "iam_role" in settings.resource_types:
+        wanted.append(("iam", None))
+    if "eks_cluster" in settings.resource_types:
+        wanted += [("eks", r) for r in (scope_rules.regions(settings) or (settings.region,))]
+    if "identity_center" in settings.resource_types:
+        wanted.append(("sso-admin", settings.sso_region or settings.region))
+    checks = []
+    for service, region in wanted:
+        endpoint = resolved(ctx.aws.client(ctx.aws.identity(), service, region))
+        checks.append(_ok(f"aws.endpoint:{service}:{endpoint.region or 'global'}", endpoint.line()))
+    return checks
+
+
 def aws_checks(settings: OrgSettings | None, connector_id: str, sample: int) -> list[Check]:
     aws = AwsSessions(connector_id, DOCTOR_CLIENTS)
     ctx = AwsContext(aws, settings or OrgSettings(), connector_id)
@@ -445,6 +517,7 @@ def aws_checks(settings: OrgSettings | None, connector_id: str, sample: int) -> 
             )
         )
         return checks
+    checks += endpoint_checks(ctx)
     checks.append(management_check(ctx))
     if checks[-1].status == "fail":
         return checks

@@ -34,6 +34,12 @@ _SECRET_VALUE = re.compile(
 )
 
 _registered_secrets: set[str] = set()
+_console = False  # lines go to a person at a terminal (console renderer), not to a log pipeline
+
+
+def console() -> bool:
+    """Whether logs are rendered for a terminal: long work then reports progress often (JSON stays terse)."""
+    return _console
 
 
 def register_secret(value: str) -> None:
@@ -77,8 +83,10 @@ def _redact_rendered(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> M
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+    global _console
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    _console = not use_json
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[

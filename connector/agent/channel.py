@@ -14,7 +14,8 @@ from grpc import aio
 
 from connector import __version__
 from connector.config import AgentConfig, ConfigError
-from connector.logging import redact_text, register_secret
+from connector.logging import get_logger, redact_text, register_secret
+from connector.net.proxy import Proxy, grpc_channel_options, grpc_proxy, proxy_failure_hint
 from connector.v1 import connector_pb2, connector_pb2_grpc
 
 CONNECT_TIMEOUT = 10.0  # Hello, Heartbeat, FinishJob: small requests, a short deadline
@@ -38,6 +39,8 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 30_000),
 ]
+
+log = get_logger("connector.agent.channel")
 
 FATAL_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 
@@ -70,11 +73,31 @@ def read_file(path: object, variable: str) -> bytes:
         raise OSError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from None
 
 
+def control_plane_proxy(config: AgentConfig) -> Proxy | None:
+    """The proxy the channel to the control plane goes through (HTTPS_PROXY / https_proxy / grpc_proxy, less
+    NO_PROXY), or None."""
+    host, port = config.host_port
+    return grpc_proxy(host, port)
+
+
+def channel_options(config: AgentConfig) -> list[tuple[str, int | str]]:
+    """CHANNEL_OPTIONS plus the proxy decision (gRPC's core alone would ignore the upper-case variables)."""
+    host, port = config.host_port
+    return CHANNEL_OPTIONS + grpc_channel_options(host, port)
+
+
 def make_channel(config: AgentConfig) -> aio.Channel:
     """TLS by default (system roots or CONNECTOR_TLS_CA_FILE, client cert for mTLS); plaintext only to
-    loopback with CONNECTOR_ALLOW_INSECURE_LOOPBACK (validated in connector.config)."""
+    loopback with CONNECTOR_ALLOW_INSECURE_LOOPBACK (validated in connector.config). Through the proxy the
+    environment names, if any."""
+    proxy = control_plane_proxy(config)
+    if proxy is not None:
+        if proxy.password:
+            register_secret(proxy.password)
+        log.info("control_plane_proxy", proxy=proxy.display, variable=proxy.variable, target=config.target)
+    options = channel_options(config)
     if config.plaintext:
-        return aio.insecure_channel(config.target, options=CHANNEL_OPTIONS)
+        return aio.insecure_channel(config.target, options=options)
     root = read_file(config.tls_ca_file, "CONNECTOR_TLS_CA_FILE") if config.tls_ca_file else None
     key = read_file(config.tls_client_key_file, "CONNECTOR_TLS_CLIENT_KEY_FILE") if config.tls_client_key_file else None
     cert = (
@@ -83,7 +106,7 @@ def make_channel(config: AgentConfig) -> aio.Channel:
         else None
     )
     credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=cert)
-    return aio.secure_channel(config.target, credentials, options=CHANNEL_OPTIONS)
+    return aio.secure_channel(config.target, credentials, options=options)
 
 
 class ControlPlaneClient:
@@ -173,15 +196,25 @@ TLS_HINT = (
 _CLOSED_MARKERS = ("socket closed", "connection reset", "broken pipe")
 
 
-def failure_reason(exc: BaseException | None, tls: bool = True) -> str:
+# What gRPC says when the proxy itself failed: it refused the CONNECT, or nothing listens at its address (gRPC
+# dials the proxy, so a refused connection is the proxy's).
+_PROXY_MARKERS = ("proxy", "connection refused", "failed to connect to remote host", "connection reset")
+
+
+def failure_reason(
+    exc: BaseException | None, tls: bool = True, proxy: Proxy | None = None, target: str = "the control plane"
+) -> str:
     """Why a connection attempt failed, for the reconnect log line: gRPC's details (redacted, bounded) and,
     for a TLS failure, which settings to check. A wrong CA or host name is retried, never fatal: the
-    control plane's certificate may be being replaced."""
+    control plane's certificate may be being replaced. Through a proxy, a failure of the proxy names the
+    variable it came from, not the TLS settings."""
     if exc is None:
         return ""
     details = exc.details() if isinstance(exc, aio.AioRpcError) else str(exc)
     text = redact_text(details or type(exc).__name__)[:400]
     lowered = text.lower()
+    if proxy is not None and any(marker in lowered for marker in _PROXY_MARKERS):
+        return f"{text} -- {proxy_failure_hint(proxy, target)}"
     if tls and any(marker in lowered for marker in _TLS_MARKERS):
         return f"{text} -- {TLS_HINT}"
     if tls and any(marker in lowered for marker in _CLOSED_MARKERS):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from connector import telemetry
 from connector.agent.channel import ControlPlaneClient
 from connector.agent.inventory_upload import InventorySink, InventoryUploader
 from connector.agent.steering import Steering
@@ -86,6 +88,20 @@ class JobExecutor:
         self._steering = steering
 
     async def run(self, running: RunningJob) -> JobReport:
+        job = running.job
+        kind = job.WhichOneof("kind") or ""
+        integration = job.integration.type if job.HasField("integration") else ""
+        # One span per job (when tracing is on); the job's worker thread runs inside it (copied context).
+        with telemetry.span(
+            "job", **{"job.id": job.id, "job.attempt": job.attempt, "job.kind": kind, "integration.type": integration}
+        ) as current:
+            report = await self._run(running)
+            telemetry.set_attributes(
+                current, **{"job.outcome": report.outcome, "error.code": str(report.error.code) if report.error else ""}
+            )
+            return report
+
+    async def _run(self, running: RunningJob) -> JobReport:
         loop = asyncio.get_running_loop()
         job = running.job
         steering = self._steering()
@@ -130,7 +146,8 @@ class JobExecutor:
             return outcome
 
         started = running.started
-        future = loop.run_in_executor(self._pool, work)
+        # run_in_executor does not carry contextvars: the job's log context (job_id) and span go along by hand.
+        future = loop.run_in_executor(self._pool, contextvars.copy_context().run, work)
         abandon: asyncio.Future[Any] = asyncio.ensure_future(running.abandon.wait())
         await asyncio.wait([future, abandon], return_when=asyncio.FIRST_COMPLETED)
         abandon.cancel()

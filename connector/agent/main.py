@@ -17,9 +17,10 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from connector import telemetry
 from connector.agent.events import Sweeper
 from connector.agent.runtime import EXIT_FATAL_AUTH, AgentRuntime
-from connector.config import AgentConfig, ConfigError, load_config
+from connector.config import AgentConfig, ConfigError, env_help, load_config
 from connector.heap import freeze_startup_heap
 from connector.jobs.dispatcher import Dispatcher
 from connector.jobs.runtime import build_dispatcher
@@ -86,8 +87,10 @@ def _build_sweeper(config: AgentConfig, dispatcher: Dispatcher) -> Sweeper | Non
 def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(
         prog="connector run",
-        description="Run the connector agent. Configured by CONNECTOR_* environment variables "
-        "(see the documentation); CONNECTOR_CONFIG_FILE may name a TOML file with the same keys.",
+        description="Run the connector agent. Configured by the environment variables below.",
+        epilog=env_help() + "\n\nexit codes: 0 drained cleanly; 2 bad configuration (the message names the variable); "
+        "3 the control plane refused the token or connector id; 1 the drain watchdog fired",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(list(argv))
     try:
@@ -97,6 +100,7 @@ def main(argv: Sequence[str] = ()) -> int:
         print(f"connector: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log_level, config.log_format)
+    telemetry.configure()  # OTEL_* variables, with the otel extra; off otherwise
     register_secret(token)
     del token
 
@@ -117,6 +121,7 @@ def main(argv: Sequence[str] = ()) -> int:
     except OSError as exc:  # the health port is taken, a TLS file unreadable: the message names the variable
         print(f"connector: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    telemetry.shutdown()  # flush the last spans
     if code == EXIT_FATAL_AUTH and runtime.fatal_error is not None:
         print(f"connector: {runtime.fatal_error}", file=sys.stderr)
     # A job thread that ignored cancellation would keep the interpreter alive: do not wait for it.

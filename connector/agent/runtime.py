@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
+import structlog
 from google.protobuf import struct_pb2
 from grpc import aio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_fixed, wait_random_exponential
@@ -27,6 +28,7 @@ from connector.agent.channel import (
     ControlPlaneClient,
     FatalConnectionError,
     TokenUnavailable,
+    control_plane_proxy,
     failure_reason,
     fatal_message,
     is_fatal,
@@ -48,7 +50,7 @@ from connector.agent.supervisor import Supervisor
 from connector.config import AgentConfig
 from connector.errors import ConnectorError, ErrorCode
 from connector.jobs.dispatcher import Dispatcher
-from connector.logging import get_logger
+from connector.logging import console, get_logger
 from connector.v1 import connector_pb2
 
 log = get_logger("connector.agent")
@@ -61,6 +63,7 @@ CANCEL_WAIT = 5.0  # after the grace, how long cancelled jobs get to stop before
 BACKOFF_MIN = 0.25
 BACKOFF_MAX = 30.0
 CONTROL_LOOP = "control-loop"
+PROGRESS_EVERY = 1.0  # on a terminal: a progress line at most this often (sync accounts, drain)
 
 _OUTCOMES = {
     "succeeded": connector_pb2.OUTCOME_SUCCEEDED,
@@ -110,6 +113,7 @@ class AgentRuntime:
         self.health_address = ""
         self.fatal_error: FatalConnectionError | None = None
         self.stale_refusals = 0
+        self._progress_shown: dict[tuple[str, int], float] = {}  # job -> when its progress was last logged
         self.finish_batches = FinishBatcher(self._send_finish_batch)
         self.reconnects = 0
         self._stop = asyncio.Event()
@@ -213,11 +217,16 @@ class AgentRuntime:
             self.metrics.expiry_integration_failing.labels(integration_id).set(1 if state.get("failing") else 0)
 
     def _progress(self, running: RunningJob, done: int, total: int) -> None:
-        """Sync progress (accounts done / total) as metrics, and a log line per tenth of the way."""
+        """Sync progress (accounts done / total) as metrics, and a log line per tenth of the way; on a terminal,
+        a line at most every second (JSON logs stay at the tenths)."""
         integration = running.job.integration.id
         self.metrics.sync_accounts_done.labels(integration).set(done)
         self.metrics.sync_accounts_total.labels(integration).set(total)
-        if total and (done == total or done * 10 // total != (done - 1) * 10 // total):
+        now = time.monotonic()
+        tenth = bool(total) and (done == total or done * 10 // total != (done - 1) * 10 // total)
+        watched = console() and now - self._progress_shown.get(running.key, 0.0) >= PROGRESS_EVERY
+        if tenth or watched:
+            self._progress_shown[running.key] = now
             log.info(
                 "sync_progress",
                 job_id=running.job.id,
@@ -265,7 +274,9 @@ class AgentRuntime:
             "reconnecting",
             attempt=state.attempt_number,
             error=code.name if code else type(exc).__name__,
-            reason=failure_reason(exc, tls=not self.config.plaintext),
+            reason=failure_reason(
+                exc, tls=not self.config.plaintext, proxy=control_plane_proxy(self.config), target=self.config.target
+            ),
             retry_in_seconds=round(state.upcoming_sleep, 2),
         )
 
@@ -392,6 +403,8 @@ class AgentRuntime:
     async def _job_main(self, running: RunningJob) -> None:
         assert self._executor is not None
         job = running.job
+        # Every log line of this job carries its id: the task has its own context, its worker thread a copy.
+        structlog.contextvars.bind_contextvars(job_id=job.id, attempt=job.attempt)
         delivery = "lost"
         report: JobReport | None = None
         try:
@@ -404,6 +417,7 @@ class AgentRuntime:
                 delivery = await self._deliver(running, report)
         finally:
             self.running.pop(running.key, None)
+            self._progress_shown.pop(running.key, None)
             self.metrics.jobs_running.set(len(self.running))
             await self.slots.release(1)
             kind = report.kind if report else (job.WhichOneof("kind") or "")
@@ -516,7 +530,14 @@ class AgentRuntime:
             log.info("drain_finished", unfinished=0)
             return
         log.info("drain_waiting", running=len(tasks), grace_seconds=self.config.drain_grace_seconds)
-        _, pending = await asyncio.wait(tasks, timeout=self.config.drain_grace_seconds)
+        # On a terminal, say every second how many jobs still run and how long they have; JSON logs: just once.
+        deadline = time.monotonic() + self.config.drain_grace_seconds
+        step = PROGRESS_EVERY if console() else self.config.drain_grace_seconds
+        pending = tasks
+        while pending and (left := deadline - time.monotonic()) > 0:
+            _, pending = await asyncio.wait(pending, timeout=min(step, left))
+            if pending and console() and deadline > time.monotonic():
+                log.info("draining", running=len(pending), grace_left_seconds=round(deadline - time.monotonic()))
         if pending:
             # Grace is over: cancel what still runs; results get a last short window to be reported.
             self._report_deadline = time.monotonic() + REPORT_WINDOW

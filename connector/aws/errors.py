@@ -6,6 +6,7 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     NoCredentialsError,
+    ProxyConnectionError,
     ReadTimeoutError,
 )
 from botocore.exceptions import (
@@ -14,6 +15,7 @@ from botocore.exceptions import (
 
 from connector.errors import ConnectorError, ErrorCode
 from connector.logging import redact_text
+from connector.net.proxy import proxy_variable
 
 THROTTLING_CODES = frozenset(
     {
@@ -94,8 +96,21 @@ def classify_aws_error(exc: BaseException) -> ConnectorError | None:
             "no AWS credentials found for the connector identity (ECS task role, IRSA, EKS Pod Identity or env)",
             retryable=False,
         )
+    if isinstance(exc, ProxyConnectionError):  # before ConnectionError, its base: name the variable, not TLS
+        return ConnectorError(ErrorCode.UNAVAILABLE, proxy_error_message(exc))
     if isinstance(exc, (BotoConnectionError, ReadTimeoutError)):
         return ConnectorError(ErrorCode.UNAVAILABLE, f"AWS endpoint unreachable: {type(exc).__name__}")
     if isinstance(exc, BotoCoreError):
         return ConnectorError(ErrorCode.UNAVAILABLE, f"{type(exc).__name__}: {redact_text(str(exc))[:300]}")
     return None
+
+
+def proxy_error_message(exc: ProxyConnectionError) -> str:
+    """The proxy botocore could not get through, with the variable that named it."""
+    url = str(exc.kwargs.get("proxy_url", ""))
+    variable = proxy_variable(url)
+    cause = redact_text(str(exc.kwargs.get("error", "")))[:200]
+    return (
+        f"cannot reach AWS through the proxy {url} (from {variable}): {cause}; check that the proxy is up and "
+        "allows CONNECT to the AWS endpoints (or exempt them in NO_PROXY)"
+    )

@@ -28,7 +28,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
-from connector.aws.partitions import PARTITION
+from connector.aws.partitions import PARTITION, sts_region
 
 # Role chaining (an assumed role assuming another) caps sessions at one hour; AWS refuses longer ones.
 ROLE_CHAINING_MAX_SECONDS = 3600
@@ -115,7 +115,9 @@ class AwsSessions:
             if external_id:
                 extra["ExternalId"] = external_id
             fetcher = AssumeRoleCredentialFetcher(
-                client_creator=self._sts_client_creator(via),
+                client_creator=self._sts_client_creator(
+                    via, sts_region(self._base.get_config_variable("region"), role_arn)
+                ),
                 source_credentials=source_credentials,
                 role_arn=role_arn,
                 extra_args=extra,
@@ -148,11 +150,14 @@ class AwsSessions:
         finally:
             self._roles._credentials = None
 
-    def _sts_client_creator(self, via: str) -> Any:
+    def _sts_client_creator(self, via: str, region: str | None = None) -> Any:
         """botocore's assume-role fetcher asks for an STS client with the source's frozen keys on every fetch;
-        one client per source keys (they change only when the source refreshes) serves them all."""
+        one client per source keys (they change only when the source refreshes) serves them all. `region`: the
+        STS region for the role's partition (see `sts_region`), used unless the fetcher names one."""
 
         def create(service_name: str, **kwargs: Any) -> Any:
+            if region and not kwargs.get("region_name"):
+                kwargs["region_name"] = region
             key = (
                 kwargs.get("aws_access_key_id") or "",
                 kwargs.get("aws_session_token") or "",

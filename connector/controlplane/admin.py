@@ -175,3 +175,24 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         events = await self._engine.call(self._engine.events.list_events, request, limit)
         return admin_pb2.ListEventsResponse(events=events)
+
+    async def ListConnectors(
+        self, request: admin_pb2.ListConnectorsRequest, context: Context
+    ) -> admin_pb2.ListConnectorsResponse:
+        settings = self._engine.settings
+        response = admin_pb2.ListConnectorsResponse(
+            replicas=[
+                admin_pb2.ConnectorReplica(
+                    connector_id=r.connector_id,
+                    host_id=r.host_id,
+                    version=r.version,
+                    capabilities=list(r.capabilities),
+                    hello_time=to_timestamp(r.hello_time),
+                    last_seen=to_timestamp(r.last_seen),
+                )
+                for r in self._engine.presence.replicas(request.connector_id)
+            ]
+        )
+        response.poll_wait.FromNanoseconds(int(settings.poll_wait * 1e9))
+        response.heartbeat_interval.FromNanoseconds(int(settings.heartbeat_interval * 1e9))
+        return response

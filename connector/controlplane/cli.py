@@ -5,7 +5,8 @@
     connector controlplane token create --db cp.sqlite --connector-id conn-1 --out conn-1.token
     connector controlplane dispatch sync --connector-id conn-1 --integration-id org --integration-type \\
         aws_organization --wait --json
-    connector controlplane jobs list | jobs show JOB_ID | jobs cancel JOB_ID
+    connector controlplane jobs list | jobs show JOB_ID | jobs wait JOB_ID | jobs cancel JOB_ID [--wait]
+    connector controlplane connectors          # replicas that said Hello, their integration types
     connector controlplane inventory --integration-id org --type aws.account
     connector controlplane events --grant-id g-1
 
@@ -28,8 +29,11 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
+import ssl
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,7 @@ from google.protobuf import json_format
 from connector.controlplane.auth import store_new_token
 from connector.controlplane.client import TERMINAL_STATES, AdminClient
 from connector.controlplane.db import Database
+from connector.controlplane.readiness import heartbeat_interval, live_replicas, why_not_taken
 from connector.controlplane.sealed import (
     SealedError,
     open_job_credentials,
@@ -62,6 +67,9 @@ EXIT_WAIT_TIMEOUT = 4
 
 EXIT_CODES = """exit codes: 0 ok; 1 the waited job failed or was cancelled; 2 bad arguments or input;
 3 the server refused or could not be reached; 4 --wait timed out before the job finished."""
+
+# Named in --integration-type's help; tests/controlplane checks each is a type the connector registers.
+INTEGRATION_TYPE_EXAMPLES = ("aws_organization", "kubernetes", "lambda_custom")
 
 STATES = {name.removeprefix("JOB_STATE_").lower(): value for name, value in admin_pb2.JobState.items() if value}
 
@@ -259,12 +267,52 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
                 **common,
             )
+        reason = why_not_taken(admin, record.connector_id, record.job.integration.type)
+        if reason:
+            print(f"warning: job {record.job.id}: {reason}", file=sys.stderr)
         if not args.wait:
             print_record(record, args.json)
             return EXIT_OK
-        record = admin.wait(record.job.id, timeout=args.timeout)
+        record = wait_reporting(admin, record, args.timeout, reason)
     print_record(record, args.json)
     return outcome_exit(record)
+
+
+WAIT_STEP = 5.0  # how often --wait looks again at why a queued job is not taken
+
+
+def _state(record: admin_pb2.JobRecord) -> str:
+    state = admin_pb2.JobState.Name(record.state).removeprefix("JOB_STATE_")
+    if record.state == admin_pb2.JOB_STATE_LEASED:
+        return f"{state} by {record.leased_by} (attempt {record.job.attempt})"
+    return f"{state} (attempt {record.job.attempt})" if record.job.attempt > 1 else state
+
+
+def wait_reporting(
+    admin: AdminClient, record: admin_pb2.JobRecord, timeout: float, reason: str | None = None
+) -> admin_pb2.JobRecord:
+    """Wait for the job's outcome in short steps. While it stays QUEUED, say (on stderr, each time it changes)
+    why no replica takes it; on a terminal, also each change of state (leased by whom, retried)."""
+    deadline = time.monotonic() + timeout
+    shown_state, shown_reason = "", reason
+    tty = sys.stderr.isatty()
+    started = time.monotonic()
+    while record.state not in TERMINAL_STATES:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return record
+        state = _state(record)
+        if tty and state != shown_state:
+            print(f"  {time.monotonic() - started:5.1f}s  job {record.job.id}: {state}", file=sys.stderr, flush=True)
+        shown_state = state
+        if record.state == admin_pb2.JOB_STATE_QUEUED:
+            now_reason = why_not_taken(admin, record.connector_id, record.job.integration.type)
+            if now_reason != shown_reason:
+                text = f"warning: job {record.job.id}: {now_reason}" if now_reason else "a replica can take it now"
+                print(text, file=sys.stderr, flush=True)
+            shown_reason = now_reason
+        record = admin.wait(record.job.id, timeout=min(remaining, WAIT_STEP))
+    return record
 
 
 def outcome_exit(record: admin_pb2.JobRecord) -> int:
@@ -289,12 +337,44 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         if args.jobs_command == "show":
             record = admin.get(args.job_id)
         elif args.jobs_command == "wait":
-            record = admin.wait(args.job_id, timeout=args.timeout)
+            record = wait_reporting(admin, admin.get(args.job_id), args.timeout)
             print_record(record, args.json)
             return outcome_exit(record)
         else:
             record = admin.cancel(args.job_id)
+            if record.state == admin_pb2.JOB_STATE_LEASED:
+                every = heartbeat_interval(admin)
+                print(
+                    f"cancel requested: {record.leased_by} learns it with its next heartbeat (every {every:g} s) and "
+                    f"stops the job; it turns CANCELLED once the replica has reported "
+                    f"({'waiting' if args.wait else f'`jobs wait {record.job.id}` or cancel --wait'})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if args.wait:
+                record = wait_reporting(admin, record, args.timeout)
+                print_record(record, args.json)
+                return EXIT_OK if record.state in TERMINAL_STATES else outcome_exit(record)
     print_record(record, args.json)
+    return EXIT_OK
+
+
+def cmd_connectors(args: argparse.Namespace) -> int:
+    with admin_client(args) as admin:
+        response = admin.connectors(args.connector_id or "")
+    if args.json:
+        print(json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2))
+        return EXIT_OK
+    live = {(r.connector_id, r.host_id) for r in live_replicas(response, time.time())}
+    for r in response.replicas:
+        seen = time.time() - r.last_seen.ToNanoseconds() / 1e9
+        state = "live" if (r.connector_id, r.host_id) in live else "gone"
+        print(
+            f"{r.connector_id}  {r.host_id}  {state}  version={r.version}  last_seen={seen:.0f}s ago  "
+            f"types={','.join(r.capabilities)}"
+        )
+    if not response.replicas:
+        print("no connector has said Hello to this control plane since it started", file=sys.stderr)
     return EXIT_OK
 
 
@@ -474,7 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
         _admin_options(p)
         p.add_argument("--connector-id", required=True, help="the connector that runs the job")
         p.add_argument("--integration-id", required=True, help="integration id, e.g. org-main")
-        p.add_argument("--integration-type", required=True, help="integration type, e.g. aws_organization, eks")
+        p.add_argument(
+            "--integration-type",
+            required=True,
+            help=f"integration type, e.g. {', '.join(INTEGRATION_TYPE_EXAMPLES)} (`connector controlplane connectors` "
+            "lists the types each connector runs)",
+        )
         p.add_argument("--settings", help="integration settings as a JSON object (or @FILE)")
         p.add_argument("--job-timeout", type=float, help="seconds from now until the job's deadline (default 900)")
         p.add_argument("--idempotency-key", help="enqueueing the same key again returns the first job")
@@ -516,9 +601,18 @@ def build_parser() -> argparse.ArgumentParser:
         p = jobs_sub.add_parser(action, help=text)
         _admin_options(p)
         p.add_argument("job_id")
-        if action == "wait":
+        if action == "cancel":
+            p.add_argument("--wait", action="store_true", help="wait until the replica has stopped the job")
+        if action in ("wait", "cancel"):
             p.add_argument("--timeout", type=float, default=300.0, help="seconds (default %(default)s)")
     jobs.set_defaults(func=cmd_jobs)
+
+    connectors = sub.add_parser(
+        "connectors", help="the connector replicas that said Hello: version, last seen, integration types they run"
+    )
+    _admin_options(connectors)
+    connectors.add_argument("--connector-id", help="only this connector's replicas")
+    connectors.set_defaults(func=cmd_connectors)
 
     inventory = sub.add_parser("inventory", help="query the synced inventory")
     _admin_options(inventory)
@@ -596,4 +690,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         details = exc.details() if hasattr(exc, "details") else str(exc)
         name = code.name if code is not None else "UNKNOWN"
         print(f"error: the control plane answered {name}: {details}", file=sys.stderr)
+        hint = tls_hint(args, details or "") if code == grpc.StatusCode.UNAVAILABLE else None
+        if hint:
+            print(f"hint: {hint}", file=sys.stderr)
         return EXIT_RPC
+
+
+def _uses_tls(args: argparse.Namespace) -> bool:
+    return bool(
+        getattr(args, "tls", False)
+        or getattr(args, "tls_ca", None)
+        or os.environ.get("CONTROLPLANE_TLS_CA")
+        or getattr(args, "tls_client_cert", None)
+        or os.environ.get("CONTROLPLANE_TLS_CLIENT_CERT")
+    )
+
+
+def _speaks_tls(address: str, timeout: float = 5.0) -> bool:
+    """Whether the server at host:port answers a TLS handshake (its certificate is not judged here)."""
+    host, _, port = address.rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host.strip("[]") or None),
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def tls_hint(args: argparse.Namespace, details: str) -> str | None:
+    """Why an operator command could not connect, when TLS is the reason: a plaintext client against a TLS
+    control plane (gRPC only says "Socket closed"), or a certificate this client does not trust."""
+    server = getattr(args, "server", None)
+    if not server:
+        return None
+    if not _uses_tls(args):
+        if _speaks_tls(server):
+            return (
+                f"the control plane at {server} serves TLS: pass --tls-ca CA.pem (the CA that issued its certificate; "
+                "env CONTROLPLANE_TLS_CA), or --tls to trust the system's roots"
+            )
+        return None
+    lowered = details.lower()
+    if "certificate" in lowered or "handshake" in lowered:
+        return (
+            "the control plane's certificate is not trusted: pass --tls-ca with the CA that issued it, and use the "
+            "host name the certificate names in --server"
+        )
+    return None

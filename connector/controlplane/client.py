@@ -220,5 +220,10 @@ class AdminClient:
         request = admin_pb2.ListEventsRequest(connector_id=connector_id, type=type, grant_id=grant_id, limit=limit)
         return list(self._stub.ListEvents(request, metadata=self._metadata, timeout=30).events)
 
+    def connectors(self, connector_id: str = "") -> admin_pb2.ListConnectorsResponse:
+        """The replicas that said Hello since the server started, with when each was last seen."""
+        request = admin_pb2.ListConnectorsRequest(connector_id=connector_id)
+        return self._stub.ListConnectors(request, metadata=self._metadata, timeout=30)
+
 
 TERMINAL_STATES = (admin_pb2.JOB_STATE_SUCCEEDED, admin_pb2.JOB_STATE_FAILED, admin_pb2.JOB_STATE_CANCELLED)

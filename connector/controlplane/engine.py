@@ -22,6 +22,7 @@ from connector.controlplane.events import EventStore
 from connector.controlplane.fanout import SplitStore
 from connector.controlplane.inventory import ChunkStatus, InventoryStore
 from connector.controlplane.leases import Timers
+from connector.controlplane.presence import Presence
 from connector.controlplane.settings import ServerSettings
 from connector.controlplane.store import (
     LEASED,
@@ -56,6 +57,7 @@ class Engine:
         self._background: set[asyncio.Future[None]] = set()
         self._stopping = False
         self.timers = Timers(self._on_due)
+        self.presence = Presence()  # replicas heard from (Admin.ListConnectors)
         # Discovery jobs whose split is not done yet: only their end needs the split step (a lookup per
         # finished job would be a database round trip for every job).
         self._split_parents: set[str] = set()

@@ -90,6 +90,9 @@ class ControlPlaneService(connector_pb2_grpc.ControlPlaneServicer):
             version=request.version,
             capabilities=list(request.capabilities),
         )
+        self._engine.presence.hello(
+            connector_id, request.host_id, request.version, list(request.capabilities), time.time()
+        )
         return connector_pb2.HelloResponse(
             poll_wait=duration(self._settings.poll_wait),
             heartbeat_interval=duration(self._settings.heartbeat_interval),
@@ -107,6 +110,7 @@ class ControlPlaneService(connector_pb2_grpc.ControlPlaneServicer):
         if not request.host_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "PollJobsRequest.host_id is required")
         wait = min(max(seconds(request.wait), 0.0), MAX_POLL_WAIT)
+        self._engine.presence.seen(connector_id, request.host_id, time.time())
         jobs = await self._engine.poll(
             connector_id,
             request.host_id,
@@ -121,6 +125,7 @@ class ControlPlaneService(connector_pb2_grpc.ControlPlaneServicer):
     ) -> connector_pb2.HeartbeatResponse:
         connector_id = await connector_id_of(context, self._tokens, request.connector_id)
         leases = [(lease.job_id, lease.attempt) for lease in request.leases]
+        self._engine.presence.seen(connector_id, request.host_id, time.time())
         result, expires = await self._engine.heartbeat(connector_id, leases)
         if result.lost or result.cancelled:
             log.info(

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.utilities.utils import get_partition
 
 from connector.sandbox import eks_access, protocol
 from connector.sandbox.faults import Decision, FaultRule, Faults
@@ -103,7 +104,8 @@ class SandboxApp:
         if violation is not None:
             return protocol.error_response(info.service, violation[0], violation[1], 400)
         if info.service == "sts" and info.operation == "AssumeRole":
-            error = check_assume_role(resolve_caller(info.access_key), protocol.form_params(environ, body))
+            caller = resolve_caller(info.access_key, get_partition(info.region))
+            error = check_assume_role(caller, protocol.form_params(environ, body))
             if error is not None:
                 return protocol.error_response("sts", error.code, error.message, error.status)
         return None
@@ -116,9 +118,10 @@ class SandboxApp:
             code, status = protocol.access_denied_error(info.service)
             model = protocol.service_model(info.service)
             prefix = str(model.signing_name) if model is not None else info.service
+            partition = get_partition(info.region)
             message = (
-                f"User: {resolve_caller(info.access_key).arn} is not authorized to perform: "
-                f"{prefix}:{info.operation} on resource: arn:aws:{prefix}:{info.region}:{account}:* "
+                f"User: {resolve_caller(info.access_key, partition).arn} is not authorized to perform: "
+                f"{prefix}:{info.operation} on resource: arn:{partition}:{prefix}:{info.region}:{account}:* "
                 "with an explicit deny in a service control policy"
             )
             return protocol.error_response(info.service, code, message, status)

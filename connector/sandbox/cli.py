@@ -9,12 +9,14 @@ import argparse
 import shlex
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
-from connector.sandbox.seed import SeedInfo, SeedSpec
-from connector.sandbox.server import Sandbox
+from connector.sandbox.seed import ADMIN_ROLE_NAME, PARTITION_REGIONS, SeedInfo, SeedSpec
+from connector.sandbox.server import ROOT_ACCESS_KEY_ID, ROOT_SECRET_ACCESS_KEY, Sandbox
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +33,54 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--connector-id", default=SeedSpec.connector_id, help="connector id = management ExternalId")
     serve.add_argument("--member-role-name", default=SeedSpec.member_role_name, help="member-account role name")
+    serve.add_argument(
+        "--partition",
+        default=SeedSpec.partition,
+        choices=sorted(PARTITION_REGIONS),
+        help="the partition the organisation lives in (default %(default)s); its regions follow",
+    )
+    serve.add_argument(
+        "--admin-config",
+        help="write the AWS config file with an administrator profile per account here (default: a temporary file)",
+    )
     return parser
+
+
+def admin_config(sandbox: Sandbox, info: SeedInfo) -> str:
+    """An AWS config file (CLI v2 and boto3) with profile `sandbox-admin` (the sandbox's admin keys: the management
+    account's root) and `sandbox-<account id>` per account (its OrganizationAccountAccessRole, assumed from the
+    admin), each pointed at the sandbox. The keys are the sandbox's fixed, local ones."""
+    lines = [
+        "[profile sandbox-admin]",
+        f"aws_access_key_id = {ROOT_ACCESS_KEY_ID}",
+        f"aws_secret_access_key = {ROOT_SECRET_ACCESS_KEY}",
+        f"region = {info.home_region}",
+        f"endpoint_url = {sandbox.endpoint}",
+        "",
+    ]
+    for account in info.accounts[1:]:
+        lines += [
+            f"[profile sandbox-{account.id}]",
+            f"role_arn = arn:{info.partition}:iam::{account.id}:role/{ADMIN_ROLE_NAME}",
+            "source_profile = sandbox-admin",
+            "role_session_name = sandbox-admin",
+            f"region = {info.home_region}",
+            f"endpoint_url = {sandbox.endpoint}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _admin_lines(sandbox: Sandbox, info: SeedInfo, path: str) -> list[str]:
+    with_clusters = {c.account for c in info.clusters}
+    member = next((a for a in info.accounts[1:] if a.id in with_clusters), info.accounts[0])
+    return [
+        "admin: look at any account as an administrator (profiles sandbox-admin and sandbox-<account id>):",
+        f"  export AWS_CONFIG_FILE={shlex.quote(path)}",
+        f"  aws --profile sandbox-{member.id} eks list-clusters          # account {member.id} ({member.name})",
+        f"  aws --profile sandbox-admin organizations list-accounts     # the management account {info.management_account_id}",
+        "  (an explicit --profile wins over the AWS_* keys exported above)",
+    ]
 
 
 def _summary(info: SeedInfo) -> list[str]:
@@ -39,7 +88,8 @@ def _summary(info: SeedInfo) -> list[str]:
     for cluster in info.clusters:
         modes[cluster.mode] = modes.get(cluster.mode, 0) + 1
     lines = [
-        f"seed: organization {info.organization_id} (root {info.root_id}), {len(info.accounts)} accounts "
+        f"seed: organization {info.organization_id} (root {info.root_id}, partition {info.partition}, home region "
+        f"{info.home_region}), {len(info.accounts)} accounts "
         f"(management {info.management_account_id}), {len(info.ou_ids) - 1} OUs, seeded in {info.seconds:.2f}s",
         f"seed: connector role {info.connector_role_arn}",
         f"seed: management role {info.management_role_arn} (ExternalId {info.external_id})",
@@ -60,7 +110,12 @@ def serve(args: argparse.Namespace) -> int:
     if args.seed:
         try:
             spec = SeedSpec(
-                accounts=args.accounts, connector_id=args.connector_id, member_role_name=args.member_role_name
+                accounts=args.accounts,
+                connector_id=args.connector_id,
+                member_role_name=args.member_role_name,
+                partition=args.partition,
+                # The account without the member role is the fourth workload account: a small seed has none.
+                account_without_member_role=SeedSpec.account_without_member_role if args.accounts >= 5 else None,
             )
         except ValueError as exc:
             print(f"connector sandbox serve: {exc}", file=sys.stderr)
@@ -85,7 +140,15 @@ def serve(args: argparse.Namespace) -> int:
         if sandbox.seeded:
             for line in _summary(sandbox.seed_info):
                 print(line)
+            path = args.admin_config or str(Path(tempfile.mkdtemp(prefix="sandbox-")) / "aws-config")
+            Path(path).write_text(admin_config(sandbox, sandbox.seed_info), encoding="utf-8")
+            for line in _admin_lines(sandbox, sandbox.seed_info, path):
+                print(line)
         print(f"control: {sandbox.endpoint}/_sandbox/faults, /_sandbox/calls, /_sandbox/seed; moto: /moto-api/")
+        print(
+            f"lambda: every Invoke your function received: curl -s {sandbox.endpoint}/_sandbox/lambda/invocations"
+            "  (filters: ?function=NAME&event_type=grant-access&account=ID; DELETE clears them)"
+        )
         print("serving until SIGINT/SIGTERM", flush=True)
         while not stop.wait(1.0):
             pass

@@ -60,6 +60,18 @@ ACCESS_POLICY_NAMES = (
     "AmazonSagemakerHyperpodSystemNamespacePolicy",
 )
 ACCESS_POLICY_ARNS = frozenset(POLICY_ARN_PREFIX + name for name in ACCESS_POLICY_NAMES)
+_POLICY_ARN = re.compile(r"^arn:(aws[\w-]*):eks::aws:cluster-access-policy/(\w+)$")
+
+
+def policy_arn(partition: str, name: str) -> str:
+    """An EKS access policy ARN in `partition` (GovCloud and China clusters name theirs arn:aws-us-gov: / arn:aws-cn:)."""
+    return f"arn:{partition}:eks::aws:cluster-access-policy/{name}"
+
+
+def _known_policy(backend: EKSBackend, arn: str) -> bool:
+    found = _POLICY_ARN.match(arn)
+    return found is not None and found.group(1) == backend.partition and found.group(2) in ACCESS_POLICY_NAMES
+
 
 _IAM_PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):(role|user)/(?:.*/)?([\w+=,.@-]+)$")
 _ASSUMED_ROLE = re.compile(r"^arn:aws[\w-]*:sts::\d{12}:assumed-role/")
@@ -204,13 +216,13 @@ def _validate_scope(scope: Any) -> dict[str, Any]:
     return {"type": scope["type"], "namespaces": list(dict.fromkeys(namespaces))}
 
 
-def _default_username(principal_arn: str, entry_type: str, kind: str, account: str, name: str) -> str:
+def _default_username(principal_arn: str, entry_type: str, kind: str, account: str, name: str, partition: str) -> str:
     if entry_type in ("EC2_LINUX", "EC2_WINDOWS", "EC2", "HYBRID_LINUX", "HYPERPOD_LINUX"):
         return "system:node:{{EC2PrivateDNSName}}"
     if entry_type == "FARGATE_LINUX":
         return "system:node:{{SessionName}}"
     if kind == "role":
-        return f"arn:aws:sts::{account}:assumed-role/{name}/{{{{SessionName}}}}"
+        return f"arn:{partition}:sts::{account}:assumed-role/{name}/{{{{SessionName}}}}"
     return principal_arn
 
 
@@ -253,10 +265,10 @@ def create_access_entry(
         cluster_name=cluster_name,
         principal_arn=principal_arn,
         access_entry_arn=(
-            f"arn:aws:eks:{backend.region_name}:{backend.account_id}:access-entry/{cluster_name}/{kind}/{account}/{name}/{uuid.uuid4()}"
+            f"arn:{backend.partition}:eks:{backend.region_name}:{backend.account_id}:access-entry/{cluster_name}/{kind}/{account}/{name}/{uuid.uuid4()}"
         ),
         type=entry_type,
-        username=username or _default_username(principal_arn, entry_type, kind, account, name),
+        username=username or _default_username(principal_arn, entry_type, kind, account, name, backend.partition),
         kubernetes_groups=["system:nodes"] if entry_type in NODE_TYPES - {"FARGATE_LINUX"} else groups,
         tags=dict(tags or {}),
     )
@@ -268,7 +280,7 @@ def associate_access_policy(
     backend: EKSBackend, cluster_name: str, principal_arn: str, policy_arn: str, access_scope: Any
 ) -> AssociatedPolicy:
     entry = _entry(_api_cluster(backend, cluster_name), principal_arn)
-    if policy_arn not in ACCESS_POLICY_ARNS:
+    if not _known_policy(backend, policy_arn):
         raise _invalid_parameter(f"The specified policyArn is invalid: {policy_arn}. See list-access-policies.")
     if entry.type in NODE_TYPES:
         raise _invalid_request(f"Access policies cannot be associated with access entries of type {entry.type}.")
@@ -433,7 +445,7 @@ class SandboxEKSResponse(EKSResponse):
 
     def _bootstrap_creator(self, cluster: Cluster) -> None:
         """As AWS does: the creator's IAM principal gets an entry with AmazonEKSClusterAdminPolicy."""
-        caller = resolve_caller(self.access_key)
+        caller = resolve_caller(self.access_key, self.eks_backend.partition)
         principal = caller.role_arn or caller.arn
         if not _IAM_PRINCIPAL.match(principal):
             return  # the account root has no access entry
@@ -443,7 +455,7 @@ class SandboxEKSResponse(EKSResponse):
                 self.eks_backend,
                 cluster.name,
                 principal,
-                POLICY_ARN_PREFIX + "AmazonEKSClusterAdminPolicy",
+                policy_arn(self.eks_backend.partition, "AmazonEKSClusterAdminPolicy"),
                 {"type": "cluster"},
             )
         except EksApiError:
@@ -606,7 +618,7 @@ class SandboxEKSResponse(EKSResponse):
 
     def list_access_policies(self) -> Any:
         def handle(labels: dict[str, str]) -> dict[str, Any]:
-            policies = [{"name": n, "arn": POLICY_ARN_PREFIX + n} for n in ACCESS_POLICY_NAMES]
+            policies = [{"name": n, "arn": policy_arn(self.eks_backend.partition, n)} for n in ACCESS_POLICY_NAMES]
             page, token = _page(policies, self._query("maxResults"), self._query("nextToken"))
             return {"accessPolicies": page, "nextToken": token}
 

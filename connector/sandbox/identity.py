@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import moto.iam.models
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.models import iam_backends
 from moto.sts.models import sts_backends
 
-PARTITION = "aws"
+PARTITION = "aws"  # the default; a sandbox seeded in another partition names it (SeedSpec.partition)
 
 # access key -> (account, partition) of the IAM backend holding it, or None for a key no account holds.
 _KEY_OWNERS: dict[str, tuple[str, str] | None] = {}
@@ -69,13 +70,23 @@ def install() -> None:
     moto.iam.models.get_account_id_from = account_of
 
 
-def resolve_caller(access_key: str) -> Caller:
+def _existing(backends: Any, account: str) -> list[Any]:
+    """The account's backends that exist, in every partition (dict's own methods: moto's mappings create a
+    backend on lookup)."""
+    return list(dict.values(dict.get(backends, account) or {}))
+
+
+def resolve_caller(access_key: str, partition: str = PARTITION) -> Caller:
+    """Who holds `access_key`, in whichever partition issued it; `partition` (the request's) names the root
+    user of keys moto never issued."""
     account = account_of(access_key)
-    assumed = sts_backends[account][PARTITION].get_assumed_role_from_access_key(access_key)
-    if assumed is not None:
-        return Caller(account=account, arn=str(assumed.arn), role_arn=str(assumed.role_arn))
-    user = iam_backends[account][PARTITION].get_user_from_access_key_id(access_key)
-    if user is not None:
-        return Caller(account=account, arn=str(user.arn))
+    for sts in _existing(sts_backends, account):
+        assumed = sts.get_assumed_role_from_access_key(access_key)
+        if assumed is not None:
+            return Caller(account=account, arn=str(assumed.arn), role_arn=str(assumed.role_arn))
+    for iam in _existing(iam_backends, account):
+        user = iam.get_user_from_access_key_id(access_key)
+        if user is not None:
+            return Caller(account=account, arn=str(user.arn))
     # Keys moto never issued (the sandbox's admin keys) act as the account's root user.
-    return Caller(account=account, arn=f"arn:aws:iam::{account}:root")
+    return Caller(account=account, arn=f"arn:{partition}:iam::{account}:root")

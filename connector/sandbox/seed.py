@@ -22,11 +22,19 @@ from moto.eks.models import Cluster, eks_backends
 from moto.iam.models import iam_backends
 from moto.moto_api._internal import mock_random
 from moto.organizations.models import organizations_backends
+from moto.utilities.utils import get_partition
 
 from connector.sandbox import eks_access
 from connector.sandbox.identity import PARTITION
 
 ORG_REGION = "us-east-1"
+# Each partition's regions for a seed (the first is its home: Organizations, IAM, STS, Identity Center).
+PARTITION_REGIONS = {
+    "aws": ("us-east-1", "eu-west-1"),
+    "aws-us-gov": ("us-gov-west-1", "us-gov-east-1"),
+    "aws-cn": ("cn-north-1", "cn-northwest-1"),
+}
+ADMIN_ROLE_NAME = "OrganizationAccountAccessRole"  # Organizations makes it in every account it creates
 MANAGEMENT_ACCOUNT_ID = "123456789012"  # moto's default account: unknown (admin) keys act in it
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> boto3 client with admin credentials
 
@@ -51,8 +59,22 @@ class SeedSpec:
     identity_center_region: str = "us-east-1"
     users: int = 4
     groups: int = 2
+    # The partition the organisation lives in (aws, aws-us-gov, aws-cn): every ARN, region and backend follows.
+    # Regions and the Identity Center region left at their defaults become the partition's.
+    partition: str = PARTITION
 
     def __post_init__(self) -> None:
+        if self.partition not in PARTITION_REGIONS:
+            raise ValueError(f"SeedSpec.partition must be one of {sorted(PARTITION_REGIONS)}, got {self.partition!r}")
+        if self.partition != PARTITION:
+            own = PARTITION_REGIONS[self.partition]
+            if self.regions == PARTITION_REGIONS[PARTITION]:
+                object.__setattr__(self, "regions", own)
+            if self.identity_center_region == ORG_REGION:
+                object.__setattr__(self, "identity_center_region", own[0])
+        wrong = [r for r in (*self.regions, self.identity_center_region) if get_partition(r) != self.partition]
+        if wrong:
+            raise ValueError(f"SeedSpec regions {wrong} are not in partition {self.partition}")
         if self.accounts < 4:
             raise ValueError("SeedSpec.accounts must be >= 4 (security tooling, log archive, workloads, suspended)")
         if not self.regions:
@@ -115,6 +137,8 @@ class SeedInfo:
     clusters: list[ClusterInfo]
     identity_center: IdentityCenterInfo | None
     seconds: float
+    partition: str = PARTITION
+    home_region: str = ORG_REGION  # where the organisation's global services answer
 
     def account(self, name: str) -> AccountInfo:
         for account in self.accounts:
@@ -123,7 +147,7 @@ class SeedInfo:
         raise KeyError(f"no seeded account named {name!r}")
 
     def member_role_arn(self, account_id: str) -> str:
-        return f"arn:aws:iam::{account_id}:role/{self.member_role_name}"
+        return f"arn:{self.partition}:iam::{account_id}:role/{self.member_role_name}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,8 +160,10 @@ def _trust(principal: dict[str, Any], external_id: str | None = None) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
-def _create_role(account: str, name: str, trust: str, max_session: int, description: str) -> str:
-    role = iam_backends[account][PARTITION].create_role(
+def _create_role(
+    account: str, name: str, trust: str, max_session: int, description: str, partition: str = PARTITION
+) -> str:
+    role = iam_backends[account][partition].create_role(
         role_name=name,
         assume_role_policy_document=trust,
         path="/",
@@ -168,8 +194,9 @@ def _layout(spec: SeedSpec) -> list[tuple[str, str, dict[str, str]]]:
 def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
     started = time.perf_counter()
     management = MANAGEMENT_ACCOUNT_ID
-    orgs = organizations_backends[management][PARTITION]
-    org = orgs.create_organization(region=ORG_REGION, FeatureSet="ALL")["Organization"]
+    partition, home = spec.partition, PARTITION_REGIONS[spec.partition][0]
+    orgs = organizations_backends[management][partition]
+    org = orgs.create_organization(region=home, FeatureSet="ALL")["Organization"]
     root_id = orgs.list_roots()["Roots"][0]["Id"]
     management_account = orgs.get_account_by_id(management)
     management_account.name = "management"
@@ -194,14 +221,25 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
                 account.close()
             accounts.append(AccountInfo(account.id, name, email, ou_path, account.state, tags))
 
+    if partition != PARTITION:  # moto makes each account's admin role in the commercial partition only
+        for account_info in accounts[1:]:
+            _create_role(
+                account_info.id,
+                ADMIN_ROLE_NAME,
+                _trust({"AWS": f"arn:{partition}:iam::{management}:root"}),
+                3600,
+                "Organizations' administrator role in a new account",
+                partition,
+            )
     connector_account = accounts[1].id
     connector_role = _create_role(
         connector_account,
         spec.connector_role_name,
         # ECS would vend this role's credentials; in the sandbox the admin (management root) assumes it.
-        _trust({"Service": "ecs-tasks.amazonaws.com", "AWS": f"arn:aws:iam::{management}:root"}),
+        _trust({"Service": "ecs-tasks.amazonaws.com", "AWS": f"arn:{partition}:iam::{management}:root"}),
         43200,
         "Connector task role (ECS task role stand-in)",
+        partition,
     )
     management_role = _create_role(
         management,
@@ -209,6 +247,7 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
         _trust({"AWS": connector_role}, external_id=spec.connector_id),
         3600,
         "Read the organisation; assume member roles",
+        partition,
     )
     members = accounts[1:]
     without_role = None
@@ -222,6 +261,7 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
                 _trust({"AWS": management_role}),
                 3600,
                 "Connector member-account role",
+                partition,
             )
 
     workloads = [a for a in members if a.ou_path.startswith("Root/Workloads")]
@@ -252,6 +292,8 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
         clusters=clusters,
         identity_center=identity,
         seconds=round(time.perf_counter() - started, 3),
+        partition=partition,
+        home_region=home,
     )
 
 
@@ -278,11 +320,11 @@ def _seed_clusters(spec: SeedSpec, workload_accounts: list[AccountInfo]) -> list
                 # What EKSBackend.create_cluster does, minus validate_role_arn (a new boto3 Session per call).
                 cluster = Cluster(
                     name=name,
-                    role_arn=f"arn:aws:iam::{account.id}:role/eks-cluster-role",
+                    role_arn=f"arn:{spec.partition}:iam::{account.id}:role/eks-cluster-role",
                     resources_vpc_config=dict(_VPC),
                     account_id=account.id,
                     region_name=region,
-                    aws_partition=PARTITION,
+                    aws_partition=spec.partition,
                     version="1.31",
                     tags={"environment": account.tags.get("environment", "dev")},
                 )
@@ -292,7 +334,7 @@ def _seed_clusters(spec: SeedSpec, workload_accounts: list[AccountInfo]) -> list
                 entries: list[str] = []
                 if mode != "CONFIG_MAP":
                     for e in range(spec.entries_per_cluster):
-                        principal = f"arn:aws:iam::{account.id}:role/team-{e}-access"
+                        principal = f"arn:{spec.partition}:iam::{account.id}:role/team-{e}-access"
                         eks_access.create_access_entry(
                             backend,
                             name,
@@ -302,7 +344,7 @@ def _seed_clusters(spec: SeedSpec, workload_accounts: list[AccountInfo]) -> list
                         )
                         policy, scope = _ENTRY_POLICIES[e % len(_ENTRY_POLICIES)]
                         eks_access.associate_access_policy(
-                            backend, name, principal, eks_access.POLICY_ARN_PREFIX + policy, scope
+                            backend, name, principal, eks_access.policy_arn(spec.partition, policy), scope
                         )
                         entries.append(principal)
                 clusters.append(ClusterInfo(account.id, region, name, str(cluster.arn), mode, tuple(entries)))
@@ -338,7 +380,9 @@ def _seed_identity_center(spec: SeedSpec, client: ClientFactory) -> IdentityCent
         InstanceArn=instance_arn, Name="ReadOnly", Description="Read-only access", SessionDuration="PT1H"
     )["PermissionSet"]["PermissionSetArn"]
     sso.attach_managed_policy_to_permission_set(
-        InstanceArn=instance_arn, PermissionSetArn=read_only, ManagedPolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess"
+        InstanceArn=instance_arn,
+        PermissionSetArn=read_only,
+        ManagedPolicyArn=f"arn:{spec.partition}:iam::aws:policy/ReadOnlyAccess",
     )
     permission_sets["ReadOnly"] = read_only
     eks_admin = sso.create_permission_set(

@@ -113,7 +113,7 @@ class Sandbox:
     def seed(self, spec: SeedSpec) -> SeedInfo:
         """Seed the (running) sandbox; env() then exports the connector role's temporary credentials."""
         self._seed_info = seed_sandbox(spec, self.client)
-        sts = self.root_session().client("sts", endpoint_url=self.endpoint)
+        sts = self.root_session(self.seed_info.home_region).client("sts", endpoint_url=self.endpoint)
         creds = sts.assume_role(
             RoleArn=self.seed_info.connector_role_arn, RoleSessionName="connector", DurationSeconds=43200
         )["Credentials"]
@@ -141,9 +141,20 @@ class Sandbox:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def env(self, region: str = DEFAULT_REGION) -> dict[str, str]:
+    @property
+    def home_region(self) -> str:
+        """The region clients use by default: the seed's partition's home region (us-east-1 unless seeded in
+        GovCloud or China)."""
+        return self._seed_info.home_region if self._seed_info is not None else DEFAULT_REGION
+
+    @property
+    def partition(self) -> str:
+        return self._seed_info.partition if self._seed_info is not None else "aws"
+
+    def env(self, region: str | None = None) -> dict[str, str]:
         """Environment for a process (the agent, the AWS CLI, boto3) to use the sandbox as the connector
         identity: the connector role's temporary credentials when seeded, else the admin credentials."""
+        region = region or self.home_region
         creds = self._connector_credentials or {
             "AWS_ACCESS_KEY_ID": ROOT_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": ROOT_SECRET_ACCESS_KEY,
@@ -157,14 +168,16 @@ class Sandbox:
             "AWS_STS_REGIONAL_ENDPOINTS": "regional",
         }
 
-    def root_session(self, region: str = DEFAULT_REGION) -> boto3.Session:
+    def root_session(self, region: str | None = None) -> boto3.Session:
         """A boto3 Session with the sandbox admin credentials (management account root), for assertions.
         Pass `endpoint_url=sb.endpoint` to clients, or use `client()`."""
         return boto3.Session(
-            aws_access_key_id=ROOT_ACCESS_KEY_ID, aws_secret_access_key=ROOT_SECRET_ACCESS_KEY, region_name=region
+            aws_access_key_id=ROOT_ACCESS_KEY_ID,
+            aws_secret_access_key=ROOT_SECRET_ACCESS_KEY,
+            region_name=region or self.home_region,
         )
 
-    def client(self, service: str, region: str = DEFAULT_REGION, *, retries: int | None = None, **kwargs: Any) -> Any:
+    def client(self, service: str, region: str | None = None, *, retries: int | None = None, **kwargs: Any) -> Any:
         """An admin boto3 client pointed at the sandbox (retries=0 turns botocore's own retries off)."""
         config = kwargs.pop("config", None)
         if retries is not None:
@@ -172,17 +185,18 @@ class Sandbox:
             config = retry_config.merge(config) if config is not None else retry_config
         return self.root_session(region).client(service, endpoint_url=self.endpoint, config=config, **kwargs)
 
-    def account_session(self, account_id: str, region: str = DEFAULT_REGION) -> boto3.Session:
+    def account_session(self, account_id: str, region: str | None = None) -> boto3.Session:
         """Admin credentials inside a member account: assumes the OrganizationAccountAccessRole that
         Organizations (and moto) create in every new account, trusting the management account."""
         creds = self.client("sts", region).assume_role(
-            RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole", RoleSessionName="sandbox-admin"
+            RoleArn=f"arn:{self.partition}:iam::{account_id}:role/OrganizationAccountAccessRole",
+            RoleSessionName="sandbox-admin",
         )["Credentials"]
         return boto3.Session(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"],
-            region_name=region,
+            region_name=region or self.home_region,
         )
 
     def wrap(self, middleware: Callable[[Any], Any]) -> None:

@@ -16,9 +16,9 @@ from urllib.parse import unquote
 from moto.iam.models import iam_backends
 from moto.organizations.models import organizations_backends
 
-from connector.sandbox.identity import PARTITION, Caller
+from connector.sandbox.identity import Caller
 
-_ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/(.+)$")
+_ROLE_ARN = re.compile(r"^arn:(aws[\w-]*):iam::(\d{12}):role/(.+)$")
 ROLE_CHAINING_LIMIT = 3600
 CHAINING_MESSAGE = "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining."
 MAX_DURATION_MESSAGE = "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
@@ -58,7 +58,7 @@ def _principal_matches(statement: dict[str, Any], caller: Caller) -> bool:
         text = str(entry)
         if text == "*" or text == caller.arn or (caller.role_arn is not None and text == caller.role_arn):
             return True
-        if text in (caller.account, f"arn:aws:iam::{caller.account}:root"):
+        if text == caller.account or re.fullmatch(rf"arn:aws[\w-]*:iam::{caller.account}:root", text):
             return True
     return False
 
@@ -113,12 +113,12 @@ def check_assume_role(caller: Caller, params: dict[str, str]) -> StsError | None
     if found is None:
         return StsError("ValidationError", f"{role_arn!r} is not a valid role ARN", 400)
     try:
-        role = iam_backends[found.group(1)][PARTITION].get_role_by_arn(role_arn)
+        role = iam_backends[found.group(2)][found.group(1)].get_role_by_arn(role_arn)
     except Exception:  # moto's NotFoundException: the role does not exist in that account
         return _denied(caller, role_arn)
     if not trust_admits(str(role.assume_role_policy_document), caller, params.get("ExternalId")):
         return _denied(caller, role_arn)
-    if _account_suspended(found.group(1)):  # a closed account's roles can no longer be assumed
+    if _account_suspended(found.group(2)):  # a closed account's roles can no longer be assumed
         return _denied(caller, role_arn)
     duration_text = params.get("DurationSeconds")
     if duration_text:

@@ -342,3 +342,94 @@ class ListEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListEventsResponse: _TypeAlias = ListEventsResponse  # noqa: Y015
+
+@_typing.final
+class ListConnectorsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    """empty: every connector"""
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector_id", b"connector_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConnectorsRequest: _TypeAlias = ListConnectorsRequest  # noqa: Y015
+
+@_typing.final
+class ConnectorReplica(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_ID_FIELD_NUMBER: _builtins.int
+    HOST_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    HELLO_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_FIELD_NUMBER: _builtins.int
+    connector_id: _builtins.str
+    host_id: _builtins.str
+    version: _builtins.str
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the integration types it runs"""
+
+    @_builtins.property
+    def hello_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_seen(self) -> _timestamp_pb2.Timestamp:
+        """its last Hello, poll or heartbeat"""
+
+    def __init__(
+        self,
+        *,
+        connector_id: _builtins.str = ...,
+        host_id: _builtins.str = ...,
+        version: _builtins.str = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
+        hello_time: _timestamp_pb2.Timestamp | None = ...,
+        last_seen: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hello_time", b"hello_time", "last_seen", b"last_seen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "connector_id", b"connector_id", "hello_time", b"hello_time", "host_id", b"host_id", "last_seen", b"last_seen", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectorReplica: _TypeAlias = ConnectorReplica  # noqa: Y015
+
+@_typing.final
+class ListConnectorsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    POLL_WAIT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectorReplica]: ...
+    @_builtins.property
+    def poll_wait(self) -> _duration_pb2.Duration:
+        """What replicas are told: a replica not seen for a poll wait plus a heartbeat interval (and margin) is gone."""
+
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        replicas: _abc.Iterable[Global___ConnectorReplica] | None = ...,
+        poll_wait: _duration_pb2.Duration | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "poll_wait", b"poll_wait"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "poll_wait", b"poll_wait", "replicas", b"replicas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConnectorsResponse: _TypeAlias = ListConnectorsResponse  # noqa: Y015

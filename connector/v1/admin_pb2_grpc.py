@@ -69,6 +69,11 @@ class AdminStub:
                 request_serializer=connector_dot_v1_dot_admin__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=connector_dot_v1_dot_admin__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.ListConnectors = channel.unary_unary(
+                '/connector.v1.Admin/ListConnectors',
+                request_serializer=connector_dot_v1_dot_admin__pb2.ListConnectorsRequest.SerializeToString,
+                response_deserializer=connector_dot_v1_dot_admin__pb2.ListConnectorsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -117,6 +122,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListConnectors(self, request, context):
+        """The replicas that said Hello since this server started, and when each was last heard from (a poll or a
+        heartbeat): the operator commands warn when a job's connector has no replica that could take it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +167,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=connector_dot_v1_dot_admin__pb2.ListEventsRequest.FromString,
                     response_serializer=connector_dot_v1_dot_admin__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'ListConnectors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConnectors,
+                    request_deserializer=connector_dot_v1_dot_admin__pb2.ListConnectorsRequest.FromString,
+                    response_serializer=connector_dot_v1_dot_admin__pb2.ListConnectorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -345,6 +363,33 @@ class Admin:
             '/connector.v1.Admin/ListEvents',
             connector_dot_v1_dot_admin__pb2.ListEventsRequest.SerializeToString,
             connector_dot_v1_dot_admin__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConnectors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/connector.v1.Admin/ListConnectors',
+            connector_dot_v1_dot_admin__pb2.ListConnectorsRequest.SerializeToString,
+            connector_dot_v1_dot_admin__pb2.ListConnectorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

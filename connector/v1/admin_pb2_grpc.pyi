@@ -41,6 +41,10 @@ class AdminStub:
     CancelJob: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetJobRequest, _admin_pb2.JobRecord]
     QueryInventory: _grpc.UnaryUnaryMultiCallable[_admin_pb2.QueryInventoryRequest, _admin_pb2.QueryInventoryResponse]
     ListEvents: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListEventsRequest, _admin_pb2.ListEventsResponse]
+    ListConnectors: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListConnectorsRequest, _admin_pb2.ListConnectorsResponse]
+    """The replicas that said Hello since this server started, and when each was last heard from (a poll or a
+    heartbeat): the operator commands warn when a job's connector has no replica that could take it.
+    """
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -53,6 +57,10 @@ class AdminAsyncStub(AdminStub):
     CancelJob: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetJobRequest, _admin_pb2.JobRecord]  # type: ignore[assignment]
     QueryInventory: _aio.UnaryUnaryMultiCallable[_admin_pb2.QueryInventoryRequest, _admin_pb2.QueryInventoryResponse]  # type: ignore[assignment]
     ListEvents: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListEventsRequest, _admin_pb2.ListEventsResponse]  # type: ignore[assignment]
+    ListConnectors: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListConnectorsRequest, _admin_pb2.ListConnectorsResponse]  # type: ignore[assignment]
+    """The replicas that said Hello since this server started, and when each was last heard from (a poll or a
+    heartbeat): the operator commands warn when a job's connector has no replica that could take it.
+    """
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -104,5 +112,15 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ListEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListEventsResponse, _abc.Awaitable[_admin_pb2.ListEventsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListConnectors(
+        self,
+        request: _admin_pb2.ListConnectorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListConnectorsResponse, _abc.Awaitable[_admin_pb2.ListConnectorsResponse]]:
+        """The replicas that said Hello since this server started, and when each was last heard from (a poll or a
+        heartbeat): the operator commands warn when a job's connector has no replica that could take it.
+        """
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -282,6 +282,8 @@ def test_ecs_stack_creates_the_connector_service_with_declared_permissions(aws: 
             "DesiredCount": "3",
             "LogRetentionDays": "30",
             "GuardrailsPolicy": GUARDRAILS_JSON,
+            "HttpsProxy": "http://proxy.corp.example:3128",
+            "ProxyPort": "3128",
         },
     )
     physical = stack["physical"]
@@ -352,6 +354,12 @@ def test_ecs_stack_creates_the_connector_service_with_declared_permissions(aws: 
     assert env["CONNECTOR_ID"] == "conn-ecs" and env["CONNECTOR_HEALTH_ADDR"] == "0.0.0.0:8080"
     assert float(env["CONNECTOR_DRAIN_GRACE_SECONDS"]) < connector["stopTimeout"]
     assert env["CONNECTOR_GUARDRAILS_FILE"] == "/etc/connector/guardrails/guardrails.yaml"
+    # The proxy and what bypasses it (the metadata and task-credentials addresses by default); its port (not 443
+    # here) gets its own egress rule, only with a proxy.
+    assert env["HTTPS_PROXY"] == "http://proxy.corp.example:3128"
+    assert env["NO_PROXY"] == "169.254.169.254,169.254.170.2"
+    template = load_template(ECS_TEMPLATE)
+    assert template["Resources"]["ProxyPortEgress"]["Condition"] == "ExtraProxyPort"
     assert "CONNECTOR_TOKEN" not in env and [s["name"] for s in connector["secrets"]] == ["CONNECTOR_TOKEN"]
     assert "healthz" in " ".join(connector["healthCheck"]["command"])
     assert connector["dependsOn"] == [{"containerName": "guardrails-init", "condition": "SUCCESS"}]
@@ -386,7 +394,7 @@ def test_ecs_stack_without_guardrails_in_an_existing_cluster(aws: Any) -> None:
     )
     task = ecs.describe_task_definition(taskDefinition=stack["physical"]["TaskDefinition"])["taskDefinition"]
     (connector,) = task["containerDefinitions"]
-    assert "CONNECTOR_GUARDRAILS_FILE" not in {e["name"] for e in connector["environment"]}
+    assert not {"CONNECTOR_GUARDRAILS_FILE", "HTTPS_PROXY", "NO_PROXY"} & {e["name"] for e in connector["environment"]}
     assert not connector.get("dependsOn")
     services = ecs.list_services(cluster="shared-cluster")["serviceArns"]
     assert [s.rsplit("/", 1)[1] for s in services] == ["access-connector-conn-plain"]

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import latest_version
 
-from connector.config import ENV_VARS, REQUIRED_ENV_VARS
+from connector.config import ENV_VARS, REQUIRED_ENV_VARS, read_by_libraries
 from connector.jobs.guardrails import load_guardrails
 from connector.k8s.permissions import connector_cluster_role
 from tests.deploy.deploy_paths import CHART, CI_VALUES, NAMESPACE, ci_values, render_chart
@@ -41,7 +41,7 @@ def scenario(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any], list[
 
 
 def test_all_ci_scenarios_exist() -> None:
-    assert set(SCENARIOS) == {"minimal", "ha", "existing-secret", "irsa", "no-rbac"}
+    assert set(SCENARIOS) == {"minimal", "ha", "existing-secret", "irsa", "no-rbac", "proxy"}
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -85,7 +85,8 @@ def test_security_context_probes_and_drain(scenario: tuple[str, dict[str, Any], 
     assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
 
     env = {e["name"]: e.get("value") for e in container["env"]}
-    unknown = set(env) - set(ENV_VARS)
+    # The connector's own variables, plus the proxy and botocore ones `network` sets (read by the libraries).
+    unknown = {n for n in env if not read_by_libraries(n)} - set(ENV_VARS)
     assert not unknown, f"{name}: {sorted(unknown)} not in connector.config.ENV_VARS"
     assert set(REQUIRED_ENV_VARS) <= set(env)
     assert env["CONNECTOR_HEALTH_ADDR"] == "0.0.0.0:8080"
@@ -242,3 +243,16 @@ def test_schema_is_strict_at_every_level() -> None:
             walk(node["items"], f"{path}[]")
 
     walk(schema, "values")
+
+
+def test_proxy_and_aws_endpoint_settings_reach_the_container() -> None:
+    values = ci_values(SCENARIOS["proxy"])
+    pod = _deployment(render_chart(values))["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["HTTPS_PROXY"] == "http://proxy.corp.example:3128"
+    assert env["NO_PROXY"].startswith("169.254.169.254,169.254.170.2")
+    assert env["AWS_ENDPOINT_URL_STS"].startswith("https://vpce-") and env["AWS_STS_REGIONAL_ENDPOINTS"] == "regional"
+    minimal = _deployment(render_chart(ci_values(SCENARIOS["minimal"])))["spec"]["template"]["spec"]
+    assert not {"HTTPS_PROXY", "NO_PROXY"} & {e["name"] for e in minimal["containers"][0]["env"]}
+    with helm_python.Chart.load(str(CHART)) as chart, pytest.raises(helm_python.HelmError, match="PATH"):
+        chart.validate_schema(values | {"network": values["network"] | {"awsEnv": {"PATH": "/tmp"}}})

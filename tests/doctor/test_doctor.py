@@ -41,7 +41,45 @@ def test_all_green(sandbox, control_plane, capsys, tmp_path):
     ):
         assert checks[check_id]["status"] == "pass", checks[check_id]
     assert "ConnectorTaskRole" in checks["aws.identity"]["message"]
-    assert f"{len(info.accounts)} accounts" in checks["aws.organizations"]["message"]
+    # The sync's own scope: every account but the excluded one, which is named with the setting that skips it.
+    message = checks["aws.organizations"]["message"]
+    assert f"{len(info.accounts) - 1} accounts in the sync's scope" in message
+    assert f"{info.account_without_member_role} (excluded_account_ids)" in message
+    # Which endpoint each service resolved to, and why (here the sandbox's AWS_ENDPOINT_URL), direct.
+    for check_id in (
+        "aws.endpoint:sts:us-east-1",
+        "aws.endpoint:organizations:us-east-1",
+        "aws.endpoint:eks:eu-west-1",
+    ):
+        assert checks[check_id]["status"] == "pass"
+        assert f"{sandbox.endpoint} [AWS_ENDPOINT_URL; direct]" in checks[check_id]["message"], checks[check_id]
+
+
+def test_an_excluded_ou_is_not_checked(sandbox, control_plane, capsys, tmp_path):
+    """The false FAIL of the issue: the account without the member role sits in an OU the settings exclude,
+    so the sync never visits it, and doctor (sharing the sync's scoping) neither checks it nor says to exclude
+    the account."""
+    info = sandbox.seed_info
+    missing = info.account(next(a.name for a in info.accounts if a.id == info.account_without_member_role))
+    excluded_ou = info.ou_ids[missing.ou_path]
+    in_that_ou = {a.id for a in info.accounts if a.ou_path == missing.ou_path}
+    settings = good_settings(sandbox, excluded_account_ids=[], excluded_ou_ids=[excluded_ou])
+    code, _doc, checks = run_doctor(capsys, tmp_path, control_plane.env(), settings)
+    assert code == EXIT_OK, failed(checks)
+    assert not [i for i in checks if i.split(":")[-1] in in_that_ou]
+    assert f"{excluded_ou} (excluded_ou_ids)" in checks["aws.organizations"]["message"]
+    assert any(i.startswith("aws.member_role:") for i in checks)  # the other accounts still are
+
+
+def test_organizational_unit_scope(sandbox, control_plane, capsys, tmp_path):
+    info = sandbox.seed_info
+    security = info.ou_ids["Root/Security"]
+    settings = good_settings(sandbox, excluded_account_ids=[], organizational_unit_id=security)
+    code, _, checks = run_doctor(capsys, tmp_path, control_plane.env(), settings)
+    assert code == EXIT_OK, failed(checks)
+    members = sorted(i.split(":")[1] for i in checks if i.startswith("aws.member_role:"))
+    assert members == sorted(a.id for a in info.accounts if a.ou_path == "Root/Security")
+    assert f"under {security}" in checks["aws.organizations"]["message"]
 
 
 def test_wrong_external_id(sandbox, control_plane, capsys, tmp_path):

@@ -28,3 +28,33 @@ def test_connector_demo_runs_end_to_end():
     ):
         assert f"[ok] {step}" in out, out
     assert "Traceback" not in out
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("partition", ["aws-us-gov", "aws-cn"])
+def test_connector_demo_in_another_partition(partition: str):
+    """The same flow with the organisation in GovCloud or China: every ARN the connector builds (roles it
+    assumes, access policies it associates) and every region carries that partition; the sandbox refuses
+    an `arn:aws:` access policy there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"AWS_CONFIG_FILE": os.devnull}
+    proc = subprocess.run(
+        [sys.executable, "-m", "connector", "demo", "--partition", partition, "--accounts", "6"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "all checks passed" in out and f"(partition {partition})" in out
+    for step in (
+        "sync succeeded",
+        f"every cluster ARN is in the organisation's partition ({partition})",
+        "grant succeeded",
+        f"the access policy is named in the cluster's partition ({partition})",
+        "revoke succeeded",
+        "access entry is gone after the revoke",
+        "the requester opens them with their private key",
+    ):
+        assert f"[ok] {step}" in out, out
+    assert "arn:aws:" not in out.split("== jobs")[0], out

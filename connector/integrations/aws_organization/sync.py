@@ -7,6 +7,7 @@ a failure of the management role fails the job.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -15,13 +16,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from connector import telemetry
 from connector.aws.errors import error_code
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations.aws_organization import identity_center_inventory
+from connector.integrations.aws_organization import scope as scope_rules
 from connector.integrations.aws_organization.eks_inventory import cluster_items
 from connector.integrations.aws_organization.iam_inventory import role_items
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
-from connector.integrations.aws_organization.org_tree import Account, OrgUnit, OrgWalk
+from connector.integrations.aws_organization.org_tree import Account, OrgUnit
 from connector.integrations.aws_organization.settings import RESOURCE_TYPES
 from connector.integrations.base import InventoryItem, JobContext, SyncRequest
 from connector.logging import get_logger
@@ -122,7 +125,7 @@ class OrgSync:
             goes on (on a large organisation the walk alone is hundreds of Organizations calls)."""
             for account in self._sync_org(org, described, request, ctx, emit, with_items="organization" in types):
                 accounts.append(account)
-                if not account.active or request.discovery_only:
+                if not scope_rules.visited(account) or request.discovery_only:
                     continue
                 batch: list[ScopeTask] = []
                 if "eks_cluster" in types:
@@ -168,12 +171,7 @@ class OrgSync:
     ) -> Iterator[Account]:
         """The organisation's accounts (emitting roots, OUs and accounts as items), in walk order, lazily."""
         self.integration.management_account_id = str(described.get("MasterAccountId", ""))
-        walk = OrgWalk(
-            org,
-            excluded_ous=frozenset(self.config.excluded_ou_ids),
-            excluded_accounts=frozenset(self.config.excluded_account_ids),
-            check=ctx.check_cancelled,
-        )
+        walk = scope_rules.org_walk(org, self.config, check=ctx.check_cancelled)
         wanted = set(request.account_ids)
         if with_items and not wanted:
             emit(
@@ -195,21 +193,17 @@ class OrgSync:
                     emit(self._account_item(account))
                 yield account
             return
-        if scope and not scope.startswith("r-"):
-            starts = [(scope, walk.path_of(scope))]
-        else:
-            roots = walk.roots()
-            starts = [(root["Id"], "Root") for root in roots]
-            if with_items:
-                for root in roots:
-                    emit(
-                        InventoryItem(
-                            type="aws.root",
-                            id=root["Id"],
-                            name=root.get("Name", "Root"),
-                            attributes={"arn": root.get("Arn", ""), "policy_types": root.get("PolicyTypes", [])},
-                        )
+        starts, roots = scope_rules.walk_starts(walk, self.config)
+        if with_items:
+            for root in roots:
+                emit(
+                    InventoryItem(
+                        type="aws.root",
+                        id=root["Id"],
+                        name=root.get("Name", "Root"),
+                        attributes={"arn": root.get("Arn", ""), "policy_types": root.get("PolicyTypes", [])},
                     )
+                )
         for start_id, start_path in starts:
             for node in walk.walk(start_id, start_path):
                 if isinstance(node, OrgUnit):
@@ -305,10 +299,20 @@ class OrgSync:
         state = {"errors": 0, "accounts_done": 0, "scopes": 0, "walked": 0}
 
         def run(task: ScopeTask) -> None:
+            scope = {"aws.account.id": task.account_id, "cloud.region": task.region, "sync.stage": task.stage}
             try:
-                for item in task.work(task.account_id, task.region):
-                    ctx.check_cancelled()
-                    emit(item)
+                with telemetry.span("sync.scope", **scope) as current:
+                    items = 0
+                    try:
+                        for item in task.work(task.account_id, task.region):
+                            ctx.check_cancelled()
+                            emit(item)
+                            items += 1
+                    except (ClientError, BotoCoreError) as exc:
+                        telemetry.set_attributes(current, **{"error.code": error_code(exc) or type(exc).__name__})
+                        raise
+                    finally:
+                        telemetry.set_attributes(current, **{"sync.items": items})
             except (ClientError, BotoCoreError) as exc:
                 self._record_error(emit, exc, task.account_id, task.region, task.stage)
                 with lock:
@@ -328,7 +332,8 @@ class OrgSync:
                         remaining[batch[0].account_id] = len(batch)
                         state["scopes"] += len(batch)
                     for task in batch:
-                        pending.add(pool.submit(run, task))
+                        # A copy of the job's context: its log fields (job_id) and its span reach the scope.
+                        pending.add(pool.submit(contextvars.copy_context().run, run, task))
                     while len(pending) >= self.config.max_parallelism * 2:
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for f in finished:

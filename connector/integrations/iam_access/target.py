@@ -37,7 +37,7 @@ class IamTarget(BaseModel):
     @classmethod
     def _role(cls, value: str) -> str:
         if not (ROLE_NAME.match(value) or ROLE_ARN.match(value)):
-            raise ValueError("must be an IAM role name or role ARN (arn:aws:iam::<account>:role/<name>)")
+            raise ValueError("must be an IAM role name or role ARN (arn:<partition>:iam::<account>:role/<name>)")
         return value
 
     @field_validator("resources")
@@ -72,7 +72,7 @@ def check_resource_count(target: IamTarget) -> None:
             f"this grant names {len(target.resources)} resources one by one; at most {MAX_RESOURCES} are allowed, "
             "because each becomes an ARN in the role's inline policy (AWS caps them at 10,240 characters). "
             "Group the resources: tag them and grant by tag, use a scope with a wildcard ARN "
-            "(e.g. arn:aws:s3:::team-a-*), or split the request.",
+            "(e.g. arn:<partition>:s3:::team-a-*), or split the request.",
             retryable=False,
         )
     if not target.resources:

@@ -70,7 +70,9 @@ class IdentityCenterTarget(BaseModel):
     @classmethod
     def _ps(cls, value: str) -> str:
         if not (PERMISSION_SET_ARN.match(value) or PERMISSION_SET_NAME.match(value)):
-            raise ValueError("must be a permission set ARN (arn:aws:sso:::permissionSet/ssoins-.../ps-...) or its name")
+            raise ValueError(
+                "must be a permission set ARN (arn:<partition>:sso:::permissionSet/ssoins-.../ps-...) or its name"
+            )
         return value
 
 

@@ -1,0 +1,1 @@
+"""Outbound networking shared by the agent and the AWS layer: proxies."""
