@@ -17,7 +17,11 @@ from connector.aws.sessions import ROLE_ARN
 from connector.errors import InvalidSettings
 from connector.integrations import validation
 
-RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
+# Database discovery (rds_instance, rds_cluster, redshift_cluster) is opt-in: it must be named in the
+# integration's resource_types or the sync job's, and it is not in the default set.
+DEFAULT_RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
+RESOURCE_TYPES = (*DEFAULT_RESOURCE_TYPES, "rds_instance", "rds_cluster", "redshift_cluster")
+DB_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -47,7 +51,10 @@ class OrgSettings(BaseModel):
     enable_audit: bool = False
     member_role_name: str = "ConnectorMemberRole"
     regions: tuple[str, ...] | Literal["enabled"] = ()
-    resource_types: tuple[str, ...] = RESOURCE_TYPES
+    resource_types: tuple[str, ...] = DEFAULT_RESOURCE_TYPES
+    # The connector's database user on discovered databases tagged auth_type = iam-auth (seed 001's
+    # `apono_connector`, granted rds_iam / AWSAuthenticationPlugin; the connector role's rds-db:connect names it).
+    database_iam_user: str = "apono_connector"
     max_parallelism: int = Field(default=8, ge=1, le=64)
 
     @field_validator("excluded_ou_ids", "excluded_account_ids", "resource_types", mode="before")
@@ -119,6 +126,13 @@ class OrgSettings(BaseModel):
         unknown = sorted(set(value) - set(RESOURCE_TYPES))
         if unknown:
             raise ValueError(f"unknown resource types {unknown}; choose from {list(RESOURCE_TYPES)}")
+        return value
+
+    @field_validator("database_iam_user")
+    @classmethod
+    def _db_user(cls, value: str) -> str:
+        if not DB_USER.match(value):
+            raise ValueError("must be a database user name: a letter or _, then up to 62 letters, digits or _")
         return value
 
     @field_validator("sso_portal_url")

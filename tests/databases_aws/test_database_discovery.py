@@ -1,0 +1,100 @@
+"""Database discovery in the organisation sync, against moto's RDS, Redshift and Secrets Manager over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+from connector.sandbox import Sandbox
+from tests.databases_aws.conftest import LOGIN, sync
+
+
+def _by_name(items: list, type_: str) -> dict:
+    return {i.name: i for i in items if i.type == type_}
+
+
+def _errors(items: list) -> dict[str, dict]:
+    return {
+        i.id.rsplit("database:", 1)[-1]: dict(i.attributes)
+        for i in items
+        if i.type == "error" and i.attributes["stage"] == "database"
+    }
+
+
+def test_discovers_instances_clusters_and_redshift_with_their_attributes(sandbox: Sandbox) -> None:
+    outcome, items = sync(sandbox)
+    assert outcome.outcome == "succeeded", outcome.error
+    info = {d.identifier: d for d in sandbox.seed_info.databases}
+    instances = _by_name(items, "rds.instance")
+    assert set(instances) == {
+        "orders",
+        "billing",
+        "no-auth-tag",
+        "no-secret-tag",
+        "bad-auth",
+        "secret-untagged",
+        "iam-off",
+        "iam-on",
+        "aurora-app-1",
+    }
+    orders = instances["orders"].attributes
+    assert orders["engine"] == "postgres" and orders["family"] == "postgresql"
+    assert (orders["address"], orders["port"]) == (info["orders"].address, 15432)
+    assert orders["database"] == "orders" and orders["managed"] is True and orders["auth_type"] == "user-password"
+    assert orders["secret_arn"] == info["orders"].secret_arn and orders["resource_id"].startswith("db-")
+    assert instances["billing"].attributes["managed"] is False and instances["billing"].attributes["secret_arn"] == ""
+    assert instances["iam-on"].attributes["iam_auth"] is True and instances["iam-on"].region == "eu-west-1"
+    cluster = _by_name(items, "rds.cluster")["aurora-app"]
+    assert cluster.attributes["resource_id"].startswith("cluster-") and cluster.attributes["managed"] is True
+    member = instances["aurora-app-1"]
+    assert member.parent_id == cluster.id and member.attributes["cluster_id"] == "aurora-app"
+    assert member.attributes["managed"] is False  # the cluster carries the tags, not its writer
+    warehouse = _by_name(items, "redshift.cluster")["warehouse"].attributes
+    assert warehouse["engine"] == "redshift" and warehouse["port"] == 15439 and warehouse["database"] == "dev"
+    assert outcome.result["items"]["rds.instance"] == 9
+
+
+def test_every_tag_or_secret_problem_is_an_error_item_naming_the_fix(sandbox: Sandbox) -> None:
+    _, items = sync(sandbox)
+    errors = _errors(items)
+    assert set(errors) == {"no-auth-tag", "no-secret-tag", "bad-auth", "secret-untagged", "iam-off"}
+    assert (
+        errors["no-auth-tag"]["code"] == "TagMissing"
+        and "auth_type = iam-auth or user-password" in errors["no-auth-tag"]["hint"]
+    )
+    assert errors["no-secret-tag"]["code"] == "TagMissing" and "apono-secret" in errors["no-secret-tag"]["hint"]
+    assert errors["bad-auth"]["code"] == "TagInvalid"
+    assert errors["secret-untagged"]["code"] == "SecretAccessDenied"
+    assert f"apono-connector-id = {sandbox.seed_info.connector_id}" in errors["secret-untagged"]["hint"]
+    assert (
+        errors["iam-off"]["code"] == "IamAuthDisabled"
+        and "--enable-iam-database-authentication" in errors["iam-off"]["hint"]
+    )
+    for error in errors.values():
+        assert error["stage"] == "database" and error["resource"].startswith("arn:aws:rds:")
+    # No error item, log or result holds the secret's password.
+    assert LOGIN[1] not in json.dumps([i.attributes for i in items])
+
+
+def test_a_secret_that_is_missing_or_malformed_is_an_error_item(sandbox: Sandbox) -> None:
+    from tests.sandbox_env import in_account
+
+    orders = next(d for d in sandbox.seed_info.databases if d.identifier == "orders")
+    sm = in_account(sandbox, "secretsmanager", orders.account, orders.region)
+    sm.put_secret_value(SecretId=orders.secret_arn, SecretString='{"username": "apono_connector"}')
+    try:
+        _, items = sync(sandbox, regions=[orders.region], resource_types=("rds_instance",))
+        error = _errors(items)["orders"]
+        assert error["code"] == "SecretMalformed" and '"username"' in error["hint"]
+    finally:
+        sm.put_secret_value(
+            SecretId=orders.secret_arn, SecretString=json.dumps({"username": LOGIN[0], "password": LOGIN[1]})
+        )
+    _, items = sync(sandbox, regions=[orders.region], resource_types=("rds_instance",))
+    assert "orders" not in _errors(items)
+
+
+def test_database_discovery_is_opt_in(sandbox: Sandbox) -> None:
+    outcome, items = sync(sandbox, resource_types=())
+    assert outcome.outcome == "succeeded"
+    assert not [i for i in items if i.type.startswith(("rds.", "redshift.")) or "database:" in i.id]
+    assert {i.type for i in items} >= {"aws.account", "eks.cluster"}
