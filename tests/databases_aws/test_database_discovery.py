@@ -98,3 +98,27 @@ def test_database_discovery_is_opt_in(sandbox: Sandbox) -> None:
     assert outcome.outcome == "succeeded"
     assert not [i for i in items if i.type.startswith(("rds.", "redshift.")) or "database:" in i.id]
     assert {i.type for i in items} >= {"aws.account", "eks.cluster"}
+
+
+def test_a_grant_re_reads_one_database_from_aws(sandbox: Sandbox) -> None:
+    """describe_one: what a grant on a discovered database trusts (never the job's host or secret)."""
+    import pytest
+
+    from connector.integrations.aws_organization.database_discovery import describe_one
+    from tests.sandbox_env import in_account
+
+    info = {d.identifier: d for d in sandbox.seed_info.databases}
+    for name, kind, service in (
+        ("orders", "rds_instance", "rds"),
+        ("aurora-app", "rds_cluster", "rds"),
+        ("warehouse", "redshift_cluster", "redshift"),
+    ):
+        d = info[name]
+        found = describe_one(in_account(sandbox, service, d.account, d.region), kind, name, d.account, d.region)
+        assert found is not None and (found.arn, found.address, found.port) == (d.arn, d.address, d.port)
+        assert found.managed_by(sandbox.seed_info.connector_id) and found.tag_problem() is None
+        assert (
+            describe_one(in_account(sandbox, service, d.account, d.region), kind, "gone", d.account, d.region) is None
+        )
+    with pytest.raises(ValueError, match="not an RDS or Redshift identifier"):
+        describe_one(None, "rds_instance", "x'; DROP", "210000000002", "us-east-1")

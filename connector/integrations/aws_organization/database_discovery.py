@@ -14,6 +14,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
+
+from connector.aws.errors import error_code
 from connector.aws.partitions import partition_of
 from connector.integrations.base import InventoryItem
 
@@ -35,6 +38,7 @@ ENGINE_FAMILY = {
 }
 DEFAULT_DATABASE = {"postgresql": "postgres", "mysql": "", "redshift": "dev"}
 SECRET_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@!-]{1,512}$")
+IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
 PAGE = {"PageSize": 100}  # RDS MaxRecords 20-100: the fewest calls
 
 Kind = Literal["rds_instance", "rds_cluster", "redshift_cluster"]
@@ -178,67 +182,103 @@ def _tags(tag_list: Any) -> dict[str, str]:
 
 def instances(rds: Any, account_id: str, region: str) -> Iterator[DiscoveredDatabase]:
     for page in rds.get_paginator("describe_db_instances").paginate(PaginationConfig=PAGE):
-        for d in page.get("DBInstances", []):
-            endpoint = d.get("Endpoint") or {}
-            yield DiscoveredDatabase(
-                kind="rds_instance",
-                account_id=account_id,
-                region=region,
-                identifier=str(d["DBInstanceIdentifier"]),
-                arn=str(d.get("DBInstanceArn") or _arn(region, account_id, "rds", "db:" + d["DBInstanceIdentifier"])),
-                engine=str(d.get("Engine", "")),
-                address=str(endpoint.get("Address", "")),
-                port=int(endpoint.get("Port") or d.get("DbInstancePort") or 0),
-                db_name=str(d.get("DBName") or ""),
-                iam_auth=bool(d.get("IAMDatabaseAuthenticationEnabled")),
-                resource_id=str(d.get("DbiResourceId", "")),
-                cluster_id=str(d.get("DBClusterIdentifier") or ""),
-                status=str(d.get("DBInstanceStatus", "")),
-                tags=_tags(d.get("TagList")),
-            )
+        yield from _instance_page(page, account_id, region)
+
+
+def _instance_page(page: Mapping[str, Any], account_id: str, region: str) -> Iterator[DiscoveredDatabase]:
+    for d in page.get("DBInstances", []):
+        endpoint = d.get("Endpoint") or {}
+        yield DiscoveredDatabase(
+            kind="rds_instance",
+            account_id=account_id,
+            region=region,
+            identifier=str(d["DBInstanceIdentifier"]),
+            arn=str(d.get("DBInstanceArn") or _arn(region, account_id, "rds", "db:" + d["DBInstanceIdentifier"])),
+            engine=str(d.get("Engine", "")),
+            address=str(endpoint.get("Address", "")),
+            port=int(endpoint.get("Port") or d.get("DbInstancePort") or 0),
+            db_name=str(d.get("DBName") or ""),
+            iam_auth=bool(d.get("IAMDatabaseAuthenticationEnabled")),
+            resource_id=str(d.get("DbiResourceId", "")),
+            cluster_id=str(d.get("DBClusterIdentifier") or ""),
+            status=str(d.get("DBInstanceStatus", "")),
+            tags=_tags(d.get("TagList")),
+        )
 
 
 def clusters(rds: Any, account_id: str, region: str) -> Iterator[DiscoveredDatabase]:
     """Aurora (and Multi-AZ DB) clusters; the members are the instances whose cluster_id names them."""
     for page in rds.get_paginator("describe_db_clusters").paginate(PaginationConfig=PAGE):
-        for c in page.get("DBClusters", []):
-            yield DiscoveredDatabase(
-                kind="rds_cluster",
-                account_id=account_id,
-                region=region,
-                identifier=str(c["DBClusterIdentifier"]),
-                arn=str(
-                    c.get("DBClusterArn") or _arn(region, account_id, "rds", "cluster:" + c["DBClusterIdentifier"])
-                ),
-                engine=str(c.get("Engine", "")),
-                address=str(c.get("Endpoint", "")),  # the writer endpoint
-                port=int(c.get("Port") or 0),
-                db_name=str(c.get("DatabaseName") or ""),
-                iam_auth=bool(c.get("IAMDatabaseAuthenticationEnabled")),
-                resource_id=str(c.get("DbClusterResourceId", "")),
-                status=str(c.get("Status", "")),
-                tags=_tags(c.get("TagList")),
-            )
+        yield from _cluster_page(page, account_id, region)
+
+
+def _cluster_page(page: Mapping[str, Any], account_id: str, region: str) -> Iterator[DiscoveredDatabase]:
+    for c in page.get("DBClusters", []):
+        yield DiscoveredDatabase(
+            kind="rds_cluster",
+            account_id=account_id,
+            region=region,
+            identifier=str(c["DBClusterIdentifier"]),
+            arn=str(c.get("DBClusterArn") or _arn(region, account_id, "rds", "cluster:" + c["DBClusterIdentifier"])),
+            engine=str(c.get("Engine", "")),
+            address=str(c.get("Endpoint", "")),  # the writer endpoint
+            port=int(c.get("Port") or 0),
+            db_name=str(c.get("DatabaseName") or ""),
+            iam_auth=bool(c.get("IAMDatabaseAuthenticationEnabled")),
+            resource_id=str(c.get("DbClusterResourceId", "")),
+            status=str(c.get("Status", "")),
+            tags=_tags(c.get("TagList")),
+        )
 
 
 def redshift_clusters(redshift: Any, account_id: str, region: str) -> Iterator[DiscoveredDatabase]:
     for page in redshift.get_paginator("describe_clusters").paginate(PaginationConfig={"PageSize": 100}):
-        for c in page.get("Clusters", []):
-            endpoint = c.get("Endpoint") or {}
-            ident = str(c["ClusterIdentifier"])
-            yield DiscoveredDatabase(
-                kind="redshift_cluster",
-                account_id=account_id,
-                region=region,
-                identifier=ident,
-                arn=_arn(region, account_id, "redshift", f"cluster:{ident}"),
-                engine="redshift",
-                address=str(endpoint.get("Address", "")),
-                port=int(endpoint.get("Port") or 5439),
-                db_name=str(c.get("DBName") or ""),
-                status=str(c.get("ClusterStatus", "")),
-                tags=_tags(c.get("Tags")),
+        yield from _redshift_page(page, account_id, region)
+
+
+def _redshift_page(page: Mapping[str, Any], account_id: str, region: str) -> Iterator[DiscoveredDatabase]:
+    for c in page.get("Clusters", []):
+        endpoint = c.get("Endpoint") or {}
+        ident = str(c["ClusterIdentifier"])
+        yield DiscoveredDatabase(
+            kind="redshift_cluster",
+            account_id=account_id,
+            region=region,
+            identifier=ident,
+            arn=_arn(region, account_id, "redshift", f"cluster:{ident}"),
+            engine="redshift",
+            address=str(endpoint.get("Address", "")),
+            port=int(endpoint.get("Port") or 5439),
+            db_name=str(c.get("DBName") or ""),
+            status=str(c.get("ClusterStatus", "")),
+            tags=_tags(c.get("Tags")),
+        )
+
+
+def describe_one(client: Any, kind: Kind, identifier: str, account_id: str, region: str) -> DiscoveredDatabase | None:
+    """One database as AWS describes it now (a grant re-reads it: the endpoint, tags and secret never come from
+    a job). None when it does not exist."""
+    if not IDENTIFIER.match(identifier):
+        raise ValueError(f"{identifier[:80]!r} is not an RDS or Redshift identifier")
+    try:
+        if kind == "redshift_cluster":
+            found = list(_redshift_page(client.describe_clusters(ClusterIdentifier=identifier), account_id, region))
+        elif kind == "rds_cluster":
+            found = list(_cluster_page(client.describe_db_clusters(DBClusterIdentifier=identifier), account_id, region))
+        else:
+            found = list(
+                _instance_page(client.describe_db_instances(DBInstanceIdentifier=identifier), account_id, region)
             )
+    except ClientError as exc:
+        if error_code(exc) in (
+            "DBInstanceNotFound",
+            "DBInstanceNotFoundFault",
+            "DBClusterNotFoundFault",
+            "ClusterNotFound",
+        ):
+            return None
+        raise
+    return found[0] if found else None
 
 
 def _arn(region: str, account_id: str, service: str, resource: str) -> str:

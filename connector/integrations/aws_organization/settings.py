@@ -55,6 +55,10 @@ class OrgSettings(BaseModel):
     # The connector's database user on discovered databases tagged auth_type = iam-auth (seed 001's
     # `apono_connector`, granted rds_iam / AWSAuthenticationPlugin; the connector role's rds-db:connect names it).
     database_iam_user: str = "apono_connector"
+    # TLS toward discovered databases (the product's SSL Mode; verify-ca / verify-full need the CA bundle, e.g.
+    # the RDS global bundle, as a file on the connector's machine).
+    database_ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "require"
+    database_ssl_ca_file: str = Field(default="", max_length=4096)
     max_parallelism: int = Field(default=8, ge=1, le=64)
 
     @field_validator("excluded_ou_ids", "excluded_account_ids", "resource_types", mode="before")
