@@ -1,0 +1,116 @@
+"""What every database engine offers the integration (postgresql.py, mysql.py, redshift.py), and the plain
+values passed between them. The engines do the SQL; the integration and the kind decide what to do.
+
+An engine only ever changes users it made: users named `ac_<hash of the grant id>` that are members of the
+connector's marker role (a role with no privileges of its own, made by the connector). A user of that name
+that is not a member is someone else's, and is refused (CONFLICT), never altered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from connector.errors import ConnectorError, ErrorCode
+from connector.integrations.base import InventoryItem
+from connector.integrations.databases.identifiers import AccessLevel
+from connector.integrations.effect import Level
+
+RECORD_PREFIX = "access-connector:"  # the start of every grant record the connector writes
+
+
+@dataclass(frozen=True)
+class DbObject:
+    """What a grant is on: a database, a schema in it, or a table in that schema (MySQL: database, table)."""
+
+    database: str
+    schema: str = ""
+    table: str = ""
+
+    @property
+    def scope(self) -> str:
+        return "table" if self.table else "schema" if self.schema else "database"
+
+    def path(self) -> str:
+        return "/".join(p for p in (self.database, self.schema, self.table) if p)
+
+
+@dataclass(frozen=True)
+class Privileges:
+    """One grant's privileges: a level on an object, or an existing role (then `level` is None)."""
+
+    on: DbObject
+    level: AccessLevel | None = None
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class NewUser:
+    name: str
+    password: str | None  # None: made for IAM authentication
+    valid_until: datetime | None  # PostgreSQL VALID UNTIL (second line of defence); None: no end
+    record: str  # the grant record (connector.integrations.ledger JSON form, RECORD_PREFIX first)
+
+
+@dataclass(frozen=True)
+class ManagedUser:
+    """A user the connector made, as found in the database, with its grant record (None: none found)."""
+
+    name: str
+    record: str | None
+    can_login: bool
+
+
+@dataclass(frozen=True)
+class RoleLevel:
+    level: Level
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class RevokeOutcome:
+    user: str
+    existed: bool
+    dropped: bool = False
+    deactivated: bool = False  # it could not be dropped (owns objects, privileges elsewhere): it cannot log in
+    sessions_ended: int = 0
+    reason: str = ""
+    steps: list[str] = field(default_factory=list)
+
+
+class Engine(Protocol):
+    """One database server, reached with the connector's own login."""
+
+    name: str  # postgresql | mysql | redshift
+    user_name_max: int
+
+    def check(self) -> dict[str, object]: ...  # connect and report who we are and what we may do
+
+    def inventory(self, check: Callable[[], None], limit: int) -> Iterator[InventoryItem]: ...
+
+    def resolve(self, privileges: Privileges) -> tuple[RoleLevel, tuple[str, ...]]: ...  # level, objects it reaches
+
+    def create_user(self, user: NewUser, iam: bool) -> bool: ...  # True: made now; False: it was there (ours)
+
+    def grant(self, user: str, privileges: Privileges) -> list[str]: ...
+
+    def set_password(self, user: str, password: str, valid_until: datetime | None, record: str) -> None: ...
+
+    def revoke(
+        self, user: str, privileges: Privileges | None, *, cleanup: bool, deactivated_record: str
+    ) -> RevokeOutcome: ...
+
+    def managed_users(self) -> Iterator[ManagedUser]: ...
+
+    def record_of(self, user: str) -> ManagedUser | None: ...
+
+
+def not_ours(user: str, marker: str) -> ConnectorError:
+    return ConnectorError(
+        ErrorCode.CONFLICT,
+        f"database user {user} exists but is not a member of the connector's marker role {marker}: it was not "
+        "made by this connector, so it is left alone",
+        retryable=False,
+    )
