@@ -56,7 +56,9 @@ def test_discovers_instances_clusters_and_redshift_with_their_attributes(sandbox
 def test_every_tag_or_secret_problem_is_an_error_item_naming_the_fix(sandbox: Sandbox) -> None:
     _, items = sync(sandbox)
     errors = _errors(items)
-    assert set(errors) == {"no-auth-tag", "no-secret-tag", "bad-auth", "secret-untagged", "iam-off"}
+    assert set(errors) == {
+        "no-auth-tag", "no-secret-tag", "bad-auth", "secret-untagged", "iam-off", "iam-on", "warehouse"
+    }  # fmt: skip
     assert (
         errors["no-auth-tag"]["code"] == "TagMissing"
         and "auth_type = iam-auth or user-password" in errors["no-auth-tag"]["hint"]
@@ -69,8 +71,12 @@ def test_every_tag_or_secret_problem_is_an_error_item_naming_the_fix(sandbox: Sa
         errors["iam-off"]["code"] == "IamAuthDisabled"
         and "--enable-iam-database-authentication" in errors["iam-off"]["hint"]
     )
+    # Tagged right, but nothing reaches moto's endpoint addresses (not mapped): the network, with its fix.
+    for unreachable in ("iam-on", "warehouse"):
+        assert errors[unreachable]["code"] == "UNAVAILABLE", errors[unreachable]
+        assert "CONNECTOR_DATABASE_ENDPOINTS" in errors[unreachable]["hint"]
     for error in errors.values():
-        assert error["stage"] == "database" and error["resource"].startswith("arn:aws:rds:")
+        assert error["stage"] == "database" and error["resource"].startswith(("arn:aws:rds:", "arn:aws:redshift:"))
     # No error item, log or result holds the secret's password.
     assert LOGIN[1] not in json.dumps([i.attributes for i in items])
 
@@ -122,3 +128,26 @@ def test_a_grant_re_reads_one_database_from_aws(sandbox: Sandbox) -> None:
         )
     with pytest.raises(ValueError, match="not an RDS or Redshift identifier"):
         describe_one(None, "rds_instance", "x'; DROP", "210000000002", "us-east-1")
+
+
+def test_a_managed_database_is_inventoried_through_the_endpoint_map(sandbox: Sandbox) -> None:
+    """orders and aurora-app lead (CONNECTOR_DATABASE_ENDPOINTS) to the local PostgreSQL: their databases,
+    schemas, tables and roles are in the inventory, named by the endpoint AWS reports, in their account."""
+    from tests.databases_aws.conftest import TABLES
+
+    _, items = sync(sandbox)
+    info = {d.identifier: d for d in sandbox.seed_info.databases}
+    orders = info["orders"]
+    address = f"{orders.address}:{orders.port}"
+    tables = {i.id for i in items if i.type == "postgresql.table" and i.id.startswith(address)}
+    assert tables == {f"{address}/orders/sales/t{n}" for n in range(TABLES)}
+    databases = {i.id: i for i in items if i.type == "postgresql.database" and i.id.startswith(address)}
+    assert f"{address}/orders" in databases
+    assert databases[f"{address}/orders"].parent_id == orders.arn
+    assert databases[f"{address}/orders"].account_id == orders.account
+    roles = {i.name: i for i in items if i.type == "postgresql.role" and i.id.startswith(address)}
+    assert "apono_connector" in roles
+    aurora = info["aurora-app"]
+    assert any(i.id.startswith(f"{aurora.address}:{aurora.port}/orders/sales/") for i in items)
+    # No address of the local server leaks into what the control plane sees as the database's name.
+    assert not [i for i in items if "127.0.0.1" in i.id]

@@ -23,7 +23,7 @@ from connector.integrations.aws_organization.database_discovery import (
     with_parent,
 )
 from connector.integrations.base import InventoryItem
-from connector.logging import get_logger
+from connector.logging import get_logger, register_secret
 
 log = get_logger("connector.integrations.aws_organization")
 
@@ -58,7 +58,7 @@ class ReadyDatabase:
         return f"ReadyDatabase({self.db.arn!r}, user={self.username!r})"
 
 
-def read_secret(client_of: ClientOf, arn: str, connector_id: str) -> tuple[str, str]:
+def read_secret(client_of: ClientOf, arn: str, connector_id: str, host: str = "") -> tuple[str, str]:
     """(username, password) from a Secrets Manager secret, read with the member role of the database's account
     in the secret's region. Raises DatabaseUnusable naming the fix; the secret's content is never in a message."""
     region = arn.split(":")[3]
@@ -93,6 +93,15 @@ def read_secret(client_of: ClientOf, arn: str, connector_id: str) -> tuple[str, 
             f"the secret {arn} is not JSON with string fields username and password",
             'store the connector user as {"username": "...", "password": "..."}',
         ) from None
+    named = data.get("host")
+    if host and isinstance(named, str) and named and named.lower().rstrip(".") != host.lower().rstrip("."):
+        # A tag must not be able to hand one database's login to another server.
+        raise DatabaseUnusable(
+            "SecretForAnotherHost",
+            f"the secret {arn} is for host {named[:253]}, not {host}",
+            f"point {TAG_SECRET} at this database's own secret",
+        )
+    register_secret(password)
     return username, password
 
 
@@ -155,5 +164,5 @@ class DatabaseScope:
             )
         username = password = ""
         if db.auth_type == "user-password":
-            username, password = read_secret(self.client_of, db.secret_arn, self.connector_id)
+            username, password = read_secret(self.client_of, db.secret_arn, self.connector_id, db.address)
         return ReadyDatabase(db, self.resolve(db.address, db.port), username, password)
