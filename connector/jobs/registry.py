@@ -26,6 +26,7 @@ def catalog() -> list[IntegrationSpec | KindSpec]:
     """Every integration type and kind this build ships: the one place that names them."""
     from connector.integrations import (
         aws_auth,
+        databases,
         discovered_databases,
         eks_access,
         iam_access,
@@ -49,6 +50,7 @@ def catalog() -> list[IntegrationSpec | KindSpec]:
         lambda_custom.KIND,
         noop.INTEGRATION,
         noop.KIND,
+        *databases.SPECS,
     ]
 
 

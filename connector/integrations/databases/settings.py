@@ -44,7 +44,9 @@ class DatabaseSettings(BaseModel):
     ssl_mode: SslMode = "require"
     # A CA bundle for verify-ca / verify-full (the RDS global bundle); a path on the connector's machine.
     ssl_ca_file: str = Field(default="", max_length=4096)
-    auth_type: AuthType = "user-password"
+    auth_type: AuthType = "user-password"  # how the connector itself logs in
+    # How the users made for grants log in; by default as the connector does (iam-auth: IAM tokens).
+    user_auth_type: AuthType | None = None
     secret: str = ""  # user-password: Secrets Manager ARN or name, or k8s:<namespace>/<name>
     username: str = ""  # iam-auth: the connector's own database user (made with rds_iam / AWSAuthenticationPlugin)
     region: str = ""
@@ -99,6 +101,10 @@ class DatabaseSettings(BaseModel):
         return value
 
     @property
+    def users_iam(self) -> bool:
+        return (self.user_auth_type or self.auth_type) == "iam-auth"
+
+    @property
     def effective_port(self) -> int:
         return self.port or DEFAULT_PORTS[self.engine]
 
@@ -140,5 +146,7 @@ class DatabaseSettings(BaseModel):
                 raise InvalidSettings("username", "auth_type iam-auth needs the connector's database user name")
             if not self.region:
                 raise InvalidSettings("region", "auth_type iam-auth signs its token for the instance's region")
+        if self.users_iam and self.engine == "redshift":
+            raise InvalidSettings("user_auth_type", "redshift users are made with a password (user-password)")
         if self.ssl_mode in ("verify-ca", "verify-full") and not self.ssl_ca_file:
             raise InvalidSettings("ssl_ca_file", f"ssl_mode {self.ssl_mode} needs the CA bundle to verify against")

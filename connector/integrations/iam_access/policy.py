@@ -67,6 +67,9 @@ ACTIONS: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
             "dynamodb:BatchWriteItem",
         ),
     },
+    # IAM database authentication: log in as exactly the database user the database kind made for a grant
+    # (arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<user>, from that grant's result).
+    ("rds-db", ""): {"read": ("rds-db:connect",), "write": ("rds-db:connect",)},
     ("kms", ""): {
         "read": ("kms:Decrypt",),  # read objects encrypted with the bucket's key
         "write": ("kms:Decrypt", "kms:GenerateDataKey"),  # + write objects encrypted with it

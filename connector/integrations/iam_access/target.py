@@ -16,7 +16,7 @@ MAX_RESOURCES = 100  # the product's guardrail (seed 001): resources named one b
 ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 ROLE_ARN = re.compile(rf"^arn:({PARTITION}):iam::(\d{{12}}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{{1,64}})$")
 ARN = re.compile(rf"^arn:({PARTITION}):([a-z0-9-]+):([a-z0-9-]*):(\d{{12}})?:(.+)$")
-SERVICES = ("s3", "sns", "sqs", "dynamodb")
+SERVICES = ("s3", "sns", "sqs", "dynamodb", "rds-db")
 
 Level = Literal["read", "write"]
 
