@@ -39,6 +39,7 @@ def catalog() -> list[IntegrationSpec | KindSpec]:
 
     return [
         discovered_databases.INTEGRATION,  # aws_organization, with the contents of the databases it finds
+        discovered_databases.KIND,
         eks_access.KIND,
         identity_center.KIND,
         iam_access.KIND,

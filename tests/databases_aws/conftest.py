@@ -80,11 +80,15 @@ def pg() -> Iterator[PostgresServer]:
     try:
         with server.admin() as conn:
             conn.execute(f"CREATE ROLE {LOGIN[0]} LOGIN CREATEROLE PASSWORD '{LOGIN[1]}'")
+            conn.execute(f"GRANT pg_signal_backend TO {LOGIN[0]}")  # ends granted users' sessions on revoke
             conn.execute(f"CREATE DATABASE orders OWNER {LOGIN[0]}")
         with server.admin("orders") as conn:
-            conn.execute(f"CREATE SCHEMA sales AUTHORIZATION {LOGIN[0]}")
+            conn.execute(f"SET ROLE {LOGIN[0]}")  # the connector owns what it may grant, as on RDS
+            conn.execute("CREATE SCHEMA sales")
             for i in range(TABLES):
                 conn.execute(f"CREATE TABLE sales.t{i} (id int)")
+            conn.execute("INSERT INTO sales.t0 VALUES (1)")
+            conn.execute("CREATE TABLE public.payroll (name text)")
         yield server
     finally:
         server.stop()

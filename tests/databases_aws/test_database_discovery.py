@@ -140,7 +140,7 @@ def test_a_managed_database_is_inventoried_through_the_endpoint_map(sandbox: San
     orders = info["orders"]
     address = f"{orders.address}:{orders.port}"
     tables = {i.id for i in items if i.type == "postgresql.table" and i.id.startswith(address)}
-    assert tables == {f"{address}/orders/sales/t{n}" for n in range(TABLES)}
+    assert tables == {f"{address}/orders/sales/t{n}" for n in range(TABLES)} | {f"{address}/orders/public/payroll"}
     databases = {i.id: i for i in items if i.type == "postgresql.database" and i.id.startswith(address)}
     assert f"{address}/orders" in databases
     assert databases[f"{address}/orders"].parent_id == orders.arn

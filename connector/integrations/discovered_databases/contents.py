@@ -23,6 +23,11 @@ from connector.integrations.databases.settings import DatabaseSettings
 
 def settings_of(db: DiscoveredDatabase, integration: AwsOrganizationIntegration) -> DatabaseSettings:
     """The engine's settings for a discovered database (raises InvalidSettings naming what does not fit)."""
+    return DatabaseSettings.parse(db.family, raw_settings(db, integration))
+
+
+def raw_settings(db: DiscoveredDatabase, integration: AwsOrganizationIntegration) -> dict[str, Any]:
+    """What AWS says about the database and its tags, as the database integration's settings."""
     config = integration.config
     raw: dict[str, Any] = {
         "integration_name": f"{db.kind}:{db.identifier}",
@@ -41,7 +46,7 @@ def settings_of(db: DiscoveredDatabase, integration: AwsOrganizationIntegration)
         raw["username"] = config.database_iam_user
     else:
         raw["secret"] = db.secret_arn
-    return DatabaseSettings.parse(db.family, raw)
+    return raw
 
 
 class DatabaseContents:
