@@ -599,7 +599,31 @@ def run_checks(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Che
     if settings_check is None or settings_check.status != "fail":
         checks += aws_checks(settings, connector_id, args.sample, config.endpoint_map if config else None)
     checks.append(guardrail_check(config, environ))
+    checks += database_preflight(args.database or [], config.id if config else connector_id)
     return checks
+
+
+def database_preflight(files: Sequence[str], connector_id: str) -> list[Check]:
+    """Each --database FILE: {"type": "postgresql" | "mysql" | "redshift", "settings": {...}}."""
+    from connector.integrations.base import Services
+    from connector.integrations.databases.preflight import database_checks
+
+    out: list[Check] = []
+    for name in files:
+        try:
+            data = json.loads(Path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            out.append(_fail("database", f"cannot read --database {name}: {type(exc).__name__}", "a JSON file"))
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
+            out.append(
+                _fail("database", f'--database {name}: expected {{"type": ..., "settings": {{...}}}}', "fix the file")
+            )
+            continue
+        services = Services(connector_id=connector_id)
+        for check_id, status, message, fix in database_checks(str(data.get("type", "")), data["settings"], services):
+            out.append(Check(check_id, status, message, fix))  # type: ignore[arg-type]
+    return out
 
 
 def report(checks: Sequence[Check]) -> dict[str, Any]:
@@ -626,6 +650,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--member-role-name", help="overrides member_role_name")
     parser.add_argument("--region", action="append", help="overrides regions (repeatable)")
     parser.add_argument("--sample", type=int, default=3, help="member accounts to check (default %(default)s)")
+    parser.add_argument(
+        "--database",
+        action="append",
+        help='a database integration to check, as JSON {"type": "postgresql", "settings": {...}} (repeatable)',
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document for machines")
     return parser
 

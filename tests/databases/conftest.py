@@ -84,6 +84,7 @@ def mariadb_server() -> Iterator[MariaDbServer]:
                 "CREATE TABLE hr.people(name text)",
                 "CREATE ROLE reader",
                 "GRANT SELECT ON shop.* TO reader",
+                "GRANT reader TO 'connector'@'%' WITH ADMIN OPTION",  # MariaDB: what lets it hand the role out
                 "CREATE ROLE superish",
                 "GRANT ALL PRIVILEGES ON *.* TO superish",
             ):

@@ -202,3 +202,17 @@ def _ctx():  # type: ignore[no-untyped-def]
     from connector.integrations.base import JobContext
 
     return JobContext(job_id="t", attempt=1, connector_id="c", integration_id="db-1")
+
+
+def test_an_older_delivery_never_replaces_a_newer_ones_password(sandbox: Sandbox, pg_server: PostgresServer) -> None:
+    d, who = dispatcher(), requester()
+    settings = pg_settings(pg_server)
+    newer = grant_job("postgresql", settings, "g-attempts", READ_SALES, key=who.public)
+    newer.attempt = 2
+    login = who.login(run(d, newer))
+    older = grant_job("postgresql", settings, "g-attempts", READ_SALES, key=who.public)  # attempt 1, cut off before
+    late = run(d, older)
+    assert late.error is not None and late.error.code == "CONFLICT" and not late.error.retryable
+    with pg_login(login, pg_server) as session:  # the newer delivery's password still works
+        assert session.execute("SELECT count(*) FROM sales.orders").fetchone() is not None
+    assert run(d, revoke_job("postgresql", settings, "g-attempts", READ_SALES)).result["dropped"]

@@ -166,3 +166,15 @@ def test_dry_run_makes_no_mutating_call(sandbox, roles):
     assert [c["operation"] for c in result["calls"]] == ["tag_role", "put_role_policy"]
     assert mutating_calls(sb) == {}
     assert roles.list_role_policies(RoleName="app-reader")["PolicyNames"] == []
+
+
+def test_rds_db_connect_on_exactly_one_database_user(sandbox, roles):
+    """The database kind's IAM grant names the rds-db:connect resource of the user it made; this kind grants it."""
+    sb, d = sandbox, dispatcher(sandbox)
+    user_arn = f"arn:aws:rds-db:us-east-1:{_account(sb)}:dbuser:db-ABCDEFGHIJKL/ac_0123456789abcdef01234567"
+    ok(run(d, job(sb, "grant", "iam-rds", "alice", _target(sb, role="app-writer", resources=[user_arn]))))
+    policy = iam_policy.policy_name_for(ledger.grant_key("iam-rds"))
+    doc = roles.get_role_policy(RoleName="app-writer", PolicyName=policy)["PolicyDocument"]
+    assert [(st["Action"], st["Resource"]) for st in doc["Statement"]] == [(["rds-db:connect"], [user_arn])]
+    ok(run(d, job(sb, "revoke", "iam-rds", "alice", _target(sb, role="app-writer"))))
+    assert roles.list_role_policies(RoleName="app-writer")["PolicyNames"] == []

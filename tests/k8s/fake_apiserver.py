@@ -44,6 +44,7 @@ KINDS = {
     for k in (
         Kind("namespaces", "Namespace", "v1", False),
         Kind("configmaps", "ConfigMap", "v1", True),
+        Kind("secrets", "Secret", "v1", True),
         Kind("roles", "Role", RBAC, True),
         Kind("rolebindings", "RoleBinding", RBAC, True),
         Kind("clusterroles", "ClusterRole", RBAC, False),

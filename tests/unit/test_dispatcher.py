@@ -171,8 +171,8 @@ def test_every_shipped_kind_is_registered_with_its_scanner():
         "eks_aws_auth": ["aws_auth_mapping"],
         "kubernetes": ["kubernetes_rbac"],
         "lambda_custom": ["lambda_custom"],
-        "noop": ["noop"],
         "mysql": ["database"],
+        "noop": ["noop"],
         "postgresql": ["database"],
         "redshift": ["database"],
     }

@@ -14,11 +14,19 @@ from connector.integrations.databases.integration import (
     PostgresIntegration,
     RedshiftIntegration,
 )
-from connector.integrations.databases.provisioner import DatabaseGrants
+from connector.integrations.databases.provisioner import DatabaseGrants, DatabaseHandle, StaticDatabase
 from connector.integrations.databases.sync import DatabaseSync
 
 SPECS: list[IntegrationSpec | KindSpec] = []
 for _cls in (PostgresIntegration, MySqlIntegration, RedshiftIntegration):
     SPECS += [IntegrationSpec(_cls, syncer=DatabaseSync), KindSpec(_cls.type_id, RESOURCE_TYPE, DatabaseGrants)]
 
-__all__ = ["RESOURCE_TYPE", "SPECS", "DatabaseGrants", "DatabaseIntegration", "DatabaseSync"]
+__all__ = [
+    "RESOURCE_TYPE",
+    "SPECS",
+    "DatabaseGrants",
+    "DatabaseHandle",
+    "DatabaseIntegration",
+    "DatabaseSync",
+    "StaticDatabase",
+]

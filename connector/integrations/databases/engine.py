@@ -19,6 +19,9 @@ from connector.integrations.databases.identifiers import AccessLevel
 from connector.integrations.effect import Level
 
 RECORD_PREFIX = "access-connector:"  # the start of every grant record the connector writes
+# Where MySQL / MariaDB (a database) and Redshift (a schema) keep the grant records: never granted to anyone,
+# or a user could move its own expiry.
+RECORDS_NAME = "access_connector"
 
 
 @dataclass(frozen=True)

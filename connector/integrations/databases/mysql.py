@@ -22,6 +22,7 @@ Where the two differ:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -34,6 +35,7 @@ from connector.errors import ConnectorError, ErrorCode
 from connector.integrations.base import InventoryItem
 from connector.integrations.databases.engine import (
     RECORD_PREFIX,
+    RECORDS_NAME,
     ManagedUser,
     NewUser,
     Privileges,
@@ -47,7 +49,7 @@ from connector.integrations.databases.settings import DatabaseSettings
 from connector.integrations.effect import Level
 from connector.logging import redact_text
 
-LEDGER_DATABASE = "access_connector"
+LEDGER_DATABASE = RECORDS_NAME
 LEDGER_TABLE = "grants"
 LEDGER = f"`{LEDGER_DATABASE}`.`{LEDGER_TABLE}`"
 SYSTEM_DATABASES = ("mysql", "information_schema", "performance_schema", "sys", LEDGER_DATABASE)
@@ -64,12 +66,12 @@ ADMIN_WORDS = ("ALL PRIVILEGES", "GRANT OPTION", "ADMIN OPTION", "SUPER", "CREAT
 CONNECT_TIMEOUT = 10
 
 
-def db_error(exc: Exception, what: str) -> ConnectorError:
+def db_error(exc: Exception, what: str, *, connecting: bool = False) -> ConnectorError:
     if isinstance(exc, ConnectorError):
         return exc
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     text = redact_text(str(exc.args[1]) if len(exc.args) > 1 else str(exc))[:300]
-    if code in (ER.ACCESS_DENIED_ERROR, 1698):
+    if connecting and code in (ER.ACCESS_DENIED_ERROR, 1698):
         return ConnectorError(
             ErrorCode.ACCESS_DENIED,
             f"{what}: the database refused the connector's login ({text}); check the secret's username and "
@@ -141,24 +143,33 @@ class MySqlEngine:
     def connect(self, database: str | None = None) -> Iterator[pymysql.connections.Connection[Any]]:
         host, port = self.endpoint
         creds = self._credentials()
-        try:
-            conn = pymysql.connect(
+
+        def dial(tls: dict[str, Any]) -> pymysql.connections.Connection[Any]:
+            return pymysql.connect(
                 host=host, port=port, user=creds.username, password=creds.password, database=database,
                 connect_timeout=CONNECT_TIMEOUT, autocommit=True, charset="utf8mb4", program_name="access-connector",
-                **self._ssl(),
+                **tls,
             )  # fmt: skip
+
+        try:
+            try:
+                conn = dial(self._ssl())
+            except pymysql.err.OperationalError as exc:
+                # allow / prefer: TLS when the server offers it, else plain (PyMySQL itself refuses, 2026).
+                if not (exc.args and exc.args[0] == 2026 and self.settings.ssl_mode in ("allow", "prefer")):
+                    raise
+                conn = dial({"ssl_disabled": True})
+        except pymysql.err.OperationalError as exc:
+            if exc.args and exc.args[0] == 2026:
+                raise self._no_tls() from None
+            raise db_error(exc, f"connecting to {self.settings.address}", connecting=True) from None
         except Exception as exc:
-            raise db_error(exc, f"connecting to {self.settings.address}") from None
+            raise db_error(exc, f"connecting to {self.settings.address}", connecting=True) from None
         try:
             if self.settings.ssl_mode in ("require", "verify-ca", "verify-full") and not isinstance(
                 getattr(conn, "_sock", None), ssl.SSLSocket
             ):
-                raise ConnectorError(
-                    ErrorCode.PRECONDITION_FAILED,
-                    f"{self.settings.address} does not offer TLS and ssl_mode is {self.settings.ssl_mode}: enable TLS "
-                    "on the server or lower ssl_mode",
-                    retryable=False,
-                )
+                raise self._no_tls()
             if self._mariadb is None:
                 self._mariadb = "mariadb" in str(self._one(conn, "SELECT VERSION()")).lower()
             yield conn
@@ -166,6 +177,14 @@ class MySqlEngine:
             raise db_error(exc, self.settings.address) from None
         finally:
             conn.close()
+
+    def _no_tls(self) -> ConnectorError:
+        return ConnectorError(
+            ErrorCode.PRECONDITION_FAILED,
+            f"{self.settings.address} does not offer TLS and ssl_mode is {self.settings.ssl_mode}: enable TLS on the "
+            "server or lower ssl_mode",
+            retryable=False,
+        )
 
     @staticmethod
     def _one(conn: pymysql.connections.Connection[Any], query: str, args: Any = None) -> Any:
@@ -200,7 +219,22 @@ class MySqlEngine:
         with self.connect() as conn:
             user = self._one(conn, "SELECT CURRENT_USER()")
             version = self._one(conn, "SELECT VERSION()")
-        return {"user": user, "version": version, "mariadb": self.mariadb}
+            grants = " ".join(str(r[0]).upper() for r in self._all(conn, "SHOW GRANTS FOR CURRENT_USER()"))
+        everything = "ALL PRIVILEGES ON *.*" in grants
+
+        def has(word: str) -> bool:
+            return everything or word in grants
+
+        return {
+            "user": user,
+            "version": version,
+            "mariadb": self.mariadb,
+            "create_user": has("CREATE USER"),
+            "process": has("PROCESS"),
+            "grant_option": "WITH GRANT OPTION" in grants,
+            "end_sessions": has("CONNECTION ADMIN") or has("CONNECTION_ADMIN") or has("SUPER"),
+            "role_admin": True if self.mariadb else has("ROLE_ADMIN"),
+        }
 
     # -- inventory --------------------------------------------------------------------------------------
     def inventory(self, check: Callable[[], None], limit: int) -> Iterator[InventoryItem]:
@@ -313,7 +347,9 @@ class MySqlEngine:
                     reasons.append(f"role {role} may grant its roles on (WITH ADMIN OPTION)")
                 continue
             on_all = rest.startswith("*.*")
-            if any(w in upper for w in ADMIN_WORDS):
+            if f"`{LEDGER_DATABASE.upper()}`." in rest:
+                reasons.append(f"role {role} has privileges on the connector's own records: {line[:120]}")
+            elif any(w in upper for w in ADMIN_WORDS):
                 reasons.append(f"role {role}: {line[:120]}")
             elif on_all and privs.strip() != "USAGE":
                 reasons.append(f"role {role} has privileges on every database: {line[:120]}")
@@ -394,11 +430,33 @@ class MySqlEngine:
                             ) from None
                         raise
                 else:
-                    self._run(conn, f"CREATE USER {account} IDENTIFIED BY %s", (user.name, user.password))
+                    self._run(
+                        conn, f"CREATE USER {account} {self._identified()}", (user.name, self._secret(user.password))
+                    )
             elif user.password is not None:  # a re-delivery: a new password, the earlier one stops working
-                self._run(conn, f"ALTER USER {account} IDENTIFIED BY %s ACCOUNT UNLOCK", (user.name, user.password))
+                self._run(
+                    conn,
+                    f"ALTER USER {account} {self._identified()} ACCOUNT UNLOCK",
+                    (user.name, self._secret(user.password)),
+                )
             self._run(conn, f"GRANT {self._role(self.marker)} TO {account}", (user.name,))
         return ours is None
+
+    def _identified(self) -> str:
+        # MariaDB: the mysql_native_password hash, so the plain password is in no statement (its general log
+        # does not mask it). MySQL 8 masks passwords in its logs itself, and its default plugin's hash is salted.
+        return "IDENTIFIED BY PASSWORD %s" if self.mariadb else "IDENTIFIED BY %s"
+
+    def _secret(self, password: str | None) -> str:
+        assert password is not None
+        if not self.mariadb:
+            return password
+        return (
+            "*"
+            + hashlib.sha1(hashlib.sha1(password.encode(), usedforsecurity=False).digest(), usedforsecurity=False)
+            .hexdigest()
+            .upper()
+        )
 
     def set_password(self, user: str, password: str, valid_until: datetime | None, record: str) -> None:
         with self.connect() as conn:
@@ -407,7 +465,7 @@ class MySqlEngine:
                     ErrorCode.NOT_FOUND, f"database user {user} of this grant does not exist", retryable=False
                 )
             self._write_record(conn, user, record)
-            self._run(conn, "ALTER USER %s@'%%' IDENTIFIED BY %s ACCOUNT UNLOCK", (user, password))
+            self._run(conn, f"ALTER USER %s@'%%' {self._identified()} ACCOUNT UNLOCK", (user, self._secret(password)))
 
     def grant(self, user: str, privileges: Privileges) -> list[str]:
         on = privileges.on

@@ -25,6 +25,7 @@ from connector.errors import ConnectorError, ErrorCode
 from connector.integrations.base import InventoryItem
 from connector.integrations.databases.engine import (
     RECORD_PREFIX,
+    RECORDS_NAME,
     DbObject,
     ManagedUser,
     NewUser,
@@ -74,6 +75,7 @@ SEQUENCE_PRIVILEGES = {
 WRITE_PRIVILEGES = frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE", "CREATE", "TEMPORARY", "TEMP"})
 CONNECT_TIMEOUT = 10
 TERMINATE_WAIT_MS = 5000
+RETRY_STATES = frozenset({"40001", "40P01", "55P03", "2BP01", "42710", "23505"})
 
 
 def _keywords(privs: tuple[str, ...]) -> sql.Composable:
@@ -88,7 +90,7 @@ def db_error(exc: Exception, what: str) -> ConnectorError:
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) or str(exc).splitlines()[0] if str(exc) else ""
     text = redact_text(str(primary))[:300]
-    if state in ("28P01", "28000"):
+    if state in ("28P01", "28000") or (isinstance(exc, psycopg.OperationalError) and "authentication failed" in text):
         return ConnectorError(
             ErrorCode.ACCESS_DENIED,
             f"{what}: the database refused the connector's login ({text}); check the secret's username and "
@@ -104,7 +106,9 @@ def db_error(exc: Exception, what: str) -> ConnectorError:
         )
     if state in ("3D000", "42P01", "3F000", "42704"):
         return ConnectorError(ErrorCode.NOT_FOUND, f"{what}: {text}", retryable=False)
-    if state in ("40001", "40P01", "55P03", "2BP01"):
+    # Serialization, deadlock, lock, another replica making the same role at the same moment, or catalogue rows
+    # changed under a concurrent GRANT ("tuple concurrently updated"): a retry sees the settled state.
+    if state in RETRY_STATES or (state == "XX000" and "concurrently" in text):
         return ConnectorError(ErrorCode.CONFLICT, f"{what}: {text} (SQLSTATE {state}); retry", retryable=True)
     if isinstance(exc, psycopg.OperationalError):
         return ConnectorError(
@@ -289,7 +293,7 @@ class PostgresEngine:
             return [on.schema]
         rows = conn.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s) AND nspname NOT LIKE 'pg\\_%%' ORDER BY 1",
-            (list(SYSTEM_SCHEMAS),),
+            ([*SYSTEM_SCHEMAS, RECORDS_NAME],),
         ).fetchall()
         return [r[0] for r in rows]
 

@@ -28,16 +28,25 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from connector.aws.partitions import partition_of
-from connector.errors import ConnectorError, InvalidJob
+from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations import ledger
 from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
 from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
-from connector.integrations.databases.engine import RECORD_PREFIX, DbObject, Engine, ManagedUser, NewUser, Privileges
+from connector.integrations.databases.engine import (
+    RECORD_PREFIX,
+    RECORDS_NAME,
+    DbObject,
+    Engine,
+    ManagedUser,
+    NewUser,
+    Privileges,
+)
 from connector.integrations.databases.identifiers import (
     MYSQL_MAX,
     PG_MAX,
@@ -48,6 +57,7 @@ from connector.integrations.databases.identifiers import (
     user_name_for,
 )
 from connector.integrations.databases.integration import RESOURCE_TYPE, DatabaseIntegration
+from connector.integrations.databases.settings import DatabaseSettings
 from connector.integrations.effect import Effect
 from connector.logging import get_logger
 from connector.sealing import require_public_key, seal
@@ -78,6 +88,11 @@ def parse_target(
     if "table" in names and "schema" not in names and engine != "mysql":
         raise InvalidJob("target.schema: a table is named with its schema")
     on = DbObject(database, names.get("schema", ""), names.get("table", ""))
+    own = (
+        "database" if engine == "mysql" and database == RECORDS_NAME else "schema" if on.schema == RECORDS_NAME else ""
+    )
+    if own and not for_revoke:
+        raise InvalidJob(f"target.{own}: {RECORDS_NAME} holds the connector's own grant records and is never granted")
     level_raw, role = target.get("level"), names.get("role", "")
     if role and level_raw is not None:
         raise InvalidJob("target.level: give a level or an existing role, not both")
@@ -133,8 +148,39 @@ def _target_of(fields: Mapping[str, Any]) -> dict[str, Any]:
     return target
 
 
+class DatabaseHandle(Protocol):
+    """What the kind needs of a database: its settings, its engine, and what to do when our login is refused.
+    A DatabaseIntegration is one; a database found by tag discovery can be another (`StaticDatabase`)."""
+
+    @property
+    def db(self) -> DatabaseSettings: ...
+
+    def engine(self) -> Engine: ...
+
+    def login_refused(self, exc: ConnectorError) -> None: ...
+
+
+@dataclass
+class StaticDatabase:
+    """A DatabaseHandle from plain values: settings, an engine (connect.engine_for / open_engine), and an
+    optional hook run when the database refuses the connector's login (e.g. SecretResolver.forget)."""
+
+    db: DatabaseSettings
+    engine_: Engine
+    on_login_refused: Callable[[], None] | None = None
+
+    def engine(self) -> Engine:
+        return self.engine_
+
+    def login_refused(self, exc: ConnectorError) -> None:
+        if exc.code is ErrorCode.ACCESS_DENIED and self.on_login_refused is not None:
+            self.on_login_refused()
+
+
 class DatabaseGrants:
-    def __init__(self, integration: DatabaseIntegration) -> None:
+    """The kind. Made from a DatabaseIntegration by the registry, or from any DatabaseHandle."""
+
+    def __init__(self, integration: DatabaseIntegration | DatabaseHandle) -> None:
         self.integration = integration
         self.settings = integration.db
 
@@ -204,9 +250,11 @@ class DatabaseGrants:
             )]  # fmt: skip
             return base | {"dry_run": True, "steps": steps}
         engine = self._engine()
-        record = encode_record(request.expires_at, record_fields(request, privileges) | {"state": "active"})
+        record = encode_record(
+            request.expires_at, record_fields(request, privileges) | {"state": "active", "attempt": str(ctx.attempt)}
+        )
         password = None if self.iam else secrets.token_urlsafe(PASSWORD_BYTES)
-
+        self._newest_delivery(engine, user, ctx.attempt)
         ctx.check_cancelled()
         created = self._call(engine.create_user, NewUser(user, password, request.expires_at, record), self.iam)
         try:
@@ -244,6 +292,21 @@ class DatabaseGrants:
             created=bool(created),
         )
         return result
+
+    def _newest_delivery(self, engine: Engine, user: str, attempt: int) -> None:
+        """An older delivery of this grant (a replica cut off while the control plane re-leased the job) must not
+        replace the password a newer one handed out: the control plane accepts only the newest attempt's result."""
+        found = self._call(engine.record_of, user)
+        if found is None:
+            return
+        recorded = decode_record(found).fields.get("attempt")
+        if isinstance(recorded, str) and recorded.isdigit() and int(recorded) > attempt:
+            raise ConnectorError(
+                ErrorCode.CONFLICT,
+                f"a newer delivery (attempt {recorded}) of this grant already made its user; this one (attempt "
+                f"{attempt}) leaves it alone",
+                retryable=False,
+            )
 
     def _iam_access(self, user: str) -> dict[str, Any]:
         """What the requester's principal needs for IAM login: rds-db:connect on exactly this user (granted by

@@ -23,11 +23,18 @@ import psycopg
 from psycopg import sql
 
 from connector.errors import ConnectorError, ErrorCode
-from connector.integrations.databases.engine import RECORD_PREFIX, ManagedUser, NewUser, RevokeOutcome, not_ours
+from connector.integrations.databases.engine import (
+    RECORD_PREFIX,
+    RECORDS_NAME,
+    ManagedUser,
+    NewUser,
+    RevokeOutcome,
+    not_ours,
+)
 from connector.integrations.databases.identifiers import REDSHIFT_MAX
 from connector.integrations.databases.postgresql import PostgresEngine
 
-LEDGER_SCHEMA = "access_connector"
+LEDGER_SCHEMA = RECORDS_NAME
 LEDGER_TABLE = "grants"
 
 

@@ -67,12 +67,19 @@ def _credentials(ref: str, data: Any) -> DbCredentials:
 
 
 def in_cluster_secret_reader() -> KubeSecretReader:
-    """Reads a Secret with the pod's ServiceAccount (the Helm chart grants `get` on the secrets it names)."""
+    """Reads a Secret with the pod's ServiceAccount, which needs `get` on exactly that Secret."""
+    from connector.k8s.client import in_cluster_client
+
+    return kube_secret_reader(in_cluster_client())
+
+
+def kube_secret_reader(api_client: Any) -> KubeSecretReader:
+    """Reads Secrets through a kubernetes ApiClient."""
     from kubernetes import client as k8s
 
-    from connector.k8s.client import api_exception, in_cluster_client
+    from connector.k8s.client import api_exception
 
-    api = k8s.CoreV1Api(in_cluster_client())
+    api = k8s.CoreV1Api(api_client)
 
     def read(namespace: str, name: str) -> Mapping[str, bytes]:
         try:
@@ -84,7 +91,7 @@ def in_cluster_secret_reader() -> KubeSecretReader:
                 raise _fail(
                     ErrorCode.ACCESS_DENIED,
                     f"the connector's ServiceAccount may not read Secret {namespace}/{name}: give it `get` on that "
-                    "Secret (Helm value databaseSecrets)",
+                    f"Secret (a Role in namespace {namespace} with resourceNames: [{name}], and its RoleBinding)",
                 ) from None
             raise _fail(
                 ErrorCode.UNAVAILABLE, f"reading Secret {namespace}/{name} failed ({exc.status})", True
