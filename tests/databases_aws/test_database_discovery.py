@@ -151,3 +151,25 @@ def test_a_managed_database_is_inventoried_through_the_endpoint_map(sandbox: San
     assert any(i.id.startswith(f"{aurora.address}:{aurora.port}/orders/sales/") for i in items)
     # No address of the local server leaks into what the control plane sees as the database's name.
     assert not [i for i in items if "127.0.0.1" in i.id]
+
+
+def test_a_database_made_after_the_seed_is_found_on_the_next_sync(sandbox: Sandbox) -> None:
+    """tests/sandbox_env.tagged_database: a Redshift cluster tagged for the connector, made by a test."""
+    from connector.sandbox import SeedDatabase
+    from tests.sandbox_env import endpoint_map_of, in_account, tagged_database
+
+    made = tagged_database(
+        sandbox,
+        SeedDatabase("late-warehouse", kind="redshift_cluster", engine="redshift", port=5439, db_name="dev",
+                     credentials=LOGIN, account_index=2, connect_to=("127.0.0.1", 1)),
+    )  # fmt: skip
+    try:
+        assert endpoint_map_of([made]).resolve(made.address, made.port) == ("127.0.0.1", 1)
+        _, items = sync(sandbox, regions=[made.region], resource_types=("redshift_cluster",))
+        found = _by_name(items, "redshift.cluster")["late-warehouse"]
+        assert found.account_id == made.account and found.attributes["managed"] is True
+        assert found.attributes["secret_arn"] == made.secret_arn
+    finally:  # the other tests of this package see the seed as it was
+        in_account(sandbox, "redshift", made.account, made.region).delete_cluster(
+            ClusterIdentifier="late-warehouse", SkipFinalClusterSnapshot=True
+        )
