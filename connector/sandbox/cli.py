@@ -6,6 +6,7 @@ The first line printed is `endpoint: http://127.0.0.1:PORT` (flushed), so a pare
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from connector.sandbox.databases import SeedDatabase
 from connector.sandbox.seed import SeedInfo, SeedSpec
 from connector.sandbox.server import Sandbox
 
@@ -31,7 +33,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--connector-id", default=SeedSpec.connector_id, help="connector id = management ExternalId")
     serve.add_argument("--member-role-name", default=SeedSpec.member_role_name, help="member-account role name")
+    serve.add_argument(
+        "--database",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="a PostgreSQL RDS instance tagged for the connector (auth_type user-password, apono-secret) whose "
+        "endpoint leads to HOST:PORT through the printed CONNECTOR_DATABASE_ENDPOINTS; its secret holds the login "
+        f"in ${LOGIN_ENV} (user:password). Repeatable.",
+    )
     return parser
+
+
+LOGIN_ENV = "SANDBOX_DATABASE_LOGIN"
+
+
+def _databases(values: list[str]) -> tuple[SeedDatabase, ...]:
+    """--database NAME=HOST:PORT entries (ValueError naming the bad one)."""
+    if not values:
+        return ()
+    user, sep, password = os.environ.get(LOGIN_ENV, "").partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"--database needs the connector's database login in {LOGIN_ENV}=user:password")
+    out = []
+    for value in values:
+        name, sep, where = value.partition("=")
+        host, colon, port = where.rpartition(":")
+        if not sep or not colon or not host or not port.isdigit():
+            raise ValueError(f"--database {value!r}: expected NAME=HOST:PORT")
+        out.append(SeedDatabase(name, credentials=(user, password), connect_to=(host, int(port))))
+    return tuple(out)
 
 
 def _summary(info: SeedInfo) -> list[str]:
@@ -45,6 +76,10 @@ def _summary(info: SeedInfo) -> list[str]:
         f"seed: management role {info.management_role_arn} (ExternalId {info.external_id})",
         f"seed: member role name {info.member_role_name}; account without it: {info.account_without_member_role}",
         f"seed: {len(info.clusters)} EKS clusters ({', '.join(f'{k}={v}' for k, v in sorted(modes.items()))})",
+        *(
+            f"seed: {d.kind} {d.identifier} in {d.account}/{d.region} at {d.address}:{d.port}, secret {d.secret_arn}"
+            for d in info.databases
+        ),
     ]
     if info.identity_center is not None:
         ic = info.identity_center
@@ -60,7 +95,10 @@ def serve(args: argparse.Namespace) -> int:
     if args.seed:
         try:
             spec = SeedSpec(
-                accounts=args.accounts, connector_id=args.connector_id, member_role_name=args.member_role_name
+                accounts=args.accounts,
+                connector_id=args.connector_id,
+                member_role_name=args.member_role_name,
+                databases=_databases(args.database),
             )
         except ValueError as exc:
             print(f"connector sandbox serve: {exc}", file=sys.stderr)
@@ -85,6 +123,8 @@ def serve(args: argparse.Namespace) -> int:
         if sandbox.seeded:
             for line in _summary(sandbox.seed_info):
                 print(line)
+            if sandbox.seed_info.database_endpoints:
+                print(f"export CONNECTOR_DATABASE_ENDPOINTS={shlex.quote(sandbox.seed_info.database_endpoints)}")
         print(f"control: {sandbox.endpoint}/_sandbox/faults, /_sandbox/calls, /_sandbox/seed; moto: /moto-api/")
         print("serving until SIGINT/SIGTERM", flush=True)
         while not stop.wait(1.0):
