@@ -173,3 +173,32 @@ def test_a_database_made_after_the_seed_is_found_on_the_next_sync(sandbox: Sandb
         in_account(sandbox, "redshift", made.account, made.region).delete_cluster(
             ClusterIdentifier="late-warehouse", SkipFinalClusterSnapshot=True
         )
+
+
+def test_a_surprise_in_one_database_is_its_error_item_and_the_others_go_on(sandbox: Sandbox) -> None:
+    from collections.abc import Iterator
+
+    from connector.integrations.aws_organization.database_scope import DatabaseScope
+    from tests.sandbox_env import in_account
+
+    orders = next(d for d in sandbox.seed_info.databases if d.identifier == "orders")
+    seen: list[str] = []
+
+    def contents(db: object, ready: object) -> Iterator[object]:
+        seen.append(db.identifier)  # type: ignore[attr-defined]
+        if db.identifier == "orders":  # type: ignore[attr-defined]
+            raise RuntimeError(f"boom {LOGIN[1]}")
+        return iter(())
+
+    scope = DatabaseScope(
+        sandbox.seed_info.connector_id,
+        lambda service, region: in_account(sandbox, service, orders.account, region),
+        lambda host, port: (host, port),
+        frozenset({"rds_instance"}),
+        contents,  # type: ignore[arg-type]
+    )
+    items = list(scope.items(orders.account, orders.region))
+    error = next(i for i in items if i.type == "error" and i.id.endswith("database:orders"))
+    assert error.attributes["code"] == "INTERNAL" and "RuntimeError" in error.attributes["message"]
+    assert LOGIN[1] not in json.dumps(error.attributes)  # the exception's text is never repeated
+    assert len(seen) > 1  # the databases after it were still listed

@@ -12,6 +12,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from connector.aws.errors import error_code
+from connector.errors import ConnectorError
 from connector.integrations.aws_organization.database_discovery import (
     TAG_CONNECTOR,
     TAG_SECRET,
@@ -151,6 +152,21 @@ class DatabaseScope:
         except DatabaseUnusable as exc:
             log.warning("database_unusable", database=db.arn, error_code=exc.code)
             yield error_item(db, exc.code, str(exc), exc.hint)
+        except ConnectorError as exc:  # messages name the fix and hold no secret
+            log.warning("database_unusable", database=db.arn, error_code=str(exc.code))
+            yield error_item(db, str(exc.code), exc.message, "see the message; the next sync retries it")
+        except (ClientError, BotoCoreError) as exc:
+            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            log.warning("database_unusable", database=db.arn, error_code=code)
+            yield error_item(db, code, f"an AWS call for {db.identifier} failed ({code})", "the next sync retries it")
+        except Exception as exc:  # one database's surprise must not end the sync; its text may hold anything
+            log.warning("database_inventory_crashed", database=db.arn, error=type(exc).__name__)
+            yield error_item(
+                db,
+                "INTERNAL",
+                f"listing {db.identifier} failed ({type(exc).__name__})",
+                "report it; the next sync retries it",
+            )
 
     def ready(self, db: DiscoveredDatabase) -> ReadyDatabase:
         problem = db.tag_problem()
