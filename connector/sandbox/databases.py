@@ -21,6 +21,7 @@ from connector.sandbox.identity import PARTITION, resolve_caller
 ClientFactory = Any  # (service, region, account) -> admin client acting in that account
 Kind = Literal["rds_instance", "rds_cluster", "redshift_cluster"]
 TAG_CONNECTOR = "apono-connector-id"
+_DEFAULT_VERSIONS = {"mariadb": "10.11.9"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class SeedDatabase:
     iam_auth: bool = False
     connect_to: tuple[str, int] | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    engine_version: str | None = None  # moto knows no default for some engines (mariadb)
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,9 @@ def _create(spec: SeedDatabase, account: str, tags: list[dict[str, str]], secret
         address, port, arn, resource_id = c["Endpoint"], int(c["Port"]), c["DBClusterArn"], c["DbClusterResourceId"]
     else:
         rds = client("rds", spec.region, account)
+        version = spec.engine_version or _DEFAULT_VERSIONS.get(spec.engine)
         d = rds.create_db_instance(
+            **({"EngineVersion": version} if version else {}),
             DBInstanceIdentifier=spec.identifier,
             Engine=spec.engine,
             DBInstanceClass="db.t4g.micro",

@@ -113,7 +113,7 @@ _ids = itertools.count(1)
 
 
 def sync(
-    sb: Sandbox, *, resource_types: tuple[str, ...] = DB_TYPES, **overrides: Any
+    sb: Sandbox, *, resource_types: tuple[str, ...] = DB_TYPES, endpoints: EndpointMap | None = None, **overrides: Any
 ) -> tuple[JobOutcome, list[InventoryItem]]:
     info = sb.seed_info
     s = struct_pb2.Struct()
@@ -126,6 +126,8 @@ def sync(
     )
     items: list[InventoryItem] = []
     ctx = JobContext(job_id=job.id, attempt=1, connector_id=info.connector_id, integration_id="org", emit=items.append)
-    services = Services(connector_id=info.connector_id, database_endpoints=EndpointMap.parse(info.database_endpoints))
+    services = Services(
+        connector_id=info.connector_id, database_endpoints=endpoints or EndpointMap.parse(info.database_endpoints)
+    )
     outcome = Dispatcher(build_registry(["aws_organization"]), services).execute(job, ctx)
     return outcome, items
