@@ -85,4 +85,4 @@ def _valid_host(host: str) -> bool:
     except ValueError:
         pass
     labels = host.split(".")
-    return 0 < len(host) <= 253 and all(_LABEL.match(label) for label in labels)
+    return 0 < len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)

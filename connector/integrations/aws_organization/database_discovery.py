@@ -141,7 +141,7 @@ class DiscoveredDatabase:
                     'user ({"username": ..., "password": ...}), and tag that secret '
                     f"{TAG_CONNECTOR} = the connector id",
                 )
-            if not SECRET_ARN.match(self.secret_arn):
+            if not SECRET_ARN.fullmatch(self.secret_arn):
                 return TagProblem(
                     "TagInvalid",
                     f"{where}: tag {TAG_SECRET} is not a Secrets Manager secret ARN",
@@ -258,7 +258,7 @@ def _redshift_page(page: Mapping[str, Any], account_id: str, region: str) -> Ite
 def describe_one(client: Any, kind: Kind, identifier: str, account_id: str, region: str) -> DiscoveredDatabase | None:
     """One database as AWS describes it now (a grant re-reads it: the endpoint, tags and secret never come from
     a job). None when it does not exist."""
-    if not IDENTIFIER.match(identifier):
+    if not IDENTIFIER.fullmatch(identifier):
         raise ValueError(f"{identifier[:80]!r} is not an RDS or Redshift identifier")
     try:
         if kind == "redshift_cluster":

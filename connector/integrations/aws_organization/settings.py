@@ -74,7 +74,7 @@ class OrgSettings(BaseModel):
     @field_validator("region", "sso_region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
-        if value is not None and not REGION.match(value):
+        if value is not None and not REGION.fullmatch(value):
             raise ValueError(f"{value!r} is not an AWS region name such as us-east-1")
         return value
 
@@ -83,21 +83,21 @@ class OrgSettings(BaseModel):
     def _regions(cls, value: Any) -> Any:
         if value != "enabled":
             for region in value:
-                if not REGION.match(region):
+                if not REGION.fullmatch(region):
                     raise ValueError(f"{region!r} is not an AWS region name such as eu-west-1")
         return value
 
     @field_validator("management_account_role_arn")
     @classmethod
     def _role_arn(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_ARN.match(value):
+        if value is not None and not ROLE_ARN.fullmatch(value):
             raise ValueError("must be an IAM role ARN: arn:<partition>:iam::<12-digit account>:role/<name>")
         return value
 
     @field_validator("organizational_unit_id")
     @classmethod
     def _ou(cls, value: str | None) -> str | None:
-        if value is not None and not (OU_ID.match(value) or re.match(r"^r-[0-9a-z]{4,32}$", value)):
+        if value is not None and not (OU_ID.fullmatch(value) or re.fullmatch(r"^r-[0-9a-z]{4,32}$", value)):
             raise ValueError("must be an OU id (ou-xxxx-xxxxxxxx) or a root id (r-xxxx)")
         return value
 
@@ -105,7 +105,7 @@ class OrgSettings(BaseModel):
     @classmethod
     def _ous(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for ou in value:
-            if not OU_ID.match(ou):
+            if not OU_ID.fullmatch(ou):
                 raise ValueError(f"{ou!r} is not an OU id such as ou-aaa1-11111111")
         return value
 
@@ -113,14 +113,14 @@ class OrgSettings(BaseModel):
     @classmethod
     def _accounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for account in value:
-            if not ACCOUNT_ID.match(account):
+            if not ACCOUNT_ID.fullmatch(account):
                 raise ValueError(f"{account!r} is not a 12-digit account id")
         return value
 
     @field_validator("member_role_name")
     @classmethod
     def _member_role(cls, value: str) -> str:
-        if not ROLE_NAME.match(value):
+        if not ROLE_NAME.fullmatch(value):
             raise ValueError("must be an IAM role name (1-64 of letters, digits and +=,.@_-)")
         return value
 
@@ -135,7 +135,7 @@ class OrgSettings(BaseModel):
     @field_validator("database_iam_user")
     @classmethod
     def _db_user(cls, value: str) -> str:
-        if not DB_USER.match(value):
+        if not DB_USER.fullmatch(value):
             raise ValueError("must be a database user name: a letter or _, then up to 62 letters, digits or _")
         return value
 

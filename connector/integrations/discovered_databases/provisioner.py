@@ -101,15 +101,15 @@ class Place:
 def parse_place(target: Mapping[str, Any]) -> tuple[Place, dict[str, Any]]:
     """The database the target names, and the rest of the target (the database kind's own fields)."""
     account, region = target.get("account_id"), target.get("region")
-    if not isinstance(account, str) or not ACCOUNT_ID.match(account):
+    if not isinstance(account, str) or not ACCOUNT_ID.fullmatch(account):
         raise InvalidJob("target.account_id: the 12-digit account of the database is required")
-    if not isinstance(region, str) or not REGION.match(region):
+    if not isinstance(region, str) or not REGION.fullmatch(region):
         raise InvalidJob("target.region: the database's region (e.g. eu-west-1) is required")
     named = [f for f in PLACE_FIELDS if target.get(f) not in (None, "")]
     if len(named) != 1:
         raise InvalidJob(f"target: name the database with exactly one of {sorted(PLACE_FIELDS)}")
     identifier = target[named[0]]
-    if not isinstance(identifier, str) or not _IDENTIFIER.match(identifier):
+    if not isinstance(identifier, str) or not _IDENTIFIER.fullmatch(identifier):
         raise InvalidJob(f"target.{named[0]}: not an RDS / Redshift identifier")
     rest = {k: v for k, v in target.items() if k not in ("account_id", "region", *PLACE_FIELDS)}
     rest["resource_type"] = "database"
