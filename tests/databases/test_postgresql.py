@@ -25,7 +25,7 @@ from tests.databases.conftest import (
     revoke_job,
     run,
 )
-from tests.databases.servers import PostgresServer
+from tests.databases.servers import MariaDbServer, PostgresServer
 
 READ_SALES = {"database": "app", "schema": "sales", "level": "read-only"}
 
@@ -216,3 +216,68 @@ def test_an_older_delivery_never_replaces_a_newer_ones_password(sandbox: Sandbox
     with pg_login(login, pg_server) as session:  # the newer delivery's password still works
         assert session.execute("SELECT count(*) FROM sales.orders").fetchone() is not None
     assert run(d, revoke_job("postgresql", settings, "g-attempts", READ_SALES)).result["dropped"]
+
+
+def test_the_marker_role_and_the_connectors_users_are_never_handed_out(
+    sandbox: Sandbox, pg_server: PostgresServer
+) -> None:
+    d, who = dispatcher(), requester()
+    settings = pg_settings(pg_server)
+    other = who.login(run(d, grant_job("postgresql", settings, "g-other", READ_SALES, key=who.public)))
+    for role in ("access_connector_managed", other["username"]):
+        outcome = run(
+            d, grant_job("postgresql", settings, "g-steal", {"database": "app", "role": role}, key=who.public)
+        )
+        assert outcome.error is not None and outcome.error.code == "INVALID_JOB", (role, outcome.error)
+    smuggled = run(
+        d, grant_job("postgresql", settings, "g-steal", READ_SALES | {"user": other["username"]}, key=who.public)
+    )
+    assert smuggled.error is not None and "target.user" in smuggled.error.message
+    assert run(d, revoke_job("postgresql", settings, "g-other", READ_SALES)).result["dropped"]
+
+
+def test_credential_rotation_ends_the_password_first(
+    sandbox: Sandbox, pg_server: PostgresServer, mariadb_server: MariaDbServer
+) -> None:
+    """credential_rotation_days: a grant outliving it gets a login that ends at the rotation date (PostgreSQL
+    VALID UNTIL) or a password that must be replaced (MySQL / MariaDB PASSWORD EXPIRE INTERVAL); a reset (a new
+    delivery) starts it again."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.databases.conftest import expires, my_settings
+
+    d, who = dispatcher(Guardrails(max_duration="30d")), requester()
+    settings = pg_settings(pg_server, credential_rotation_days=1)
+    login = who.login(
+        run(
+            d,
+            grant_job("postgresql", settings, "g-rotate", READ_SALES, key=who.public, expires_at=expires(3 * 24 * 60)),
+        )
+    )
+    with pg_server.admin() as admin:
+        row = admin.execute("SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", (login["username"],)).fetchone()
+    assert row is not None and abs(row[0] - (datetime.now(UTC) + timedelta(days=1))) < timedelta(minutes=5)
+    assert run(d, revoke_job("postgresql", settings, "g-rotate", READ_SALES)).result["dropped"]
+
+    my = my_settings(mariadb_server, credential_rotation_days=2)
+    target = {"database": "shop", "table": "orders", "level": "read-only"}
+    login = who.login(run(d, grant_job("mysql", my, "m-rotate", target, key=who.public, expires_at=expires(60))))
+    with mariadb_server.admin() as admin, admin.cursor() as cur:
+        cur.execute(f"SHOW CREATE USER '{login['username']}'@'%'")
+        row = cur.fetchone()
+    assert row is not None and "PASSWORD EXPIRE INTERVAL 2 DAY" in row[0]
+    assert run(d, revoke_job("mysql", my, "m-rotate", target)).result["dropped"]
+
+
+def test_privileges_given_elsewhere_do_not_keep_the_user_alive(sandbox: Sandbox, pg_server: PostgresServer) -> None:
+    """Someone grants the user more in another database: DROP ROLE would fail there; the revoke drops those
+    privileges where they are (the user owns nothing) and the user goes."""
+    d, who = dispatcher(), requester()
+    settings = pg_settings(pg_server)
+    login = who.login(run(d, grant_job("postgresql", settings, "g-elsewhere", READ_SALES, key=who.public)))
+    with pg_server.admin("dev") as admin:
+        admin.execute(f'GRANT CREATE ON SCHEMA public TO "{login["username"]}"')
+    revoked = run(d, revoke_job("postgresql", settings, "g-elsewhere", READ_SALES))
+    assert revoked.result["dropped"], revoked
+    with pytest.raises(psycopg.OperationalError):
+        pg_login(login, pg_server)

@@ -41,3 +41,23 @@ def test_redshift_user_grant_and_revoke(sandbox: Sandbox, pg_server: PostgresSer
     with pytest.raises(psycopg.OperationalError):
         pg_login(login, pg_server)
     assert run(d, revoke_job("redshift", settings, "r-1", target)).result["existed"] is False
+
+
+def test_redshift_inventory_check_and_no_role_grants(sandbox: Sandbox, pg_server: PostgresServer) -> None:
+    from connector.integrations.base import JobContext, Services
+    from connector.integrations.databases import DatabaseSync
+    from connector.integrations.databases.integration import RedshiftIntegration
+
+    settings = pg_settings(pg_server, database="dev")
+    integration = RedshiftIntegration("rs-1", settings, Services(connector_id="c-db"))
+    assert integration.engine().check()["user"] == "connector"
+    items: list = []
+    DatabaseSync(integration).sync(None, JobContext("s", 1, "c-db", "rs-1", emit=items.append))  # type: ignore[arg-type]
+    kinds = {i.type for i in items}
+    assert {"redshift.database", "redshift.schema", "redshift.table", "redshift.role"} <= kinds
+    assert not any(i.id.endswith("/role/access_connector_managed") for i in items)
+    d, who = dispatcher(), requester()
+    refused = run(
+        d, grant_job("redshift", settings, "r-role", {"database": "dev", "role": "reporting"}, key=who.public)
+    )
+    assert refused.error is not None and refused.error.code == "INVALID_JOB" and "target.role" in refused.error.message

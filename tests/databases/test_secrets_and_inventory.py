@@ -164,3 +164,36 @@ def test_kubernetes_secret_through_the_api_server(sandbox: Sandbox, pg_server: P
             assert getattr(exc, "code", "") == "NOT_FOUND" and "databases/nope" in str(exc)
         else:
             raise AssertionError("a missing Kubernetes Secret resolved")
+
+
+def test_iam_auth_login_is_a_token_for_the_real_endpoint(sandbox: Sandbox) -> None:
+    """iam-auth: the connector's password is an RDS IAM token (a local SigV4 presign) for the instance's real
+    address, even when the address dialled is a local mapping. That a server accepts it is not shown here."""
+    from connector.integrations.databases.connect import open_engine
+    from connector.integrations.databases.settings import DatabaseSettings
+    from connector.logging import redact_text
+
+    settings = DatabaseSettings.parse(
+        "postgresql",
+        {
+            "host": "db1.abc.eu-west-1.rds.amazonaws.com",
+            "auth_type": "iam-auth",
+            "username": "apono_connector",
+            "region": REGION,
+        },
+    )
+
+    class Mapping:
+        def resolve(self, host: str, port: int) -> tuple[str, int]:
+            return ("127.0.0.1", 6543)
+
+    engine = open_engine(
+        settings, resolver=SecretResolver(), secretsmanager=None, rds=lambda region: sandbox.client("rds", region),
+        endpoints=Mapping(),
+    )  # fmt: skip
+    creds = engine._credentials()  # type: ignore[attr-defined]
+    assert creds.username == "apono_connector"
+    assert creds.password.startswith("db1.abc.eu-west-1.rds.amazonaws.com:5432/?Action=connect&DBUser=apono_connector")
+    assert "X-Amz-Signature=" in creds.password and redact_text(creds.password) != creds.password
+    info = engine.conninfo("postgres", creds)  # type: ignore[attr-defined]
+    assert (info["host"], info["hostaddr"], info["port"]) == ("db1.abc.eu-west-1.rds.amazonaws.com", "127.0.0.1", 6543)

@@ -8,16 +8,20 @@ that is not a member is someone else's, and is refused (CONFLICT), never altered
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from connector.errors import ConnectorError, ErrorCode
 from connector.integrations.base import InventoryItem
 from connector.integrations.databases.identifiers import AccessLevel
 from connector.integrations.effect import Level
 
+C = TypeVar("C")
 RECORD_PREFIX = "access-connector:"  # the start of every grant record the connector writes
 # Where MySQL / MariaDB (a database) and Redshift (a schema) keep the grant records: never granted to anyone,
 # or a user could move its own expiry.
@@ -55,6 +59,7 @@ class NewUser:
     password: str | None  # None: made for IAM authentication
     valid_until: datetime | None  # PostgreSQL VALID UNTIL (second line of defence); None: no end
     record: str  # the grant record (connector.integrations.ledger JSON form, RECORD_PREFIX first)
+    rotate_days: int | None = None  # credential_rotation_days: the password must be replaced within this
 
 
 @dataclass(frozen=True)
@@ -117,3 +122,50 @@ def not_ours(user: str, marker: str) -> ConnectorError:
         "made by this connector, so it is left alone",
         retryable=False,
     )
+
+
+class IdleConnections(Generic[C]):
+    """A few of the connector's own connections kept open between calls (per database), so one grant costs
+    one login, not one per step. A connection is used by one caller at a time (taken out while in use),
+    dropped after any error, and not reused after `max_idle` seconds (servers and proxies end idle sessions)."""
+
+    def __init__(
+        self, usable: Callable[[C], bool], close: Callable[[C], None], per_key: int = 2, max_idle: float = 30.0
+    ):
+        self._usable = usable
+        self._close = close
+        self._per_key = per_key
+        self._max_idle = max_idle
+        self._idle: dict[str, list[tuple[float, C]]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> C | None:
+        now = time.monotonic()
+        stale: list[C] = []
+        found: C | None = None
+        with self._lock:
+            idle = self._idle.get(key, [])
+            while idle:
+                since, conn = idle.pop()
+                if now - since <= self._max_idle and self._usable(conn):
+                    found = conn
+                    break
+                stale.append(conn)
+        for conn in stale:
+            self._quietly_close(conn)
+        return found
+
+    def give(self, key: str, conn: C) -> None:
+        if not self._usable(conn):
+            self._quietly_close(conn)
+            return
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self._per_key:
+                idle.append((time.monotonic(), conn))
+                return
+        self._quietly_close(conn)
+
+    def _quietly_close(self, conn: C) -> None:
+        with contextlib.suppress(Exception):
+            self._close(conn)

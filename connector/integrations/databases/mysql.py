@@ -36,6 +36,7 @@ from connector.integrations.base import InventoryItem
 from connector.integrations.databases.engine import (
     RECORD_PREFIX,
     RECORDS_NAME,
+    IdleConnections,
     ManagedUser,
     NewUser,
     Privileges,
@@ -122,6 +123,9 @@ class MySqlEngine:
         self.endpoint = endpoint or (settings.host, settings.effective_port)
         self.marker = settings.marker_role
         self._mariadb: bool | None = None
+        self._idle: IdleConnections[pymysql.connections.Connection[Any]] = IdleConnections(
+            lambda c: bool(c.open), lambda c: c.close()
+        )
 
     # -- connections ------------------------------------------------------------------------------------
     def _ssl(self) -> dict[str, Any]:
@@ -141,6 +145,23 @@ class MySqlEngine:
 
     @contextlib.contextmanager
     def connect(self, database: str | None = None) -> Iterator[pymysql.connections.Connection[Any]]:
+        key = database or ""
+        conn = self._idle.take(key)
+        if conn is None:
+            conn = self._open(database)
+        try:
+            if self._mariadb is None:
+                self._mariadb = "mariadb" in str(self._one(conn, "SELECT VERSION()")).lower()
+            yield conn
+        except pymysql.err.MySQLError as exc:
+            conn.close()
+            raise db_error(exc, self.settings.address) from None
+        except BaseException:
+            conn.close()
+            raise
+        self._idle.give(key, conn)
+
+    def _open(self, database: str | None) -> pymysql.connections.Connection[Any]:
         host, port = self.endpoint
         creds = self._credentials()
 
@@ -165,18 +186,12 @@ class MySqlEngine:
             raise db_error(exc, f"connecting to {self.settings.address}", connecting=True) from None
         except Exception as exc:
             raise db_error(exc, f"connecting to {self.settings.address}", connecting=True) from None
-        try:
-            if self.settings.ssl_mode in ("require", "verify-ca", "verify-full") and not isinstance(
-                getattr(conn, "_sock", None), ssl.SSLSocket
-            ):
-                raise self._no_tls()
-            if self._mariadb is None:
-                self._mariadb = "mariadb" in str(self._one(conn, "SELECT VERSION()")).lower()
-            yield conn
-        except pymysql.err.MySQLError as exc:
-            raise db_error(exc, self.settings.address) from None
-        finally:
+        if self.settings.ssl_mode in ("require", "verify-ca", "verify-full") and not isinstance(
+            getattr(conn, "_sock", None), ssl.SSLSocket
+        ):
             conn.close()
+            raise self._no_tls()
+        return conn
 
     def _no_tls(self) -> ConnectorError:
         return ConnectorError(
@@ -431,12 +446,14 @@ class MySqlEngine:
                         raise
                 else:
                     self._run(
-                        conn, f"CREATE USER {account} {self._identified()}", (user.name, self._secret(user.password))
+                        conn,
+                        f"CREATE USER {account} {self._identified()}{_rotation(user.rotate_days)}",
+                        (user.name, self._secret(user.password)),
                     )
             elif user.password is not None:  # a re-delivery: a new password, the earlier one stops working
                 self._run(
                     conn,
-                    f"ALTER USER {account} {self._identified()} ACCOUNT UNLOCK",
+                    f"ALTER USER {account} {self._identified()}{_rotation(user.rotate_days)} ACCOUNT UNLOCK",
                     (user.name, self._secret(user.password)),
                 )
             self._run(conn, f"GRANT {self._role(self.marker)} TO {account}", (user.name,))
@@ -562,6 +579,11 @@ class MySqlEngine:
             if found.name == user:
                 return found
         return None
+
+
+def _rotation(days: int | None) -> str:
+    """credential_rotation_days: past it the password only lets the user replace it (MySQL and MariaDB)."""
+    return "" if days is None else f" PASSWORD EXPIRE INTERVAL {int(days)} DAY"
 
 
 def _backticked(text: str) -> list[str]:

@@ -27,6 +27,7 @@ from connector.integrations.databases.engine import (
     RECORD_PREFIX,
     RECORDS_NAME,
     DbObject,
+    IdleConnections,
     ManagedUser,
     NewUser,
     Privileges,
@@ -124,6 +125,7 @@ class PostgresEngine:
     name = "postgresql"
     user_name_max = PG_MAX
     item_prefix = "postgresql"
+    has_sequences = True
 
     def __init__(
         self,
@@ -135,6 +137,7 @@ class PostgresEngine:
         self._credentials = credentials
         self.endpoint = endpoint or (settings.host, settings.effective_port)
         self.marker = settings.marker_role
+        self._idle: IdleConnections[psycopg.Connection[Any]] = IdleConnections(_usable, lambda c: c.close())
 
     # -- connections ------------------------------------------------------------------------------------
     def conninfo(self, database: str, creds: DbCredentials) -> dict[str, Any]:
@@ -160,15 +163,23 @@ class PostgresEngine:
     @contextlib.contextmanager
     def connect(self, database: str | None = None, *, autocommit: bool = True) -> Iterator[psycopg.Connection[Any]]:
         database = database or self.settings.effective_database
-        try:
-            conn = psycopg.connect(**self.conninfo(database, self._credentials()), autocommit=autocommit)
-        except Exception as exc:
-            raise db_error(exc, f"connecting to {self.settings.address}/{database}") from None
+        conn = self._idle.take(database) if autocommit else None
+        if conn is None:
+            try:
+                conn = psycopg.connect(**self.conninfo(database, self._credentials()), autocommit=autocommit)
+            except Exception as exc:
+                raise db_error(exc, f"connecting to {self.settings.address}/{database}") from None
         try:
             yield conn
         except psycopg.Error as exc:
+            conn.close()
             raise db_error(exc, f"{self.settings.address}/{database}") from None
-        finally:
+        except BaseException:
+            conn.close()
+            raise
+        if autocommit:
+            self._idle.give(database, conn)
+        else:
             conn.close()
 
     def check(self) -> dict[str, object]:
@@ -467,11 +478,12 @@ class PostgresEngine:
                     done.append(f"{'/'.join(TABLE_PRIVILEGES[level])} on {schema}.{on.table}")
                     continue
                 conn.execute(sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA {} TO {}").format(tables, s, who))
-                conn.execute(
-                    sql.SQL("GRANT {} ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
-                        _keywords(SEQUENCE_PRIVILEGES[level]), s, who
+                if self.has_sequences:
+                    conn.execute(
+                        sql.SQL("GRANT {} ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
+                            _keywords(SEQUENCE_PRIVILEGES[level]), s, who
+                        )
                     )
-                )
                 done.append(f"{'/'.join(TABLE_PRIVILEGES[level])} on all tables in {schema}")
         return done
 
@@ -659,6 +671,10 @@ def _truncated(kind: str, address: str, limit: int) -> InventoryItem:
         attributes={"stage": "database", "error_code": "TRUNCATED",
                     "error": f"more than {limit} objects: raise max_inventory_items to see them all"},
     )  # fmt: skip
+
+
+def _usable(conn: psycopg.Connection[Any]) -> bool:
+    return not conn.closed and not conn.broken and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
 def _is_ip(host: str) -> bool:

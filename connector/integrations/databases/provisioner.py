@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from connector.aws.partitions import partition_of
@@ -256,7 +256,13 @@ class DatabaseGrants:
         password = None if self.iam else secrets.token_urlsafe(PASSWORD_BYTES)
         self._newest_delivery(engine, user, ctx.attempt)
         ctx.check_cancelled()
-        created = self._call(engine.create_user, NewUser(user, password, request.expires_at, record), self.iam)
+        rotate = self.settings.credential_rotation_days
+        valid_until = request.expires_at
+        if rotate is not None and password is not None:  # the login ends at the rotation date unless reset first
+            rotation_end = datetime.now(UTC) + timedelta(days=rotate)
+            valid_until = rotation_end if valid_until is None else min(valid_until, rotation_end)
+        new_user = NewUser(user, password, valid_until, record, rotate if password is not None else None)
+        created = self._call(engine.create_user, new_user, self.iam)
         try:
             ctx.check_cancelled()
             done = self._call(engine.grant, user, privileges)

@@ -7,7 +7,9 @@ Redshift differs from PostgreSQL where this module overrides it:
 - the marker is a GROUP (`CREATE GROUP`, `ALTER GROUP g ADD USER u`), members read from pg_group;
 - no COMMENT ON USER: the records live in the connector's own table `access_connector.grants`;
 - sessions are listed in stv_sessions (pg_stat_activity lacks them), ended with pg_terminate_backend(pid);
-- no pg_shdepend ownership query: ownership is read from pg_class / pg_namespace in the grant's database.
+- no pg_shdepend ownership query: ownership is read from pg_class / pg_namespace in the grant's database;
+- no sequences (no GRANT ... ON ALL SEQUENCES), users and groups from pg_user / pg_group (no pg_roles), and no
+  grants of existing roles or groups (refused: their privileges are not judged here).
 What the tests prove of it runs on PostgreSQL (where CREATE GROUP, ALTER GROUP and the md5 form exist too);
 the Redshift-only catalogue (stv_sessions, pg_user_info) is not exercised by them.
 """
@@ -23,12 +25,15 @@ import psycopg
 from psycopg import sql
 
 from connector.errors import ConnectorError, ErrorCode
+from connector.integrations.base import InventoryItem
 from connector.integrations.databases.engine import (
     RECORD_PREFIX,
     RECORDS_NAME,
     ManagedUser,
     NewUser,
+    Privileges,
     RevokeOutcome,
+    RoleLevel,
     not_ours,
 )
 from connector.integrations.databases.identifiers import REDSHIFT_MAX
@@ -42,6 +47,43 @@ class RedshiftEngine(PostgresEngine):
     name = "redshift"
     user_name_max = REDSHIFT_MAX
     item_prefix = "redshift"
+    has_sequences = False  # Redshift has no sequences (IDENTITY columns instead)
+
+    def check(self) -> dict[str, object]:
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT usename, usesuper, usecreatedb FROM pg_user WHERE usename = current_user"
+            ).fetchone()
+        assert row is not None
+        # CREATEUSER makes a Redshift user a superuser (usesuper): what the product documents ask for.
+        return {"user": row[0], "superuser": bool(row[1]), "createdb": bool(row[2])}
+
+    def _roles(self, conn: psycopg.Connection[Any], address: str) -> Iterator[InventoryItem]:
+        members = self._members(conn)
+        for name, superuser in conn.execute("SELECT usename, usesuper FROM pg_user ORDER BY 1").fetchall():
+            if name not in members:
+                yield InventoryItem(
+                    type="redshift.role", id=f"{address}/role/{name}", name=name,
+                    attributes={"login": True, "superuser": bool(superuser), "group": False},
+                )  # fmt: skip
+        for (group,) in conn.execute(
+            "SELECT groname FROM pg_group WHERE groname <> %s ORDER BY 1", (self.marker,)
+        ).fetchall():
+            yield InventoryItem(
+                type="redshift.role",
+                id=f"{address}/role/{group}",
+                name=group,
+                attributes={"login": False, "group": True},
+            )
+
+    def resolve(self, privileges: Privileges) -> tuple[RoleLevel, tuple[str, ...]]:
+        if privileges.role:
+            raise ConnectorError(
+                ErrorCode.INVALID_JOB,
+                "target.role: existing roles and groups are not granted on Redshift by this connector; give a level",
+                retryable=False,
+            )
+        return super().resolve(privileges)
 
     def _verifier(self, conn: psycopg.Connection[Any], user: str, password: str) -> str:
         return "md5" + hashlib.md5((password + user).encode(), usedforsecurity=False).hexdigest()
