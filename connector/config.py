@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connector.integrations.endpoints import EndpointMap, EndpointMapError
+
 ENV_PREFIX = "CONNECTOR_"
 
 
@@ -69,6 +71,11 @@ class AgentConfig(BaseSettings):
     expiry_sweep_seconds: float = Field(
         default=60.0, ge=1, le=3600, description="How often expired grants are looked for and revoked."
     )
+    database_endpoints: str = Field(
+        default="",
+        description="Where to reach database endpoints AWS reports, when not at that address (a proxy, "
+        "PrivateLink, a tunnel): comma-separated address:port=host:port.",
+    )
 
     @field_validator("control_plane_url")
     @classmethod
@@ -80,6 +87,15 @@ class AgentConfig(BaseSettings):
             _ = parts.port
         except ValueError as exc:
             raise ValueError(f"bad port: {exc}") from None
+        return value
+
+    @field_validator("database_endpoints")
+    @classmethod
+    def _endpoints(cls, value: str) -> str:
+        try:
+            EndpointMap.parse(value)
+        except EndpointMapError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("log_level")
@@ -156,6 +172,10 @@ class AgentConfig(BaseSettings):
         """host:port for grpc.aio channels."""
         host, port = self.host_port
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def endpoint_map(self) -> EndpointMap:
+        return EndpointMap.parse(self.database_endpoints)
 
     def read_token(self) -> str:
         """The bearer token, read fresh from the file each time (so a rotated Secret is picked up)."""

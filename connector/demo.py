@@ -2,7 +2,11 @@
 
 It dispatches an organisation sync, then a namespace-scoped EKS grant and its revoke, prints an inventory
 summary and each job's outcome as tables, and checks through boto3 that the access entry existed after the
-grant and is gone after the revoke. Exit code 0 only if every step did what it should.
+grant and is gone after the revoke. Then a database: a local PostgreSQL stands behind a tagged RDS instance
+(the endpoint map leads there); the connector discovers it, grants a read-only user on one schema, the
+requester logs in with the sealed password and reads, and after the revoke the login is refused. Without
+PostgreSQL server binaries on the machine that part is skipped with a message. Exit code 0 only if every
+step did what it should.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from connector.v1 import admin_pb2
 INTEGRATION_ID = "demo-org"
 TERMINAL = (admin_pb2.JOB_STATE_SUCCEEDED, admin_pb2.JOB_STATE_FAILED, admin_pb2.JOB_STATE_CANCELLED)
 GRANT_ID = "demo-grant-0001"
+DB_LOGIN = ("apono_connector", "demo-" + secrets.token_urlsafe(12))
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -125,15 +130,55 @@ def member_eks(sandbox: Any, account_id: str, region: str) -> Any:
 
 def run(accounts: int, partition: str = "aws") -> int:
     try:
-        from connector.sandbox import Sandbox, SeedSpec
+        import connector.sandbox  # noqa: F401 - the sandbox extra (moto) must be installed
     except ImportError as exc:  # the sandbox extra is what makes the demo self-contained
         print(f"the demo needs the 'demo' extra: pip install 'access-connector[demo]' ({exc})", file=sys.stderr)
         return 2
     demo = Demo(accounts)
     t0 = time.monotonic()
     demo.say("== starting the AWS sandbox, the control plane and the agent")
+    with _local_postgres(demo) as pg:
+        return _run(demo, accounts, pg, t0, partition)
+
+
+@contextmanager
+def _local_postgres(demo: Demo) -> Iterator[Any]:
+    """A throwaway PostgreSQL with the connector's user and an `orders` database, or None (said why)."""
     try:
-        spec = SeedSpec(accounts=accounts, partition=partition)
+        from connector.sandbox.postgres import LocalPostgres, NoPostgres
+    except ImportError:  # pragma: no cover - part of the sandbox
+        yield None
+        return
+    try:
+        pg = LocalPostgres.start()
+    except (NoPostgres, OSError) as exc:
+        demo.say(f"  (database part skipped: {exc})")
+        yield None
+        return
+    try:
+        with pg.admin() as conn:
+            conn.execute(f"CREATE ROLE {DB_LOGIN[0]} LOGIN CREATEROLE PASSWORD '{DB_LOGIN[1]}'")
+            conn.execute(f"GRANT pg_signal_backend TO {DB_LOGIN[0]}")
+            conn.execute(f"CREATE DATABASE orders OWNER {DB_LOGIN[0]}")
+        with pg.admin("orders") as conn:
+            conn.execute(f"SET ROLE {DB_LOGIN[0]}")
+            conn.execute("CREATE SCHEMA sales")
+            conn.execute("CREATE TABLE sales.orders (id int, item text)")
+            conn.execute("INSERT INTO sales.orders VALUES (1, 'book'), (2, 'lamp')")
+            conn.execute("CREATE TABLE public.payroll (name text, salary int)")
+        yield pg
+    finally:
+        pg.stop()
+
+
+def _run(demo: Demo, accounts: int, pg: Any, t0: float, partition: str) -> int:
+    from connector.sandbox import Sandbox, SeedDatabase, SeedSpec
+
+    databases: tuple[Any, ...] = ()
+    if pg is not None:
+        databases = (SeedDatabase("orders", credentials=DB_LOGIN, db_name="orders", connect_to=(pg.host, pg.port)),)
+    try:
+        spec = SeedSpec(accounts=accounts, partition=partition, databases=databases)
     except ValueError as exc:
         print(f"connector demo: {exc}", file=sys.stderr)
         return 2
@@ -160,6 +205,7 @@ def run(accounts: int, partition: str = "aws") -> int:
                 "CONNECTOR_HEALTH_ADDR": "127.0.0.1:0",
                 "CONNECTOR_CONCURRENCY": "4",
                 "CONNECTOR_DRAIN_GRACE_SECONDS": "10",
+                "CONNECTOR_DATABASE_ENDPOINTS": info.database_endpoints,
             }
             with agent_thread(agent_env) as runtime, cp.admin as admin:
                 demo.say(
@@ -179,6 +225,8 @@ def run(accounts: int, partition: str = "aws") -> int:
                 sync_ok = _sync(demo, admin, runtime, info, settings)
                 grant_ok = _grant_and_revoke(demo, admin, sandbox, info, settings)
                 sealed_ok = _sealed_credentials(demo, admin, sandbox, info)
+                if pg is not None:
+                    _database(demo, admin, info, settings, pg)
     demo.say("\n== jobs")
     demo.say(
         table(
@@ -415,6 +463,86 @@ def _sealed_credentials(demo: Demo, admin: AdminClient, sandbox: Any, info: Any)
         f"username={opened.get('username')}, password of {len(str(opened.get('password', '')))} characters",
     )
     return True
+
+
+def _database(demo: Demo, admin: AdminClient, info: Any, settings: dict[str, Any], pg: Any) -> None:
+    """A tagged RDS instance whose endpoint leads to the local PostgreSQL: discover, grant, log in, revoke."""
+    import psycopg
+
+    db = info.databases[0]
+    excluded = [a for a in (info.management_account_id, info.account_without_member_role) if a]
+    org = settings | {
+        "resource_types": ["rds_instance"],
+        "regions": [db.region],
+        "database_ssl_mode": "disable",  # loopback to a throwaway server without TLS
+        "excluded_account_ids": excluded,
+    }
+    demo.say(
+        f"\n== database: RDS instance {db.identifier} ({db.account}/{db.region}) tagged apono-connector-id, "
+        f"auth_type user-password, apono-secret; its endpoint {db.address}:{db.port} leads to {pg.host}:{pg.port}"
+    )
+    record = demo.run_job(
+        admin, "database sync", admin.enqueue_sync(info.connector_id, INTEGRATION_ID, "aws_organization", org,
+                                                     resource_types=["rds_instance"]),
+    )  # fmt: skip
+    tables = [i.name for i in admin.inventory(INTEGRATION_ID, type="postgresql.table").items]
+    demo.check(
+        "the tagged instance's tables are in the inventory", "orders" in tables and "payroll" in tables, str(tables)
+    )
+    target = {
+        "resource_type": "rds_database", "account_id": db.account, "region": db.region, "instance_id": db.identifier,
+        "database": "orders", "schema": "sales", "level": "read-only",
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "requester.key"
+        public_key = base64.b64decode(write_keypair(key_file))
+        record = demo.run_job(
+            admin, "database grant", admin.enqueue_grant(
+                info.connector_id, INTEGRATION_ID, "aws_organization", grant_id="demo-grant-0003",
+                principal="alice@example.com", target=target, settings=org, expires_in=3600,
+                requester_public_key=public_key,
+            ),
+        )  # fmt: skip
+        demo.check("database grant succeeded", record.state == admin_pb2.JOB_STATE_SUCCEEDED, record.error.message)
+        try:
+            login = open_job_credentials(record, read_private_key(key_file))
+        except SealedError as exc:
+            demo.check("the requester logs in with the sealed password", False, str(exc))
+            return
+
+    def connect() -> Any:
+        return psycopg.connect(
+            host=pg.host, port=pg.port, user=login["username"], password=login["password"], dbname="orders",
+            sslmode="disable", connect_timeout=5, autocommit=True,
+        )  # fmt: skip
+
+    try:
+        with connect() as conn:
+            rows = conn.execute("SELECT item FROM sales.orders ORDER BY id").fetchall()
+            try:
+                conn.execute("SELECT * FROM public.payroll")
+                other = "read public.payroll too"
+            except psycopg.errors.InsufficientPrivilege:
+                other = ""
+        demo.check(
+            "the requester reads sales.orders and nothing else",
+            rows == [("book",), ("lamp",)] and not other,
+            f"user {login['username']}: {[r[0] for r in rows]}{'; ' + other if other else ''}",
+        )
+    except psycopg.Error as exc:
+        demo.check("the requester reads sales.orders and nothing else", False, type(exc).__name__)
+    record = demo.run_job(
+        admin, "database revoke", admin.enqueue_revoke(
+            info.connector_id, INTEGRATION_ID, "aws_organization", grant_id="demo-grant-0003",
+            principal="alice@example.com", target=target, settings=org,
+        ),
+    )  # fmt: skip
+    demo.check("database revoke succeeded", record.state == admin_pb2.JOB_STATE_SUCCEEDED, record.error.message)
+    try:
+        connect().close()
+        demo.check("the login is refused after the revoke", False, "it still logs in")
+    except psycopg.OperationalError:
+        demo.check("the login is refused after the revoke", True)
 
 
 def main(argv: Sequence[str] = ()) -> int:

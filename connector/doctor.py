@@ -13,7 +13,8 @@ Checks: configuration; control plane reachable, TLS valid, token accepted (Hello
 (sts:GetCallerIdentity via the default credential chain); management-account role assumable (trust policy,
 ExternalId); Organizations readable; member-account role assumable in a sample of accounts; each region
 reachable in those accounts or denied by a service control policy; EKS clusters' authentication modes (WARN
-for CONFIG_MAP: access entries unavailable); the guardrail file.
+for CONFIG_MAP: access entries unavailable); when the settings' resource_types name database types, each
+database tagged for this connector (tags, secret readable, endpoint reachable); the guardrail file.
 
 Exit codes: 0 nothing failed (warnings allowed), 1 a check failed (something would stop a sync or a grant),
 2 bad arguments. `--json` prints {"ok", "summary", "checks": [{"id", "status", "message", "fix"}]}.
@@ -23,6 +24,7 @@ Nothing secret is printed: the token is never shown, only whether the control pl
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -48,8 +50,12 @@ from connector.aws.sessions import AwsSessions, ClientSettings, clamp_session_du
 from connector.config import AgentConfig, ConfigError, load_config
 from connector.errors import InvalidSettings
 from connector.integrations.aws_organization import scope as scope_rules
+from connector.integrations.aws_organization.database_discovery import DATABASE_RESOURCE_TYPES, DiscoveredDatabase
+from connector.integrations.aws_organization.database_scope import DatabaseScope, ReadyDatabase
 from connector.integrations.aws_organization.org_tree import Account
 from connector.integrations.aws_organization.settings import OrgSettings, parse_settings, partition_of_settings
+from connector.integrations.base import InventoryItem
+from connector.integrations.endpoints import EndpointMap
 from connector.jobs.guardrails import GuardrailError, load_guardrails
 from connector.net.proxy import ProxyError, grpc_channel_options, grpc_proxy, open_tunnel
 from connector.v1 import connector_pb2, connector_pb2_grpc
@@ -480,6 +486,76 @@ def region_and_eks_checks(ctx: AwsContext, sessions: Mapping[str, str]) -> list[
     return checks
 
 
+def _client_in(aws: AwsSessions, key: str, service: str, region: str) -> Any:
+    return aws.client(key, service, region)
+
+
+def database_checks(ctx: AwsContext, sessions: Mapping[str, str], endpoints: EndpointMap) -> list[Check]:
+    """Each database tagged for this connector in the sampled accounts: its tags, its secret readable by the
+    member role, its endpoint (after CONNECTOR_DATABASE_ENDPOINTS) reachable over TCP. Only when the settings'
+    resource_types name a database type."""
+    kinds = frozenset(set(ctx.settings.resource_types) & set(DATABASE_RESOURCE_TYPES))
+    if not kinds:
+        return []
+    checks: list[Check] = []
+
+    def reachable(db: DiscoveredDatabase, ready: ReadyDatabase) -> Iterator[InventoryItem]:
+        host, port = ready.connect_to
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as exc:
+            checks.append(
+                _fail(
+                    f"database:{db.account_id}/{db.region}/{db.identifier}",
+                    f"{db.identifier} at {host}:{port} is not reachable: {exc.strerror or exc}",
+                    "let the connector's network reach it (security group, VPC peering / PrivateLink), or map the "
+                    "endpoint with CONNECTOR_DATABASE_ENDPOINTS",
+                )
+            )
+        else:
+            checks.append(
+                _ok(
+                    f"database:{db.account_id}/{db.region}/{db.identifier}",
+                    f"{db.identifier}: tags valid, {'secret readable, ' if ready.username else ''}reachable at "
+                    f"{host}:{port}",
+                )
+            )
+        return iter(())
+
+    for account, key in sessions.items():
+        scope = DatabaseScope(
+            ctx.connector_id,
+            functools.partial(_client_in, ctx.aws, key),
+            endpoints.resolve,
+            kinds,
+            reachable,
+        )
+        for region in scope_rules.regions(ctx.settings) or (ctx.settings.region,):
+            try:
+                for item in scope.items(account, region):
+                    if item.type == "error":
+                        where = item.id.rsplit("database:", 1)[-1]
+                        checks.append(
+                            _fail(
+                                f"database:{account}/{region}/{where}",
+                                str(item.attributes["message"]),
+                                str(item.attributes["hint"]),
+                            )
+                        )
+            except (ClientError, BotoCoreError) as exc:
+                checks.append(
+                    _fail(
+                        f"database:{account}/{region}",
+                        f"listing databases failed: {_aws_error(exc)}",
+                        "compare the member role's policy with cloudformation/member-account-role.yaml "
+                        "(rds:DescribeDBInstances, rds:DescribeDBClusters, redshift:DescribeClusters)",
+                    )
+                )
+    if sessions and not checks:
+        checks.append(_ok("databases", "no database in the sampled accounts is tagged for this connector"))
+    return checks
+
+
 def endpoint_checks(ctx: AwsContext) -> list[Check]:
     """Which endpoint each service the connector calls resolves to, what decided it (AWS_ENDPOINT_URL_<SERVICE>,
     AWS_USE_FIPS_ENDPOINT, AWS_STS_REGIONAL_ENDPOINTS...) and the proxy it goes through. Resolving makes no call."""
@@ -502,7 +578,9 @@ def endpoint_checks(ctx: AwsContext) -> list[Check]:
     return checks
 
 
-def aws_checks(settings: OrgSettings | None, connector_id: str, sample: int) -> list[Check]:
+def aws_checks(
+    settings: OrgSettings | None, connector_id: str, sample: int, endpoints: EndpointMap | None = None
+) -> list[Check]:
     aws = AwsSessions(connector_id, DOCTOR_CLIENTS)
     ctx = AwsContext(aws, settings or OrgSettings(), connector_id)
     checks = [identity_check(ctx)]
@@ -529,6 +607,7 @@ def aws_checks(settings: OrgSettings | None, connector_id: str, sample: int) -> 
     member, sessions = member_checks(ctx, sampled)
     checks += member
     checks += region_and_eks_checks(ctx, sessions)
+    checks += database_checks(ctx, sessions, endpoints or EndpointMap())
     return checks
 
 
@@ -591,7 +670,7 @@ def run_checks(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Che
         checks.append(settings_check)
     connector_id = config.id if config else environ.get("CONNECTOR_ID", "") or "doctor"
     if settings_check is None or settings_check.status != "fail":
-        checks += aws_checks(settings, connector_id, args.sample)
+        checks += aws_checks(settings, connector_id, args.sample, config.endpoint_map if config else None)
     checks.append(guardrail_check(config, environ))
     checks += database_preflight(args.database or [], config.id if config else connector_id)
     return checks

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from connector.sandbox import Sandbox, SeedSpec
+from connector.integrations.endpoints import EndpointMap
+from connector.sandbox import DatabaseInfo, Sandbox, SeedDatabase, SeedSpec
+from connector.sandbox.databases import endpoint_map, seed_databases
 
 
 @contextmanager
@@ -63,3 +65,26 @@ def tagged_function(sb: Sandbox, name: str, account: str, *, timeout: int = 3, r
             Tags={"apono-connector-access": "true"},
         )
         return str(made["FunctionArn"])
+
+
+def tagged_database(sb: Sandbox, spec: SeedDatabase) -> DatabaseInfo:
+    """A database (RDS instance, Aurora cluster or Redshift cluster) and its secret made after the seed, tagged
+    as `spec` says, in one of the seed's active workload accounts (`spec.account_index`). Its endpoint leads
+    to `spec.connect_to` through `endpoint_map_of([...])`."""
+    info = sb.seed_info
+    accounts = [
+        a.id
+        for a in info.accounts
+        if a.state == "ACTIVE" and a.ou_path.startswith("Root/Workloads") and a.id != info.account_without_member_role
+    ]
+
+    def client(service: str, region: str, account: str) -> Any:
+        return in_account(sb, service, account, region)
+
+    (made,) = seed_databases((spec,), accounts, info.connector_id, client)
+    return made
+
+
+def endpoint_map_of(databases: list[DatabaseInfo]) -> EndpointMap:
+    """The connector's endpoint map (CONNECTOR_DATABASE_ENDPOINTS) for these databases' local servers."""
+    return EndpointMap.parse(endpoint_map(databases))

@@ -26,6 +26,20 @@ def summary(name: str, r: dict[str, Any]) -> list[str]:
             if "bottleneck" in r
             else []
         )
+    if name == "databases":
+        return [
+            f"one tagged RDS instance with {r['tables']} tables (medians of {r['repeats']}): its scope task "
+            f"{r['database_scope_ms_median']} ms, the engine's own inventory {r['engine_inventory_ms_median']} ms, "
+            f"discovery adds {r['discovery_overhead_ms']} ms; whole organisation sync {r['sync_ms_median']} ms; "
+            f"load average {r['load_avg_1m']}",
+            *(
+                f"{a} ({r['grants']}): wall p50 {r[a]['wall_ms']['p50']} ms, SQL {r[a]['sql_ms']['p50']} ms in "
+                f"{r[a]['sql_round_trips']} round trips, AWS {r[a]['aws_ms']['p50']} ms in {r[a]['aws_calls']} calls, "
+                f"overhead p50 {r[a]['overhead_ms']['p50']} ms p99 {r[a]['overhead_ms']['p99']} ms"
+                for a in ("grant", "revoke")
+                if a in r
+            ),
+        ]
     if name == "dispatch":
         lines = []
         for run in r["loads"]:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.errors import ConnectorError, ErrorCode, JobCancelled
+from connector.integrations.endpoints import EndpointMap
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,4 +96,6 @@ class Services:
     aws: Any = None
     # connector.jobs.guardrails.Guardrails: the customer's policy file, or the default policy.
     guardrails: Any = None
+    # Where database endpoints AWS reports are really reached (CONNECTOR_DATABASE_ENDPOINTS); empty: as reported.
+    database_endpoints: EndpointMap = field(default_factory=EndpointMap)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -26,8 +26,8 @@ def catalog() -> list[IntegrationSpec | KindSpec]:
     """Every integration type and kind this build ships: the one place that names them."""
     from connector.integrations import (
         aws_auth,
-        aws_organization,
         databases,
+        discovered_databases,
         eks_access,
         iam_access,
         identity_center,
@@ -38,7 +38,8 @@ def catalog() -> list[IntegrationSpec | KindSpec]:
     )
 
     return [
-        aws_organization.INTEGRATION,
+        discovered_databases.INTEGRATION,  # aws_organization, with the contents of the databases it finds
+        discovered_databases.KIND,
         eks_access.KIND,
         identity_center.KIND,
         iam_access.KIND,

@@ -27,5 +27,7 @@ def build_dispatcher(config: AgentConfig) -> Dispatcher:
         max_duration=guardrails.max_duration,
         allow_cluster_admin=guardrails.allow_cluster_admin,
     )
-    services = Services(connector_id=config.id, guardrails=guardrails)
+    services = Services(connector_id=config.id, guardrails=guardrails, database_endpoints=config.endpoint_map)
+    if services.database_endpoints:
+        log.info("database_endpoints", routes=services.database_endpoints.describe())
     return Dispatcher(build_registry(), services, verify=verify)

@@ -9,6 +9,7 @@ Test and demo infrastructure only: production code never imports it (see .import
 """
 
 from connector.sandbox.credentials_function import CredentialsFunction
+from connector.sandbox.databases import DatabaseInfo, SeedDatabase
 from connector.sandbox.faults import FaultRule, Faults
 from connector.sandbox.lambdas import FunctionTimedOut, Invocation, LambdaContext, Lambdas
 from connector.sandbox.seed import AccountInfo, ClusterInfo, IdentityCenterInfo, SeedInfo, SeedSpec
@@ -20,6 +21,7 @@ __all__ = [
     "AccountInfo",
     "ClusterInfo",
     "CredentialsFunction",
+    "DatabaseInfo",
     "FaultRule",
     "Faults",
     "FunctionTimedOut",
@@ -28,6 +30,7 @@ __all__ = [
     "LambdaContext",
     "Lambdas",
     "Sandbox",
+    "SeedDatabase",
     "SeedInfo",
     "SeedSpec",
 ]

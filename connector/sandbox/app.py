@@ -14,6 +14,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from moto.utilities.utils import get_partition
 
 from connector.sandbox import eks_access, protocol
+from connector.sandbox.databases import secret_read_denied
 from connector.sandbox.faults import Decision, FaultRule, Faults
 from connector.sandbox.identity import account_of, resolve_caller
 from connector.sandbox.lambdas import Invocation, Lambdas
@@ -103,6 +104,9 @@ class SandboxApp:
         violation = protocol.json_range_violation(info, body)
         if violation is not None:
             return protocol.error_response(info.service, violation[0], violation[1], 400)
+        denied = secret_read_denied(info, body, (self.seed_summary or {}).get("connector_id"))
+        if denied is not None:
+            return protocol.error_response(info.service, denied[0], denied[1], 400)
         if info.service == "sts" and info.operation == "AssumeRole":
             caller = resolve_caller(info.access_key, get_partition(info.region))
             error = check_assume_role(caller, protocol.form_params(environ, body))

@@ -6,6 +6,7 @@ The first line printed is `endpoint: http://127.0.0.1:PORT` (flushed), so a pare
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from connector.sandbox.databases import SeedDatabase
 from connector.sandbox.seed import ADMIN_ROLE_NAME, PARTITION_REGIONS, SeedInfo, SeedSpec
 from connector.sandbox.server import ROOT_ACCESS_KEY_ID, ROOT_SECRET_ACCESS_KEY, Sandbox
 
@@ -42,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--admin-config",
         help="write the AWS config file with an administrator profile per account here (default: a temporary file)",
+    )
+    serve.add_argument(
+        "--database",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="a PostgreSQL RDS instance tagged for the connector (auth_type user-password, apono-secret) whose "
+        "endpoint leads to HOST:PORT through the printed CONNECTOR_DATABASE_ENDPOINTS; its secret holds the login "
+        f"in ${LOGIN_ENV} (user:password). Repeatable.",
     )
     return parser
 
@@ -83,6 +94,26 @@ def _admin_lines(sandbox: Sandbox, info: SeedInfo, path: str) -> list[str]:
     ]
 
 
+LOGIN_ENV = "SANDBOX_DATABASE_LOGIN"
+
+
+def _databases(values: list[str]) -> tuple[SeedDatabase, ...]:
+    """--database NAME=HOST:PORT entries (ValueError naming the bad one)."""
+    if not values:
+        return ()
+    user, sep, password = os.environ.get(LOGIN_ENV, "").partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"--database needs the connector's database login in {LOGIN_ENV}=user:password")
+    out = []
+    for value in values:
+        name, sep, where = value.partition("=")
+        host, colon, port = where.rpartition(":")
+        if not sep or not colon or not host or not port.isdigit():
+            raise ValueError(f"--database {value!r}: expected NAME=HOST:PORT")
+        out.append(SeedDatabase(name, credentials=(user, password), connect_to=(host, int(port))))
+    return tuple(out)
+
+
 def _summary(info: SeedInfo) -> list[str]:
     modes: dict[str, int] = {}
     for cluster in info.clusters:
@@ -95,6 +126,10 @@ def _summary(info: SeedInfo) -> list[str]:
         f"seed: management role {info.management_role_arn} (ExternalId {info.external_id})",
         f"seed: member role name {info.member_role_name}; account without it: {info.account_without_member_role}",
         f"seed: {len(info.clusters)} EKS clusters ({', '.join(f'{k}={v}' for k, v in sorted(modes.items()))})",
+        *(
+            f"seed: {d.kind} {d.identifier} in {d.account}/{d.region} at {d.address}:{d.port}, secret {d.secret_arn}"
+            for d in info.databases
+        ),
     ]
     if info.identity_center is not None:
         ic = info.identity_center
@@ -116,6 +151,7 @@ def serve(args: argparse.Namespace) -> int:
                 partition=args.partition,
                 # The account without the member role is the fourth workload account: a small seed has none.
                 account_without_member_role=SeedSpec.account_without_member_role if args.accounts >= 5 else None,
+                databases=_databases(args.database),
             )
         except ValueError as exc:
             print(f"connector sandbox serve: {exc}", file=sys.stderr)
@@ -144,6 +180,8 @@ def serve(args: argparse.Namespace) -> int:
             Path(path).write_text(admin_config(sandbox, sandbox.seed_info), encoding="utf-8")
             for line in _admin_lines(sandbox, sandbox.seed_info, path):
                 print(line)
+            if sandbox.seed_info.database_endpoints:
+                print(f"export CONNECTOR_DATABASE_ENDPOINTS={shlex.quote(sandbox.seed_info.database_endpoints)}")
         print(f"control: {sandbox.endpoint}/_sandbox/faults, /_sandbox/calls, /_sandbox/seed; moto: /moto-api/")
         print(
             f"lambda: every Invoke your function received: curl -s {sandbox.endpoint}/_sandbox/lambda/invocations"

@@ -25,6 +25,7 @@ from moto.organizations.models import organizations_backends
 from moto.utilities.utils import get_partition
 
 from connector.sandbox import eks_access
+from connector.sandbox.databases import DatabaseInfo, SeedDatabase, endpoint_map, seed_databases
 from connector.sandbox.identity import PARTITION
 
 ORG_REGION = "us-east-1"
@@ -59,6 +60,9 @@ class SeedSpec:
     identity_center_region: str = "us-east-1"
     users: int = 4
     groups: int = 2
+    # Tagged RDS / Aurora / Redshift databases and their secrets in workload accounts (none by default, so the
+    # bench and demo figures stay as they were unless asked for).
+    databases: tuple[SeedDatabase, ...] = ()
     # The partition the organisation lives in (aws, aws-us-gov, aws-cn): every ARN, region and backend follows.
     # Regions and the Identity Center region left at their defaults become the partition's.
     partition: str = PARTITION
@@ -137,6 +141,8 @@ class SeedInfo:
     clusters: list[ClusterInfo]
     identity_center: IdentityCenterInfo | None
     seconds: float
+    databases: list[DatabaseInfo] = field(default_factory=list)
+    database_endpoints: str = ""  # CONNECTOR_DATABASE_ENDPOINTS leading the seeded endpoints to local servers
     partition: str = PARTITION
     home_region: str = ORG_REGION  # where the organisation's global services answer
 
@@ -276,6 +282,8 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
     with mock.patch.object(mock_random, "get_random_string", fast_random_string):
         clusters = _seed_clusters(spec, workloads)
     identity = _seed_identity_center(spec, client) if spec.identity_center else None
+    active_workloads = [a.id for a in workloads if a.state == "ACTIVE" and a.id != without_role]
+    databases = seed_databases(spec.databases, active_workloads, spec.connector_id, _in_account(client))
     return SeedInfo(
         organization_id=org["Id"],
         root_id=root_id,
@@ -292,9 +300,26 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
         clusters=clusters,
         identity_center=identity,
         seconds=round(time.perf_counter() - started, 3),
+        databases=databases,
+        database_endpoints=endpoint_map(databases),
         partition=partition,
         home_region=home,
     )
+
+
+def _in_account(client: ClientFactory) -> Callable[[str, str, str], Any]:
+    """Admin clients acting in a member account (moto's x-moto-account-id header)."""
+
+    def make(service: str, region: str, account: str) -> Any:
+        made = client(service, region)
+
+        def header(params: dict[str, Any], **_: Any) -> None:
+            params["headers"]["x-moto-account-id"] = account
+
+        made.meta.events.register("before-call.*.*", header)
+        return made
+
+    return make
 
 
 _VPC = {"subnetIds": ["subnet-0a1b2c3d"], "securityGroupIds": ["sg-0a1b2c3d"], "endpointPublicAccess": True}

@@ -37,6 +37,8 @@ ALLOWED_ACTIONS = {
         "ssm:DeleteParameter",
         "ssm:GetParametersByPath",
         "secretsmanager:GetSecretValue",
+        # standalone database integrations with auth_type iam-auth (the connector's own database user)
+        "rds-db:connect",
     },
     "ExecutionRole": {
         "ecr:GetAuthorizationToken",
@@ -124,6 +126,12 @@ ALLOWED_ACTIONS = {
             f"iam:{a}"
             for a in ["ListRoles", "GetRole", "ListRoleTags", "PutRolePolicy", "DeleteRolePolicy", "GetRolePolicy"]
         ),
+        # database discovery, the tagged databases' secrets, IAM auth as the connector's database user
+        "rds:DescribeDBInstances",
+        "rds:DescribeDBClusters",
+        "redshift:DescribeClusters",
+        "secretsmanager:GetSecretValue",
+        "rds-db:connect",
     },
 }
 READ_ONLY_PREFIXES = ("List", "Describe", "Get")
@@ -304,8 +312,11 @@ def test_ecs_stack_creates_the_connector_service_with_declared_permissions(aws: 
         "StringEquals": {"aws:ResourceTag/apono-connector-access": "true"}
     }
     assert by_sid["ReadSecretsTaggedForThisConnector"]["Condition"] == {
-        "StringEquals": {"aws:ResourceTag/apono-connector-id": "conn-ecs"}
+        "StringEquals": {"secretsmanager:ResourceTag/apono-connector-id": "conn-ecs"}
     }
+    assert by_sid["ConnectToDatabasesAsTheConnectorUser"]["Resource"] == (
+        f"arn:aws:rds-db:*:{ACCOUNT}:dbuser:*/apono_connector"
+    )
     execution_policy = _inline_policy(aws, physical["ExecutionRole"])
     assert _actions_by_sid(execution_policy) == _declared(ECS_TEMPLATE, "ExecutionRole")
 
@@ -323,6 +334,18 @@ def test_ecs_stack_creates_the_connector_service_with_declared_permissions(aws: 
     assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in declared["SecurityGroupEgress"]] == [
         ("tcp", 443, 443)
     ]
+    # Database egress only when DatabaseCidr is given, only to it, only on the three engines' ports.
+    resources = load_template(ECS_TEMPLATE)["Resources"]
+    database_egress = {
+        r["Properties"]["FromPort"]: r
+        for r in resources.values()
+        if r["Type"] == "AWS::EC2::SecurityGroupEgress" and r["Properties"]["FromPort"] != {"Ref": "ControlPlanePort"}
+    }
+    assert sorted(database_egress) == [3306, 5432, 5439]
+    for rule in database_egress.values():
+        assert rule["Condition"] == "HasDatabaseCidr" and rule["Properties"]["CidrIp"] == {"Ref": "DatabaseCidr"}
+        assert rule["Properties"]["ToPort"] == rule["Properties"]["FromPort"]
+    assert "DatabaseEgressPostgres" not in physical  # no DatabaseCidr given
 
     # Guardrail policy delivered through SSM; the file the init container writes from it loads with the
     # connector's own loader.
@@ -444,5 +467,16 @@ def test_role_chain_connector_to_management_to_member(aws: Any) -> None:
     assert member_trust["Statement"][0]["Principal"] == {"AWS": role["Arn"]}
     member_policy = _inline_policy(aws, "access-connector-member")
     assert _actions_by_sid(member_policy) == _declared(MEMBER_TEMPLATE, "MemberAccountRole")
-    deny = {s["Sid"]: s for s in member_policy["Statement"]}["DenyInlinePoliciesOnProtectedRoles"]
+    member_sids = {s["Sid"]: s for s in member_policy["Statement"]}
+    deny = member_sids["DenyInlinePoliciesOnProtectedRoles"]
     assert deny["Effect"] == "Deny" and f"arn:aws:iam::{ACCOUNT}:role/access-connector-member" in deny["Resource"]
+    # Databases: describe only in this account; secrets only when tagged for this connector; IAM auth only as
+    # the connector's own database user.
+    discover = member_sids["DiscoverDatabases"]
+    assert all(f":{ACCOUNT}:" in r for r in discover["Resource"])
+    assert member_sids["ReadDatabaseSecretsTaggedForThisConnector"]["Condition"] == {
+        "StringEquals": {"secretsmanager:ResourceTag/apono-connector-id": "conn-chain"}
+    }
+    assert member_sids["ConnectToDatabasesAsTheConnectorUser"]["Resource"] == (
+        f"arn:aws:rds-db:*:{ACCOUNT}:dbuser:*/apono_connector"
+    )

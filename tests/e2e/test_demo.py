@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from connector.sandbox.postgres import NoPostgres, find_binaries
+
 
 @pytest.mark.timeout(240)
 def test_connector_demo_runs_end_to_end():
@@ -27,6 +29,19 @@ def test_connector_demo_runs_end_to_end():
         "the requester opens them with their private key",
     ):
         assert f"[ok] {step}" in out, out
+    try:
+        find_binaries()
+    except NoPostgres:
+        assert "database part skipped" in out, out
+    else:  # the database part: discovered by its tags, granted, read as the requester, revoked
+        for step in (
+            "the tagged instance's tables are in the inventory",
+            "database grant succeeded",
+            "the requester reads sales.orders and nothing else",
+            "database revoke succeeded",
+            "the login is refused after the revoke",
+        ):
+            assert f"[ok] {step}" in out, out
     assert "Traceback" not in out
 
 

@@ -17,7 +17,11 @@ from connector.aws.sessions import ROLE_ARN
 from connector.errors import InvalidSettings
 from connector.integrations import validation
 
-RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
+# Database discovery (rds_instance, rds_cluster, redshift_cluster) is opt-in: it must be named in the
+# integration's resource_types or the sync job's, and it is not in the default set.
+DEFAULT_RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
+RESOURCE_TYPES = (*DEFAULT_RESOURCE_TYPES, "rds_instance", "rds_cluster", "redshift_cluster")
+DB_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -47,7 +51,14 @@ class OrgSettings(BaseModel):
     enable_audit: bool = False
     member_role_name: str = "ConnectorMemberRole"
     regions: tuple[str, ...] | Literal["enabled"] = ()
-    resource_types: tuple[str, ...] = RESOURCE_TYPES
+    resource_types: tuple[str, ...] = DEFAULT_RESOURCE_TYPES
+    # The connector's database user on discovered databases tagged auth_type = iam-auth (seed 001's
+    # `apono_connector`, granted rds_iam / AWSAuthenticationPlugin; the connector role's rds-db:connect names it).
+    database_iam_user: str = "apono_connector"
+    # TLS toward discovered databases (the product's SSL Mode; verify-ca / verify-full need the CA bundle, e.g.
+    # the RDS global bundle, as a file on the connector's machine).
+    database_ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "require"
+    database_ssl_ca_file: str = Field(default="", max_length=4096)
     max_parallelism: int = Field(default=8, ge=1, le=64)
 
     @field_validator("excluded_ou_ids", "excluded_account_ids", "resource_types", mode="before")
@@ -63,7 +74,7 @@ class OrgSettings(BaseModel):
     @field_validator("region", "sso_region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
-        if value is not None and not REGION.match(value):
+        if value is not None and not REGION.fullmatch(value):
             raise ValueError(f"{value!r} is not an AWS region name such as us-east-1")
         return value
 
@@ -72,21 +83,21 @@ class OrgSettings(BaseModel):
     def _regions(cls, value: Any) -> Any:
         if value != "enabled":
             for region in value:
-                if not REGION.match(region):
+                if not REGION.fullmatch(region):
                     raise ValueError(f"{region!r} is not an AWS region name such as eu-west-1")
         return value
 
     @field_validator("management_account_role_arn")
     @classmethod
     def _role_arn(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_ARN.match(value):
+        if value is not None and not ROLE_ARN.fullmatch(value):
             raise ValueError("must be an IAM role ARN: arn:<partition>:iam::<12-digit account>:role/<name>")
         return value
 
     @field_validator("organizational_unit_id")
     @classmethod
     def _ou(cls, value: str | None) -> str | None:
-        if value is not None and not (OU_ID.match(value) or re.match(r"^r-[0-9a-z]{4,32}$", value)):
+        if value is not None and not (OU_ID.fullmatch(value) or re.fullmatch(r"^r-[0-9a-z]{4,32}$", value)):
             raise ValueError("must be an OU id (ou-xxxx-xxxxxxxx) or a root id (r-xxxx)")
         return value
 
@@ -94,7 +105,7 @@ class OrgSettings(BaseModel):
     @classmethod
     def _ous(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for ou in value:
-            if not OU_ID.match(ou):
+            if not OU_ID.fullmatch(ou):
                 raise ValueError(f"{ou!r} is not an OU id such as ou-aaa1-11111111")
         return value
 
@@ -102,14 +113,14 @@ class OrgSettings(BaseModel):
     @classmethod
     def _accounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for account in value:
-            if not ACCOUNT_ID.match(account):
+            if not ACCOUNT_ID.fullmatch(account):
                 raise ValueError(f"{account!r} is not a 12-digit account id")
         return value
 
     @field_validator("member_role_name")
     @classmethod
     def _member_role(cls, value: str) -> str:
-        if not ROLE_NAME.match(value):
+        if not ROLE_NAME.fullmatch(value):
             raise ValueError("must be an IAM role name (1-64 of letters, digits and +=,.@_-)")
         return value
 
@@ -119,6 +130,13 @@ class OrgSettings(BaseModel):
         unknown = sorted(set(value) - set(RESOURCE_TYPES))
         if unknown:
             raise ValueError(f"unknown resource types {unknown}; choose from {list(RESOURCE_TYPES)}")
+        return value
+
+    @field_validator("database_iam_user")
+    @classmethod
+    def _db_user(cls, value: str) -> str:
+        if not DB_USER.fullmatch(value):
+            raise ValueError("must be a database user name: a letter or _, then up to 62 letters, digits or _")
         return value
 
     @field_validator("sso_portal_url")

@@ -21,6 +21,8 @@ from connector.aws.errors import error_code
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations.aws_organization import identity_center_inventory
 from connector.integrations.aws_organization import scope as scope_rules
+from connector.integrations.aws_organization.database_discovery import DATABASE_RESOURCE_TYPES
+from connector.integrations.aws_organization.database_scope import ContentsOf, DatabaseScope
 from connector.integrations.aws_organization.eks_inventory import cluster_items
 from connector.integrations.aws_organization.iam_inventory import role_items
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
@@ -81,6 +83,9 @@ class OrgSync:
         self.integration = integration
         self.config = integration.config
         self.aws = integration.aws
+        # What is inside a managed database (the engine layer's inventory); None: discovery stops after the tag
+        # and secret checks.
+        self.database_contents: ContentsOf | None = None
 
     def member(self, account_id: str) -> str:
         return self.integration.member(account_id)
@@ -133,6 +138,9 @@ class OrgSync:
                         batch.append(ScopeTask(account.id, "enabled", "eks", self._eks_enabled_regions_task))
                     else:
                         batch += [ScopeTask(account.id, r, "eks", self._eks_task) for r in self._regions()]
+                databases = frozenset(types & set(DATABASE_RESOURCE_TYPES))
+                if databases:
+                    batch += self._database_tasks(account.id, databases)
                 if "iam_role" in types:
                     batch.append(ScopeTask(account.id, "global", "iam", self._iam_task))
                 if assignments is not None:
@@ -255,6 +263,32 @@ class OrgSync:
                 yield from cluster_items(self.aws.client(session, "eks", region), account_id, region, lambda: None)
             except (ClientError, BotoCoreError) as exc:
                 yield self._error_item(exc, account_id, region, "eks")
+
+    def _database_tasks(self, account_id: str, kinds: frozenset[str]) -> list[ScopeTask]:
+        """RDS / Aurora / Redshift in each region, one scope task per (account, region), like EKS."""
+
+        def work(account: str, region: str) -> Iterator[InventoryItem]:
+            session = self.member(account)
+            scope = DatabaseScope(
+                self.integration.services.connector_id,
+                lambda service, r: self.aws.client(session, service, r),
+                self.integration.services.database_endpoints.resolve,
+                kinds,
+                self.database_contents,
+            )
+            if region != "enabled":
+                yield from scope.items(account, region)
+                return
+            ec2 = self.aws.client(session, "ec2", self.config.region)
+            for name in sorted(r["RegionName"] for r in ec2.describe_regions(AllRegions=False).get("Regions", [])):
+                try:
+                    yield from scope.items(account, name)
+                except (ClientError, BotoCoreError) as exc:
+                    yield self._error_item(exc, account, name, "databases")
+
+        if self.config.regions == "enabled":
+            return [ScopeTask(account_id, "enabled", "databases", work)]
+        return [ScopeTask(account_id, r, "databases", work) for r in self._regions()]
 
     def _iam_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
         yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
