@@ -173,10 +173,15 @@ def _local_postgres(demo: Demo) -> Iterator[Any]:
 
 def _run(demo: Demo, accounts: int, pg: Any, t0: float, partition: str) -> int:
     from connector.sandbox import Sandbox, SeedDatabase, SeedSpec
+    from connector.sandbox.seed import PARTITION_REGIONS
 
     databases: tuple[Any, ...] = ()
     if pg is not None:
-        databases = (SeedDatabase("orders", credentials=DB_LOGIN, db_name="orders", connect_to=(pg.host, pg.port)),)
+        # In the organisation's home region, whatever its partition (an integration cannot span partitions).
+        home = PARTITION_REGIONS.get(partition, PARTITION_REGIONS["aws"])[0]
+        databases = (
+            SeedDatabase("orders", credentials=DB_LOGIN, db_name="orders", connect_to=(pg.host, pg.port), region=home),
+        )
     try:
         spec = SeedSpec(accounts=accounts, partition=partition, databases=databases)
     except ValueError as exc:

@@ -339,7 +339,7 @@ def test_ecs_stack_creates_the_connector_service_with_declared_permissions(aws: 
     database_egress = {
         r["Properties"]["FromPort"]: r
         for r in resources.values()
-        if r["Type"] == "AWS::EC2::SecurityGroupEgress" and r["Properties"]["FromPort"] != {"Ref": "ControlPlanePort"}
+        if r["Type"] == "AWS::EC2::SecurityGroupEgress" and r.get("Condition") == "HasDatabaseCidr"
     }
     assert sorted(database_egress) == [3306, 5432, 5439]
     for rule in database_egress.values():
