@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,7 +18,13 @@ from connector.aws.sessions import ROLE_ARN
 from connector.errors import InvalidSettings
 from connector.integrations import validation
 
-RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
+RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role", "ec2_instance", "drift")
+# What a sync covers when neither the job nor the settings say: the opt-in types (EC2 through SSM, the drift
+# report) cost calls in every account and region, so a customer asks for them.
+DEFAULT_RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
+# Session Manager documents a grant may allow (setting ssm_session_documents): an interactive shell, SSH over
+# Session Manager, port forwarding to a port of the instance itself.
+SSM_DOCUMENTS = ("shell", "ssh", "port_forwarding")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -47,10 +54,13 @@ class OrgSettings(BaseModel):
     enable_audit: bool = False
     member_role_name: str = "ConnectorMemberRole"
     regions: tuple[str, ...] | Literal["enabled"] = ()
-    resource_types: tuple[str, ...] = RESOURCE_TYPES
+    resource_types: tuple[str, ...] = DEFAULT_RESOURCE_TYPES
+    ssm_session_documents: tuple[Literal["shell", "ssh", "port_forwarding"], ...] = ("shell",)
     max_parallelism: int = Field(default=8, ge=1, le=64)
 
-    @field_validator("excluded_ou_ids", "excluded_account_ids", "resource_types", mode="before")
+    @field_validator(
+        "excluded_ou_ids", "excluded_account_ids", "resource_types", "ssm_session_documents", mode="before"
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split(value)
@@ -124,8 +134,25 @@ class OrgSettings(BaseModel):
     @field_validator("sso_portal_url")
     @classmethod
     def _portal(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("https://"):
-            raise ValueError("must be the https:// URL of the AWS access portal")
+        """The AWS access portal's URL (https://d-xxxxxxxxxx.awsapps.com/start or a custom one), handed to
+        requesters as their sign-in link: https, a host, nothing that could carry a credential or a redirect."""
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if (
+            parts.scheme != "https"
+            or not parts.hostname
+            or parts.username is not None
+            or parts.password is not None
+            or parts.query
+            or parts.fragment
+            or any(ch.isspace() or ord(ch) < 32 for ch in value)
+            or len(value) > 512
+        ):
+            raise ValueError(
+                "must be the https:// URL of the AWS access portal (e.g. https://d-1234567890.awsapps.com/start), "
+                "without user, query or fragment"
+            )
         return value
 
 

@@ -8,6 +8,7 @@ a failure of the management role fails the job.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from connector.aws.errors import error_code
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations.aws_organization import identity_center_inventory
+from connector.integrations.aws_organization.ec2_inventory import instance_items
 from connector.integrations.aws_organization.eks_inventory import cluster_items
 from connector.integrations.aws_organization.iam_inventory import role_items
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
 from connector.integrations.aws_organization.org_tree import Account, OrgUnit, OrgWalk
 from connector.integrations.aws_organization.settings import RESOURCE_TYPES
 from connector.integrations.base import InventoryItem, JobContext, SyncRequest
+from connector.integrations.capabilities import DriftReporter, DriftScope
 from connector.logging import get_logger
 
 log = get_logger("connector.integrations.aws_organization")
@@ -132,6 +135,13 @@ class OrgSync:
                         batch += [ScopeTask(account.id, r, "eks", self._eks_task) for r in self._regions()]
                 if "iam_role" in types:
                     batch.append(ScopeTask(account.id, "global", "iam", self._iam_task))
+                if "ec2_instance" in types:  # opt-in, bounded like EKS: one task per (account, region)
+                    if self.config.regions == "enabled":
+                        batch.append(ScopeTask(account.id, "enabled", "ec2", self._ec2_enabled_regions_task))
+                    else:
+                        batch += [ScopeTask(account.id, r, "ec2", self._ec2_task) for r in self._regions()]
+                if "drift" in types:  # opt-in: the kinds' records against what exists, changing nothing
+                    batch.append(ScopeTask(account.id, "global", "drift", self._drift_task))
                 if assignments is not None:
                     batch.append(assignments(account.id))
                 if batch:
@@ -261,6 +271,39 @@ class OrgSync:
                 yield from cluster_items(self.aws.client(session, "eks", region), account_id, region, lambda: None)
             except (ClientError, BotoCoreError) as exc:
                 yield self._error_item(exc, account_id, region, "eks")
+
+    def _ec2_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
+        session = self.member(account_id)
+        yield from instance_items(
+            self.aws.client(session, "ec2", region),
+            self.aws.client(session, "ssm", region),
+            self.aws.client(session, "iam"),
+            account_id,
+            region,
+            self.integration.partition,
+        )
+
+    def _ec2_enabled_regions_task(self, account_id: str, _: str) -> Iterator[InventoryItem]:
+        for region in self._enabled_regions(account_id):
+            try:
+                yield from self._ec2_task(account_id, region)
+            except (ClientError, BotoCoreError) as exc:
+                yield self._error_item(exc, account_id, region, "ec2")
+
+    def _enabled_regions(self, account_id: str) -> list[str]:
+        ec2 = self.aws.client(self.member(account_id), "ec2", self.config.region)
+        return sorted(r["RegionName"] for r in ec2.describe_regions(AllRegions=False).get("Regions", []))
+
+    def _drift_task(self, account_id: str, _: str) -> Iterator[InventoryItem]:
+        """Each kind's drift report for the account (a kind that fails is that kind's error item)."""
+        regions = tuple(self._enabled_regions(account_id)) if self.config.regions == "enabled" else self._regions()
+        scope = DriftScope(account_id, regions, int(time.time()))
+        for part in self.integration.kind_parts():
+            if isinstance(part, DriftReporter):
+                try:
+                    yield from part.drift(scope)
+                except (ClientError, BotoCoreError, ConnectorError) as exc:
+                    yield self._error_item(exc, account_id, "global", f"drift {type(part).__name__}")
 
     def _iam_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
         yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
