@@ -263,15 +263,19 @@ def _user_id(caller: Caller) -> str:
     return str(user.id) if user is not None and caller.arn.endswith(f":user/{name}") else caller.account
 
 
+def _tag_value(tags: Any, key: str) -> str | None:
+    """A moto IAM resource's tag: kept as a list of {Key, Value} (or a dict of them, in older models)."""
+    entries = tags.values() if isinstance(tags, dict) else (tags or [])
+    return next((str(t.get("Value")) for t in entries if isinstance(t, dict) and t.get("Key") == key), None)
+
+
 def _enforced_documents(caller: Caller) -> list[Any] | None:
     """The caller role's policy documents when the sandbox authorises it (tag sandbox:enforce-iam=true)."""
     if caller.role_arn is None:
         return None
     iam = iam_backends[caller.account][PARTITION]
     role = next((r for r in iam.roles.values() if r.arn == caller.role_arn), None)
-    tags: Any = (role.tags or {}) if role is not None else {}
-    tag = tags.get(ENFORCE_TAG) if isinstance(tags, dict) else None
-    if role is None or (tag.get("Value") if isinstance(tag, dict) else tag) != "true":
+    if role is None or _tag_value(role.tags, ENFORCE_TAG) != "true":
         return None
     documents: list[Any] = list(role.policies.values())
     for policy in role.managed_policies.values():
