@@ -72,7 +72,7 @@ class IdentityCenterAccess:
             update={"permission_set": effect.extra.get("permission_set_arn") or target.permission_set}
         )
         self.integration.note_place("ic", self.integration.sso_region())
-        return assignments.grant(
+        result = assignments.grant(
             self.integration.sso_client(),
             grant_id=request.grant_id,
             principal=request.principal,
@@ -83,6 +83,19 @@ class IdentityCenterAccess:
             check=ctx.check_cancelled,
             cache=self._names,
         )
+        return result | self._sign_in(effect)
+
+    def _sign_in(self, effect: Effect) -> dict[str, Any]:
+        """Where the requester signs in to use the assignment: the AWS access portal (setting sso_portal_url,
+        validated as an https URL with nothing but a host and a path). The product documents give no deep-link
+        shape, so the link is the portal itself; the account and permission set say what to pick there."""
+        portal = self.integration.config.sso_portal_url
+        if portal is None:
+            return {}
+        return {
+            "sign_in_url": portal,
+            "sign_in": f"open {portal}, then account {effect.account_id} and {effect.permission_sets[0]}",
+        }
 
     def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
         target = assignments.parse_target(request.target)
