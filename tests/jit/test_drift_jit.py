@@ -86,6 +86,10 @@ def test_drift_items_say_what_disagrees_and_the_report_writes_nothing(sandbox):
     ssm_target = {"resource_type": "ec2_ssm_session", "account_id": account, "region": REGION, "role": "drift-ssm"}
     ok(run(d, job(sb, "grant", "d-ssm", "alice", ssm_target | {"instances": [instance]})))
     _add_statement(iam, "drift-ssm", ssm_policy.policy_name_for("d-ssm"))
+    orphan = {"Version": "2012-10-17", "Statement": [EXTRA]}  # under the connector's name, with no record
+    iam.put_role_policy(
+        RoleName="drift-ssm", PolicyName="access-connector-ssm-orphan", PolicyDocument=json.dumps(orphan)
+    )
 
     # EKS: a policy associated by hand with an entry the connector made.
     c = next(c for c in sb.seed_info.clusters if c.mode == "API")
@@ -120,9 +124,13 @@ def test_drift_items_say_what_disagrees_and_the_report_writes_nothing(sandbox):
     assert [i.attributes["grant_key"] for i in widened] == [ledger.grant_key("d-widened")]
     assert "AddedByHand" in widened[0].attributes["details"] and widened[0].attributes["what_to_do"]
     ssm_found = problems("ec2_ssm_session")
-    assert (
-        list(ssm_found) == ["foreign_access"] and "AddedByHand" in ssm_found["foreign_access"][0].attributes["details"]
-    )
+    assert sorted(ssm_found) == ["effect_without_record", "foreign_access"]
+    assert [i.attributes["where"] for i in ssm_found["effect_without_record"]] == [
+        f"{account}/drift-ssm/access-connector-ssm-orphan"
+    ]
+    widened_ssm = {i.attributes["where"].rsplit("/", 1)[-1] for i in ssm_found["foreign_access"]}
+    assert widened_ssm == {ssm_policy.policy_name_for("d-ssm"), "access-connector-ssm-orphan"}
+    assert all("AddedByHand" in i.attributes["details"] for i in ssm_found["foreign_access"])
     eks_found = problems("eks_cluster")
     assert list(eks_found) == ["foreign_access"]
     assert "AmazonEKSAdminPolicy" in eks_found["foreign_access"][0].attributes["details"]

@@ -200,6 +200,8 @@ def test_refusals_before_any_change(sandbox, fleet):
     assert out.error.code == ErrorCode.NOT_FOUND
     out = run(d, job(sb, "grant", "ssm-bad", "alice", _target(sb, ["i-nothex"])))
     assert out.error.code == ErrorCode.INVALID_JOB and "target.instances" in out.error.message
+    dry = ok(run(d, job(sb, "grant", "ssm-dry", "alice", _target(sb, [fleet["web"]]), dry_run=True)))
+    assert [c["operation"] for c in dry["calls"]] == ["tag_role", "put_role_policy"]
     assert mutating_calls(sb) == before
 
 

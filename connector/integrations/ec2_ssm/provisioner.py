@@ -112,7 +112,8 @@ class Ec2SsmAccess:
 
     def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
         target = parse_target(request.target)
-        self._check(target)
+        target.role_name  # noqa: B018 - validates a role ARN against account_id before any call
+        # No exclusion check: a grant made before its account was excluded must still be revocable.
         return roles.revoke(
             self.integration.client(target.account_id, "iam"),
             self.integration.client(target.account_id, "ssm", target.region),
