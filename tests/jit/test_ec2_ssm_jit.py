@@ -196,8 +196,8 @@ def test_refusals_before_any_change(sandbox, fleet):
     many = [f"i-{n:017x}" for n in range(101)]
     out = run(d, job(sb, "grant", "ssm-many", "alice", _target(sb, many)))
     assert out.error.code == ErrorCode.GUARDRAIL_DENIED and "at most 100" in out.error.message
-    out = run(d, job(sb, "grant", "ssm-gone", "alice", _target(sb, ["i-0123456789abcdef0"])))
-    assert out.error.code == ErrorCode.NOT_FOUND
+    out = run(d, job(sb, "grant", "ssm-gone", "alice", _target(sb, [fleet["web"], "i-0123456789abcdef0"])))
+    assert out.error.code == ErrorCode.NOT_FOUND and "['i-0123456789abcdef0']" in out.error.message
     out = run(d, job(sb, "grant", "ssm-bad", "alice", _target(sb, ["i-nothex"])))
     assert out.error.code == ErrorCode.INVALID_JOB and "target.instances" in out.error.message
     dry = ok(run(d, job(sb, "grant", "ssm-dry", "alice", _target(sb, [fleet["web"]]), dry_run=True)))

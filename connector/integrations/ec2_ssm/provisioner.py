@@ -44,6 +44,15 @@ from connector.integrations.effect import Effect, Lazy, Level
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
+def _states(ec2: Any, instances: Iterable[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=list(instances)):
+        for reservation in page.get("Reservations", []):
+            for instance in reservation.get("Instances", []):
+                found[str(instance["InstanceId"])] = str(instance.get("State", {}).get("Name", ""))
+    return found
+
+
 class Ec2SsmAccess:
     def __init__(self, integration: AwsOrganizationIntegration) -> None:
         self.integration = integration
@@ -80,15 +89,19 @@ class Ec2SsmAccess:
     def _resolve_instances(self, target: Ec2SsmTarget) -> None:
         """Every granted instance exists in that account and region and is not terminated (reads only)."""
         ec2 = self.integration.client(target.account_id, "ec2", target.region)
-        found: dict[str, str] = {}
         try:
-            for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=list(target.instances)):
-                for reservation in page.get("Reservations", []):
-                    for instance in reservation.get("Instances", []):
-                        found[instance["InstanceId"]] = instance.get("State", {}).get("Name", "")
+            found = _states(ec2, target.instances)
         except ClientError as exc:
             if error_code(exc) not in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
                 raise
+            # One unknown id fails the whole call: look at each to name exactly the missing ones.
+            found = {}
+            for instance_id in target.instances:
+                try:
+                    found |= _states(ec2, [instance_id])
+                except ClientError as one:
+                    if error_code(one) not in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+                        raise
         missing = [i for i in target.instances if found.get(i, "terminated") in ("terminated", "shutting-down")]
         if missing:
             raise ConnectorError(
