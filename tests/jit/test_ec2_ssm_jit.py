@@ -98,9 +98,9 @@ def _target(sb: Any, instances: list[str], **extra: Any) -> dict[str, Any]:
     } | extra
 
 
-def _sync(sb: Any, types: list[str]) -> list[Any]:
+def _sync(sb: Any, types: list[str], **overrides: Any) -> list[Any]:
     s = struct_pb2.Struct()
-    s.update(settings(sb))
+    s.update(settings(sb) | overrides)
     j = pb.Job(
         id="sync-ec2",
         attempt=1,
@@ -133,6 +133,10 @@ def test_sync_says_which_instances_sessions_can_reach_and_why_not(sandbox, fleet
     assert "no instance profile" in reasons["bare"]
     assert "ec2-plain" in reasons["wrong-role"] and "AmazonSSMManagedInstanceCore" in reasons["wrong-role"]
     assert not any(items[fleet[n]].attributes["reachable"] for n in ("offline", "bare", "wrong-role"))
+    # `regions: enabled`: each enabled region of the account, found through DescribeRegions.
+    found = _sync(sandbox, ["ec2_instance"], regions="enabled")
+    assert {i.attributes["instance_id"] for i in found if i.type == "ec2.instance"} >= set(fleet.values())
+    assert not [i for i in found if i.type == "error"]
 
 
 def test_grant_session_revoke_end_to_end(sandbox, fleet):
