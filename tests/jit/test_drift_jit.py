@@ -106,6 +106,20 @@ def test_drift_items_say_what_disagrees_and_the_report_writes_nothing(sandbox):
         accessScope={"type": "cluster"},
     )
 
+    # Identity Center: an assignment the connector made, removed by hand.
+    ic = sb.seed_info.identity_center
+    user = ic.users["user2@example.com"]
+    ic_target = {"resource_type": "identity_center_assignment", "account_id": account, "permission_set": "ReadOnly"}
+    ok(run(d, job(sb, "grant", "d-ic", user, ic_target | {"principal_type": "USER"})))
+    admin(sb, "sso-admin", sb.seed_info.management_account_id, ic.region).delete_account_assignment(
+        InstanceArn=ic.instance_arn,
+        TargetId=account,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=ic.permission_sets["ReadOnly"],
+        PrincipalType="USER",
+        PrincipalId=user,
+    )
+
     before = mutating_calls(sb)
     found = _sync(sb, sorted({account, c.account}))
     assert mutating_calls(sb) == before, "the drift report made a write call"
@@ -131,6 +145,9 @@ def test_drift_items_say_what_disagrees_and_the_report_writes_nothing(sandbox):
     widened_ssm = {i.attributes["where"].rsplit("/", 1)[-1] for i in ssm_found["foreign_access"]}
     assert widened_ssm == {ssm_policy.policy_name_for("d-ssm"), "access-connector-ssm-orphan"}
     assert all("AddedByHand" in i.attributes["details"] for i in ssm_found["foreign_access"])
+    ic_found = problems("identity_center_assignment")
+    assert [i.attributes["grant_key"] for i in ic_found["record_without_effect"]] == [ledger.grant_key("d-ic")]
+    assert list(ic_found) == ["record_without_effect"]
     eks_found = problems("eks_cluster")
     assert list(eks_found) == ["foreign_access"]
     assert "AmazonEKSAdminPolicy" in eks_found["foreign_access"][0].attributes["details"]

@@ -15,10 +15,10 @@ from connector.aws.errors import error_code
 from connector.errors import ConnectorError
 from connector.integrations import ledger
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
-from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
-from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
+from connector.integrations.base import GrantRequest, InventoryItem, JobContext, RevokeRequest
+from connector.integrations.capabilities import DriftScope, ExpiredGrant, ExpiryScan
 from connector.integrations.effect import Effect, Lazy
-from connector.integrations.identity_center import assignments, permission_sets
+from connector.integrations.identity_center import assignments, drift, permission_sets
 from connector.logging import get_logger
 
 log = get_logger("connector.integrations.identity_center")
@@ -30,6 +30,7 @@ class IdentityCenterAccess:
     def __init__(self, integration: AwsOrganizationIntegration) -> None:
         self.integration = integration
         self._names: dict[str, str] = {}  # permission set name -> ARN, resolved once per integration
+        self._drift_records = drift.RecordsCache()
 
     def _fresh(self, target: assignments.IdentityCenterTarget, call: Callable[[], T]) -> T:
         """`call`, once more after forgetting the cached ARN of the target's set name when the set was not
@@ -153,3 +154,7 @@ class IdentityCenterAccess:
                     },
                 ),
             )
+
+    def drift(self, scope: DriftScope) -> Iterator[InventoryItem]:
+        """The account's assignments against the records on the permission sets (reads only)."""
+        yield from drift.drift_in(self.integration.sso_client(), self._drift_records, scope)
