@@ -295,7 +295,9 @@ class OrgSync:
         return sorted(r["RegionName"] for r in ec2.describe_regions(AllRegions=False).get("Regions", []))
 
     def _drift_task(self, account_id: str, _: str) -> Iterator[InventoryItem]:
-        """Each kind's drift report for the account (a kind that fails is that kind's error item)."""
+        """Each kind's drift report for the account (a kind that fails is that kind's error item). The member
+        role is assumed first: if that fails, it is the account's one error item, not one per kind."""
+        self.member(account_id)
         regions = tuple(self._enabled_regions(account_id)) if self.config.regions == "enabled" else self._regions()
         scope = DriftScope(account_id, regions, int(time.time()))
         for part in self.integration.kind_parts():
