@@ -5,8 +5,10 @@ summary and each job's outcome as tables, and checks through boto3 that the acce
 grant and is gone after the revoke. Then a database: a local PostgreSQL stands behind a tagged RDS instance
 (the endpoint map leads there); the connector discovers it, grants a read-only user on one schema, the
 requester logs in with the sealed password and reads, and after the revoke the login is refused. Without
-PostgreSQL server binaries on the machine that part is skipped with a message. Exit code 0 only if every
-step did what it should.
+PostgreSQL server binaries on the machine that part is skipped with a message. Then EC2 through Systems
+Manager: instances discovered with whether a session reaches them, a grant, a session opened as the
+requester, a drift item once someone widens the connector's policy, and the revoke ending the session. Exit
+code 0 only if every step did what it should.
 """
 
 from __future__ import annotations
@@ -229,6 +231,7 @@ def _run(demo: Demo, accounts: int, pg: Any, t0: float, partition: str) -> int:
                 }
                 sync_ok = _sync(demo, admin, runtime, info, settings)
                 grant_ok = _grant_and_revoke(demo, admin, sandbox, info, settings)
+                ec2_ok = _ec2_through_ssm(demo, admin, sandbox, info, settings)
                 sealed_ok = _sealed_credentials(demo, admin, sandbox, info)
                 if pg is not None:
                     _database(demo, admin, info, settings, pg)
@@ -253,7 +256,7 @@ def _run(demo: Demo, accounts: int, pg: Any, t0: float, partition: str) -> int:
     demo.say(
         f"\n== {'all checks passed' if not failed else 'FAILED: ' + ', '.join(failed)} in {time.monotonic() - t0:.1f} s"
     )
-    return 0 if sync_ok and grant_ok and sealed_ok and not failed else 1
+    return 0 if sync_ok and grant_ok and ec2_ok and sealed_ok and not failed else 1
 
 
 def _sync(demo: Demo, admin: AdminClient, runtime: AgentRuntime, info: Any, settings: dict[str, Any]) -> bool:
@@ -395,6 +398,140 @@ def _grant_and_revoke(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, s
             "access entry is gone after the revoke (checked through boto3)",
             exc.response["Error"]["Code"] == "ResourceNotFoundException",
         )
+    return True
+
+
+def _admin_in(sandbox: Any, service: str, account: str, region: str) -> Any:
+    """The customer's own admin client in a member account (moto's account header): what the customer does."""
+    client = sandbox.client(service, region)
+    client.meta.events.register(
+        "before-call.*.*", lambda params, **_: params["headers"].__setitem__("x-moto-account-id", account)
+    )
+    return client
+
+
+def _ec2_through_ssm(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, settings: dict[str, Any]) -> bool:
+    """The customer's instances (one with the AmazonSSMManagedInstanceCore role, one without), the sync's view
+    of them, a Session Manager grant, a session as the requester, a drift item, the revoke ending the session."""
+    from connector.sandbox import ssm_sessions
+
+    region = settings["regions"][0]
+    account = next(c.account for c in info.clusters if c.account != info.account_without_member_role)
+    iam, ec2 = _admin_in(sandbox, "iam", account, region), _admin_in(sandbox, "ec2", account, region)
+    ec2_trust = {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    iam.create_role(RoleName="ec2-ssm", AssumeRolePolicyDocument=json.dumps({"Statement": [ec2_trust]}))
+    iam.attach_role_policy(RoleName="ec2-ssm", PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+    iam.create_instance_profile(InstanceProfileName="ec2-ssm")
+    iam.add_role_to_instance_profile(InstanceProfileName="ec2-ssm", RoleName="ec2-ssm")
+    ami = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+    instances = {}
+    for name, extra in (("web-1", {"IamInstanceProfile": {"Name": "ec2-ssm"}}), ("legacy-1", {})):
+        tags = [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}]}]
+        made = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, TagSpecifications=tags, **extra)
+        instances[name] = made["Instances"][0]["InstanceId"]
+    requester_trust = {
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+        "Action": "sts:AssumeRole",
+    }
+    iam.create_role(
+        RoleName="demo-ssm-users",
+        AssumeRolePolicyDocument=json.dumps({"Statement": [requester_trust]}),
+        Tags=[{"Key": ssm_sessions.ENFORCE_TAG, "Value": "true"}],  # the sandbox checks this role's sessions
+    )
+
+    demo.say(f"\n== EC2 through Systems Manager: instances of {account}/{region} and whether a session reaches them")
+    record = demo.run_job(
+        admin,
+        "sync ec2",
+        admin.enqueue_sync(
+            info.connector_id, INTEGRATION_ID, "aws_organization", settings, resource_types=["ec2_instance"],
+            account_ids=[account],
+        ),
+    )  # fmt: skip
+    demo.check("ec2 sync succeeded", record.state == admin_pb2.JOB_STATE_SUCCEEDED, record.error.message)
+    found = {
+        i.name: json_format.MessageToDict(i.attributes)
+        for i in admin.inventory(integration_id=INTEGRATION_ID, type="ec2.instance").items
+    }
+    demo.say(
+        table(
+            sorted((n, a.get("instance_id"), a.get("ssm", {}).get("ping_status", "-"), a.get("unreachable_reason") or "reachable")
+                   for n, a in found.items()),
+            ["instance", "id", "SSM ping", "Session Manager"],
+        )
+    )  # fmt: skip
+    demo.check(
+        "the sync says which instance a session reaches and why the other is not",
+        found.get("web-1", {}).get("reachable") is True and "instance profile" in found.get("legacy-1", {}).get("unreachable_reason", ""),
+    )  # fmt: skip
+
+    target = {"resource_type": "ec2_ssm_session", "account_id": account, "region": region, "role": "demo-ssm-users",
+              "instances": [instances["web-1"]]}  # fmt: skip
+    demo.say(f"\n== grant: Session Manager shell on web-1 ({instances['web-1']}) to role demo-ssm-users")
+    record = demo.run_job(
+        admin,
+        "grant ec2",
+        admin.enqueue_grant(info.connector_id, INTEGRATION_ID, "aws_organization", grant_id="demo-grant-ec2",
+                            principal="alice@example.com", target=target, settings=settings, expires_in=3600),
+    )  # fmt: skip
+    demo.check("ec2 grant succeeded", record.state == admin_pb2.JOB_STATE_SUCCEEDED, record.error.message)
+    connect = json_format.MessageToDict(record.result).get("connect", {}).get("shell", ["?"])
+    demo.say(f"  the requester connects with: {connect[0]}")
+    creds = (
+        sandbox.account_session(account).client("sts", endpoint_url=sandbox.endpoint)
+        .assume_role(RoleArn=f"arn:aws:iam::{account}:role/demo-ssm-users", RoleSessionName="alice")["Credentials"]
+    )  # fmt: skip
+    requester = boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"], region_name=region,
+    ).client("ssm", endpoint_url=sandbox.endpoint)  # fmt: skip
+    try:
+        session = requester.start_session(Target=instances["web-1"])["SessionId"]
+        demo.check("the requester opens a session on the granted instance", True, session)
+    except ClientError as exc:
+        demo.check("the requester opens a session on the granted instance", False, str(exc))
+        return True
+
+    demo.say("\n== drift: someone adds a statement to the connector's policy; a drift sync reports it")
+    policy = next(n for n in iam.list_role_policies(RoleName="demo-ssm-users")["PolicyNames"] if "ssm" in n)
+    document = iam.get_role_policy(RoleName="demo-ssm-users", PolicyName=policy)["PolicyDocument"]
+    document["Statement"].append(
+        {"Sid": "AddedByHand", "Effect": "Allow", "Action": "ssm:SendCommand", "Resource": "*"}
+    )
+    iam.put_role_policy(RoleName="demo-ssm-users", PolicyName=policy, PolicyDocument=json.dumps(document))
+    record = demo.run_job(
+        admin,
+        "sync drift",
+        admin.enqueue_sync(info.connector_id, INTEGRATION_ID, "aws_organization", settings, resource_types=["drift"],
+                           account_ids=[account]),
+    )  # fmt: skip
+    drift = [
+        json_format.MessageToDict(i.attributes)
+        for i in admin.inventory(integration_id=INTEGRATION_ID, type="drift").items
+    ]
+    demo.say(table([(d.get("kind"), d.get("problem"), d.get("where"), d.get("what_to_do", "")[:60]) for d in drift],
+                   ["kind", "problem", "where", "what to do"]))  # fmt: skip
+    demo.check(
+        "one drift item: access added to a connector-made policy",
+        record.state == admin_pb2.JOB_STATE_SUCCEEDED and [d.get("problem") for d in drift] == ["foreign_access"],
+    )
+
+    demo.say("\n== revoke: the policy goes and the requester's live session ends")
+    record = demo.run_job(
+        admin,
+        "revoke ec2",
+        admin.enqueue_revoke(info.connector_id, INTEGRATION_ID, "aws_organization", grant_id="demo-grant-ec2",
+                             principal="alice@example.com", target=target, settings=settings),
+    )  # fmt: skip
+    demo.check("ec2 revoke succeeded", record.state == admin_pb2.JOB_STATE_SUCCEEDED, record.error.message)
+    active = [
+        s["SessionId"] for s in _admin_in(sandbox, "ssm", account, region).describe_sessions(State="Active")["Sessions"]
+    ]
+    demo.check(
+        "the session is terminated and the policy is gone (checked through boto3)",
+        session not in active and policy not in iam.list_role_policies(RoleName="demo-ssm-users")["PolicyNames"],
+    )
     return True
 
 

@@ -10,6 +10,7 @@ it can do is offered by separate capability objects, one package per target kind
                  grant(request, effect, ctx) -> result
                  revoke(request, ctx) -> result       idempotent; already gone is success
   ExpiryScanner  expired(scan) -> ExpiredGrant...     the expired (or undecodable) records in its own targets
+  DriftReporter  drift(scope) -> InventoryItem...     where its records and what exists disagree (reads only)
 
 A kind that changes anything must also be an ExpiryScanner (`IntegrationSpec`/`KindSpec` check it), so no
 grant can outlive its expiry because its kind forgot to look. Registration is keyed by integration type and
@@ -22,7 +23,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from connector.integrations.base import GrantRequest, JobContext, RevokeRequest, Services, SyncRequest
+from connector.integrations.base import (
+    GrantRequest,
+    InventoryItem,
+    JobContext,
+    RevokeRequest,
+    Services,
+    SyncRequest,
+)
 from connector.integrations.effect import Effect
 
 
@@ -69,6 +77,63 @@ class ExpiryScanner(Protocol):
     def expired(self, scan: ExpiryScan) -> Iterator[ExpiredGrant]: ...
 
 
+@dataclass(frozen=True)
+class DriftScope:
+    """One account's part of a drift report: its regions (resolved by the sync) and the time it is judged at."""
+
+    account_id: str
+    regions: tuple[str, ...]
+    now: int  # epoch seconds
+
+
+@runtime_checkable
+class DriftReporter(Protocol):
+    """A kind that can compare its own records (the ledger) with what exists, changing nothing."""
+
+    def drift(self, scope: DriftScope) -> Iterator[InventoryItem]: ...
+
+
+# What a drift item says happened (attribute `problem`):
+RECORD_WITHOUT_EFFECT = "record_without_effect"  # the ledger says granted; the access is not there
+EFFECT_PAST_EXPIRY = "effect_past_expiry"  # the record has expired and the access is still there
+EFFECT_WITHOUT_RECORD = "effect_without_record"  # access under the connector's name that no record accounts for
+FOREIGN_ACCESS = "foreign_access"  # someone else added access to a thing the connector manages
+
+
+def drift_item(
+    kind: str,
+    problem: str,
+    where: str,
+    *,
+    account_id: str,
+    region: str = "",
+    grant_key: str = "",
+    expires_epoch: int | None = None,
+    details: str,
+    what_to_do: str,
+) -> InventoryItem:
+    """One inventory item of type `drift`: what disagrees, where, and what a person should do about it."""
+    attributes: dict[str, Any] = {
+        "kind": kind,
+        "problem": problem,
+        "where": where,
+        "details": details[:500],
+        "what_to_do": what_to_do,
+    }
+    if grant_key:
+        attributes["grant_key"] = grant_key
+    if expires_epoch is not None:
+        attributes["expires_epoch"] = expires_epoch
+    return InventoryItem(
+        type="drift",
+        id=f"{kind}:{problem}:{where}:{grant_key}"[:1000],
+        name=f"{problem} {where}"[:256],
+        account_id=account_id,
+        region=region,
+        attributes=attributes,
+    )
+
+
 class Integration:
     """One integration: its id, validated settings and shared handles. Subclasses set `type_id`, parse their
     settings in `__init__` (raise InvalidSettings naming the setting, so a bad setting is a non-retryable
@@ -82,6 +147,9 @@ class Integration:
         self.settings = settings
         self.services = services
         self.parts: dict[str, Any] = {}  # capability objects made from this integration, by resource type
+        # The capability objects of every kind of this integration's type (set by the registry): how a Syncer
+        # reaches the kinds' DriftReporters without importing them.
+        self.kind_parts: Callable[[], list[Any]] = list
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ def catalog() -> list[IntegrationSpec | KindSpec]:
         aws_auth,
         databases,
         discovered_databases,
+        ec2_ssm,
         eks_access,
         iam_access,
         identity_center,
@@ -43,6 +44,7 @@ def catalog() -> list[IntegrationSpec | KindSpec]:
         eks_access.KIND,
         identity_center.KIND,
         iam_access.KIND,
+        ec2_ssm.KIND,
         kubernetes.INTEGRATION,
         kubernetes_rbac.KIND,
         aws_auth.INTEGRATION,
@@ -113,6 +115,7 @@ class Registry:
         spec = self._integrations[integration.type_id]
         if spec.syncer is None:
             return None
+        integration.kind_parts = lambda: [part for _, part in self.scanners(integration)]
         syncer: Syncer = _part(integration, "sync", spec.syncer)
         return syncer
 

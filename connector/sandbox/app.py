@@ -1,5 +1,5 @@
-"""The WSGI app in front of moto: fault injection, STS trust enforcement, Lambda handlers, and the /_sandbox
-control API."""
+"""The WSGI app in front of moto: fault injection, STS trust enforcement, Lambda handlers, SSM sessions, and the
+/_sandbox control API."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.utilities.utils import get_partition
 
-from connector.sandbox import eks_access, protocol
+from connector.sandbox import eks_access, protocol, ssm_sessions
 from connector.sandbox.databases import secret_read_denied
 from connector.sandbox.faults import Decision, FaultRule, Faults
 from connector.sandbox.identity import account_of, resolve_caller
@@ -50,6 +50,10 @@ class SandboxApp:
                 return _respond(start_response, status, headers, payload)
             if info.service == "eks" and info.operation in eks_access.READS:
                 return self._eks_read(account, environ, info, start_response)
+            if info.service == "ssm" and info.operation in ssm_sessions.OPERATIONS:  # moto lacks these
+                return _respond(
+                    start_response, *ssm_sessions.respond(account, info.region, info.operation, info.access_key, body)
+                )
             if info.service == "lambda" and info.operation == "Invoke":
                 return self._lambda_invoke(account, environ, info, body, start_response)
             if info.service in _ROUTED_BY_SIGNING_NAME:

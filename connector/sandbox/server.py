@@ -18,7 +18,7 @@ from botocore.config import Config
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer, create_server
 
-from connector.sandbox import eks_access, identity, tagging
+from connector.sandbox import eks_access, identity, ssm_sessions, tagging
 from connector.sandbox.app import SandboxApp
 from connector.sandbox.faults import Faults
 from connector.sandbox.lambdas import Lambdas
@@ -93,7 +93,9 @@ class Sandbox:
             _use_lambda_simple_backend()
             eks_access.install()
             tagging.install()
+            ssm_sessions.install()
             _reset_moto()
+            ssm_sessions.reset()
             identity.install()
             app = SandboxApp(Faults(), Lambdas())
             server = create_server(app, host=host, port=port, **SERVER_OPTIONS)

@@ -132,6 +132,14 @@ ALLOWED_ACTIONS = {
         "redshift:DescribeClusters",
         "secretsmanager:GetSecretValue",
         "rds-db:connect",
+        # grant records as role tags; the inline-size check and the drift report; the EC2 sync's reasons
+        *(f"iam:{a}" for a in ["TagRole", "UntagRole", "ListRolePolicies", "GetInstanceProfile"]),
+        "iam:ListAttachedRolePolicies",
+        # EC2 through Systems Manager: discovery, and ending sessions on revoke
+        "ec2:DescribeInstances",
+        "ssm:DescribeInstanceInformation",
+        "ssm:DescribeSessions",
+        "ssm:TerminateSession",
     },
 }
 READ_ONLY_PREFIXES = ("List", "Describe", "Get")

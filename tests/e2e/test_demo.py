@@ -25,6 +25,10 @@ def test_connector_demo_runs_end_to_end():
         "grant succeeded",
         "revoke succeeded",
         "access entry is gone after the revoke",
+        "the sync says which instance a session reaches and why the other is not",
+        "the requester opens a session on the granted instance",
+        "one drift item: access added to a connector-made policy",
+        "the session is terminated and the policy is gone",
         "the control plane holds only ciphertext",
         "the requester opens them with their private key",
     ):

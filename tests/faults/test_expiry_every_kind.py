@@ -1,5 +1,6 @@
 """Fault 9: a grant of every kind expires while the control plane is down, and the shipped agent revokes each
-one on time (the effect checked where it lives: the sandbox for EKS, IAM, Identity Center and Lambda, the
+one on time (the effect checked where it lives: the sandbox for EKS, IAM, EC2 through SSM (the policy and the
+requester's live session), Identity Center and Lambda, the
 Kubernetes API for RBAC and aws-auth), then reports one event per grant once the control plane is back.
 
 The agent learned the integrations from the grant jobs themselves (the dispatcher hands the expiry loop
@@ -13,11 +14,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 
 from connector.integrations.lambda_custom.records import base_path
-from connector.sandbox import CredentialsFunction, Sandbox
+from connector.sandbox import CredentialsFunction, Sandbox, ssm_sessions
 from connector.v1 import admin_pb2, connector_pb2
 from tests.agent.agent_harness import CONNECTOR_ID, wait_for
 from tests.faults.conftest import AgentProcess, effect, eks_grants, job_figures, member_eks, org_settings, summarize
@@ -31,6 +33,45 @@ RBAC = "rbac.authorization.k8s.io/v1"
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": []})
 FUNCTION = "fault-grants"
 REGION = "us-east-1"
+
+
+def managed_instance(sb: Sandbox, account: str) -> str:
+    """An instance Session Manager reaches (its role has AmazonSSMManagedInstanceCore), and the role the
+    requester works as (trusting the account; the sandbox authorises its sessions from its policies)."""
+    iam = in_account(sb, "iam", account)
+    ec2_trust = {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    iam.create_role(RoleName="every-ec2", AssumeRolePolicyDocument=json.dumps({"Statement": [ec2_trust]}))
+    iam.attach_role_policy(RoleName="every-ec2", PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+    iam.create_instance_profile(InstanceProfileName="every-ec2")
+    iam.add_role_to_instance_profile(InstanceProfileName="every-ec2", RoleName="every-ec2")
+    account_trust = {
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+        "Action": "sts:AssumeRole",
+    }
+    iam.create_role(
+        RoleName="every-ssm",
+        AssumeRolePolicyDocument=json.dumps({"Statement": [account_trust]}),
+        Tags=[{"Key": ssm_sessions.ENFORCE_TAG, "Value": "true"}],
+    )
+    ec2 = in_account(sb, "ec2", account, REGION)
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    made = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, IamInstanceProfile={"Name": "every-ec2"})
+    return str(made["Instances"][0]["InstanceId"])
+
+
+def requester_ssm(sb: Sandbox, account: str, role: str) -> Any:
+    creds = (
+        sb.account_session(account)
+        .client("sts", endpoint_url=sb.endpoint)
+        .assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}", RoleSessionName="dave")["Credentials"]
+    )
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=REGION,
+    ).client("ssm", endpoint_url=sb.endpoint)
 
 
 @pytest.fixture
@@ -82,6 +123,7 @@ def test_a_grant_of_every_kind_is_revoked_on_time_with_the_control_plane_down(
     eks = eks_grants(sandbox, "every-eks", 1)[0]
     account = info.account("log-archive").id
     in_account(sandbox, "iam", account).create_role(RoleName="every-iam", AssumeRolePolicyDocument=TRUST)
+    instance = managed_instance(sandbox, account)
     ic = info.identity_center
     user = ic.users["user1@example.com"]
     k8s = {"connection": "host", "host": cluster.url}
@@ -99,6 +141,19 @@ def test_a_grant_of_every_kind_is_revoked_on_time_with_the_control_plane_down(
                 "account_id": account,
                 "role": "every-iam",
                 "resources": [f"arn:aws:sqs:{REGION}:{account}:q"],
+            },
+        ),
+        "every-ssm": (
+            "org",
+            "aws_organization",
+            org,
+            "dave",
+            {
+                "resource_type": "ec2_ssm_session",
+                "account_id": account,
+                "region": REGION,
+                "role": "every-ssm",
+                "instances": [instance],
             },
         ),
         "every-ic": (
@@ -148,6 +203,12 @@ def test_a_grant_of_every_kind_is_revoked_on_time_with_the_control_plane_down(
 
     iam = in_account(sandbox, "iam", account)
     sso = in_account(sandbox, "sso-admin", info.management_account_id)
+    session = requester_ssm(sandbox, account, "every-ssm").start_session(Target=instance)["SessionId"]
+    ssm_admin = in_account(sandbox, "ssm", account, REGION)
+
+    def ssm_live() -> bool:
+        active = [s["SessionId"] for s in ssm_admin.describe_sessions(State="Active")["Sessions"]]
+        return bool(iam.list_role_policies(RoleName="every-ssm")["PolicyNames"]) or session in active
 
     def rbac_live() -> bool:
         return any(ns == "faults" for ns, _ in cluster.names("rolebindings"))
@@ -168,6 +229,7 @@ def test_a_grant_of_every_kind_is_revoked_on_time_with_the_control_plane_down(
     live: dict[str, Callable[[], bool]] = {
         "every-eks": lambda: not effect(sandbox, eks).absent,
         "every-iam": iam_live,
+        "every-ssm": ssm_live,
         "every-ic": ic_live,
         "every-rbac": rbac_live,
         "every-aws-auth": aws_auth_live,
@@ -218,6 +280,8 @@ def test_a_grant_of_every_kind_is_revoked_on_time_with_the_control_plane_down(
     left = {
         "eks": eks.principal in entries,
         "iam": any(k.startswith("access-connector/grant/") for k in role_tags),
+        "ssm": ssm_live()
+        or any(t["Key"].startswith("access-connector/") for t in iam.list_role_tags(RoleName="every-ssm")["Tags"]),
         "ic": any(k.endswith("/every-ic") for k in ps_tags),
         "rbac": rbac_live(),
         "aws-auth": any(k.startswith("grants.access-connector/") for k in annotations),

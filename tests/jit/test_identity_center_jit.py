@@ -68,6 +68,23 @@ def test_grant_revoke_and_duplicates(sandbox):
     assert ledger.grant_key("ic-1") not in _tags(sb)
 
 
+def test_the_result_carries_the_sign_in_link(sandbox, monkeypatch):
+    import tests.jit.conftest as jit
+
+    portal = "https://d-1234567890.awsapps.com/start"
+    monkeypatch.setattr(jit, "settings", lambda s, _base=jit.settings: _base(s) | {"sso_portal_url": portal})
+    sb, d = sandbox, dispatcher(sandbox)
+    user = _ic(sb).users["user1@example.com"]
+    granted = ok(run(d, job(sb, "grant", "ic-link", user, _target(sb))))
+    assert granted["sign_in_url"] == portal
+    assert _account(sb) in granted["sign_in"] and "ReadOnly" in granted["sign_in"]
+    ok(run(d, job(sb, "revoke", "ic-link", user, _target(sb))))
+    monkeypatch.undo()
+    plain = ok(run(d, job(sb, "grant", "ic-nolink", user, _target(sb))))
+    assert "sign_in_url" not in plain
+    ok(run(d, job(sb, "revoke", "ic-nolink", user, _target(sb))))
+
+
 def test_conflict_is_retried_with_backoff(sandbox, monkeypatch):
     monkeypatch.setattr(ica, "CONFLICT_WAIT_MAX", 0.3)
     sb, d = sandbox, dispatcher(sandbox)

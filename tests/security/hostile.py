@@ -221,7 +221,8 @@ def _org_settings() -> st.SearchStrategy[dict[str, Any]]:
         _maybe("excluded_account_ids", values()),
         _maybe("resource_types", st.one_of(st.just(["organization"]), values())),
         _maybe("max_parallelism", numbers()),
-        _maybe("sso_portal_url", values()),
+        _maybe("sso_portal_url", st.one_of(st.sampled_from(["https://a@x/start", "https://x/start?r=y"]), values())),
+        _maybe("ssm_session_documents", st.one_of(st.sampled_from(["shell,ssh", "telnet"]), values())),
         _maybe("enable_audit", values()),
         _maybe("unknown_setting", values()),
         SECRET_EXTRAS,
@@ -360,6 +361,22 @@ def _targets() -> st.SearchStrategy[dict[str, Any]]:
             "access_level": st.one_of(st.sampled_from(["read", "write", "admin"]), values()),
         },
     )
+    ec2_ssm = st.fixed_dictionaries(
+        {"resource_type": st.just("ec2_ssm_session")},
+        optional={
+            "account_id": st.one_of(st.sampled_from(["111111111111", "1111", "../"]), values()),
+            "region": st.one_of(st.sampled_from(["us-east-1", "cn-north-1", "us-east-1\n"]), values()),
+            "role": st.one_of(st.sampled_from(ARNS), values()),
+            "instances": st.one_of(
+                st.lists(st.sampled_from(["i-0123456789abcdef0", "i-1", "i-*", "../i-0123456789abcdef0"]), max_size=4),
+                st.lists(st.just("i-0123456789abcdef0"), min_size=101, max_size=101),
+                values(),
+            ),
+            "documents": st.one_of(
+                st.lists(st.sampled_from(["shell", "ssh", "port_forwarding", "AWS-StartInteractiveCommand"])), values()
+            ),
+        },
+    )
     rbac = st.fixed_dictionaries(
         {},
         optional={
@@ -393,7 +410,7 @@ def _targets() -> st.SearchStrategy[dict[str, Any]]:
             "credentials": st.one_of(st.sampled_from(["create", "reset", "steal"]), values()),
         },
     )
-    kinds = (eks, identity_center, iam, rbac, aws_auth, lambda_custom, NOOP_PARAMS)
+    kinds = (eks, identity_center, iam, ec2_ssm, rbac, aws_auth, lambda_custom, NOOP_PARAMS)
     return st.one_of(
         *(_with_decoy(k) for k in kinds),
         _near_valid(),

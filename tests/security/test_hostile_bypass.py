@@ -52,7 +52,7 @@ IN_HOUR: Expiry = ("in", HOUR)
 @dataclass(frozen=True)
 class Attempt:
     name: str
-    kind: str  # eks | ic | iam | rbac | aws_auth | lambda | noop
+    kind: str  # eks | ic | iam | ec2 | rbac | aws_auth | lambda | noop
     expect: str  # a guardrail rule, or "CODE:what the message names"
     target: dict[str, Any]
     principal: str = ""  # derived from the name when empty
@@ -74,6 +74,7 @@ KIND_TYPES = {
     "eks": "aws_organization",
     "ic": "aws_organization",
     "iam": "aws_organization",
+    "ec2": "aws_organization",
     "rbac": "kubernetes",
     "aws_auth": "eks_aws_auth",
     "lambda": "lambda_custom",
@@ -145,6 +146,17 @@ def iam(w: World, account: str | None = None, **over: Any) -> dict[str, Any]:
     } | over
 
 
+def ec2(w: World, account: str | None = None, **over: Any) -> dict[str, Any]:
+    account = account or w.prod_account
+    return {
+        "resource_type": "ec2_ssm_session",
+        "account_id": account,
+        "region": REGION,
+        "role": world.ROLE,
+        "instances": [w.instances[account]],
+    } | over
+
+
 def rbac(role: str = "view", **over: Any) -> dict[str, Any]:
     return {"scope": "namespace", "namespaces": ["team-a"], "role": role} | over
 
@@ -163,6 +175,7 @@ def _expiry_attempts(w: World) -> list[Attempt]:
         "eks": eks(w),
         "ic": ic(w),
         "iam": iam(w),
+        "ec2": ec2(w),
         "rbac": rbac(),
         "aws_auth": aws_auth(),
         "lambda": lam(),
@@ -415,6 +428,53 @@ def attempts(w: World) -> list[Attempt]:
         ),
         Attempt("iam account not allowed", "iam", "accounts", iam(w, archive), policy="customer"),
         Attempt("iam OU not allowed", "iam", "organizational_units", iam(w, dev), policy="org"),
+        # -- EC2 through Systems Manager ------------------------------------------------------------------
+        Attempt(
+            "ec2 101 instances",
+            "ec2",
+            "GUARDRAIL_DENIED:at most 100",
+            ec2(w, instances=[f"i-{n:017x}" for n in range(101)]),
+        ),
+        Attempt(
+            "ec2 ssh the integration does not allow",
+            "ec2",
+            "GUARDRAIL_DENIED:ssm_session_documents",
+            ec2(w, documents=["ssh"]),
+        ),
+        Attempt(
+            "ec2 unknown session document",
+            "ec2",
+            "INVALID_JOB:target.documents",
+            ec2(w, documents=["AWS-StartInteractiveCommand"]),
+        ),
+        Attempt("ec2 instance wildcard", "ec2", "INVALID_JOB:target.instances", ec2(w, instances=["i-*"])),
+        Attempt(
+            "ec2 instance that does not exist",
+            "ec2",
+            "NOT_FOUND:do not exist",
+            ec2(w, instances=["i-0123456789abcdef0"]),
+        ),
+        Attempt(
+            "ec2 instance of another account", "ec2", "NOT_FOUND:do not exist", ec2(w, instances=[w.instances[dev]])
+        ),
+        Attempt(
+            "ec2 role ARN of another account",
+            "ec2",
+            "INVALID_JOB:target.role",
+            ec2(w, role=f"arn:aws:iam::{dev}:role/{world.ROLE}"),
+        ),
+        Attempt("ec2 region of another partition", "ec2", "INVALID_JOB:partition", ec2(w, region="us-gov-west-1")),
+        Attempt("ec2 decoy cluster key", "ec2", "INVALID_JOB:target.cluster", ec2(w, cluster="prod-elsewhere")),
+        Attempt("ec2 instance not allowed", "ec2", "resources", ec2(w), policy="customer"),
+        Attempt("ec2 account not allowed", "ec2", "accounts", ec2(w, archive), policy="customer"),
+        Attempt("ec2 OU not allowed", "ec2", "organizational_units", ec2(w, dev), policy="org"),
+        Attempt(
+            "ec2 settings that try to allow every document",
+            "ec2",
+            "INVALID_SETTINGS:ssm_session_documents",
+            ec2(w),
+            settings={"ssm_session_documents": ["*"]},
+        ),
         # -- Kubernetes RBAC ------------------------------------------------------------------------------
         Attempt(
             "rbac ClusterRole star on star under a harmless name",
@@ -601,6 +661,10 @@ def controls(w: World) -> list[Attempt]:
             # reads the other's record before either removes its own), which is not what this test is about.
             Attempt(f"control ic {policy}", "ic", "SUCCEEDED", ic(w), policy=policy, principal=w.user_id(n)),
             Attempt(f"control iam {policy}", "iam", "SUCCEEDED", iam(w), policy=policy),
+        ]
+        if policy != "customer":  # its resources rule names no instance
+            out.append(Attempt(f"control ec2 {policy}", "ec2", "SUCCEEDED", ec2(w), policy=policy))
+        out += [
             Attempt(f"control rbac {policy}", "rbac", "SUCCEEDED", rbac(), policy=policy),
         ]
     for policy in ("default", "org"):  # a namespaces rule refuses every aws-auth mapping (it is cluster-wide)
@@ -632,6 +696,7 @@ def settings_of(w: World, a: Attempt) -> dict[str, Any]:
         "eks": w.org_settings,
         "ic": w.org_settings,
         "iam": w.org_settings,
+        "ec2": w.org_settings,
         "rbac": lambda: w.k8s_settings(api),
         "aws_auth": lambda: w.k8s_settings(api),
         "lambda": w.lambda_settings,

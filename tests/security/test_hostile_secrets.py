@@ -91,6 +91,7 @@ PLANTS: dict[str, Plant] = {
         Plant("aws sts AssumeRole session token", "IQoJb3JpZ2luX2Vj" + _planted("sts")),
         Plant("aws eks CreateAccessEntry bearer", "k8s-aws-v1." + _planted("eks")),
         Plant("aws iam PutRolePolicy security token", "FwoGZXIvYXdz" + _planted("iam")),
+        Plant("aws ec2 DescribeInstances security token", "FwoGZXIvYXdz" + _planted("ec2")),
         Plant("aws sso-admin CreateAccountAssignment bearer", _jwt("sso")),
         Plant("aws organizations session token", "IQoJb3JpZ2luX2Vj" + _planted("org")),
         Plant("aws sweeper sso-admin ListInstances bearer", _planted("sweep sso")),
@@ -137,6 +138,13 @@ AWS_FAULTS = {  # plant -> (service, operation, status, code, message)
         501,  # a 5xx botocore does not retry itself: the job fails (UNAVAILABLE) in moments, not in a minute
         "ServiceFailure",
         "Internal failure for request with x-amz-security-token: {}",
+    ),
+    "aws ec2 DescribeInstances security token": (
+        "ec2",
+        "DescribeInstances",
+        400,
+        "UnauthorizedOperation",
+        "You are not authorized to perform this operation (x-amz-security-token: {})",
     ),
     "aws sso-admin CreateAccountAssignment bearer": (
         "sso-admin",
@@ -313,6 +321,8 @@ def phases(w: World, sb: Sandbox, jobs: Jobs, hooks: Hooks, public_key: bytes, s
     }
     iam = {"resource_type": "iam_resource_access", "account_id": dev, "role": world.ROLE}
     iam["resources"] = [f"arn:aws:sqs:{world.REGION}:{dev}:team-q"]
+    ec2 = {"resource_type": "ec2_ssm_session", "account_id": dev, "region": world.REGION, "role": world.ROLE}
+    ec2["instances"] = [w.instances[dev]]
     ic = {"resource_type": "identity_center_assignment", "account_id": dev, "permission_set": "ReadOnly"}
     ic["principal_type"] = "USER"
     role = f"arn:aws:iam::{prod}:role/secrets-mapped"
@@ -365,6 +375,13 @@ def phases(w: World, sb: Sandbox, jobs: Jobs, hooks: Hooks, public_key: bytes, s
                     jobs.grant("org", "aws_organization", org, "secrets-requester", iam),
                     "UNAVAILABLE",
                     "PutRolePolicy",
+                ),
+                Case(
+                    "ec2 through ssm",
+                    "aws ec2 DescribeInstances security token",
+                    jobs.grant("org", "aws_organization", org, "secrets-requester", ec2),
+                    "ACCESS_DENIED",
+                    "DescribeInstances",
                 ),
                 Case(
                     "identity center",

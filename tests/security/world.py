@@ -14,7 +14,7 @@ is what an attempt (or a control grant) changed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -62,6 +62,7 @@ class World:
     other: Any  # a cluster the customer policy does not name
     function: CredentialsFunction
     permission_sets: dict[str, str]  # name -> ARN (seeded and ours)
+    instances: dict[str, str] = field(default_factory=dict)  # account -> an EC2 instance there (ec2_ssm grants)
 
     @property
     def info(self) -> Any:
@@ -124,7 +125,13 @@ def build(sb: Sandbox, prod: FakeApiServer, other: FakeApiServer) -> World:
         if account.state == "ACTIVE":
             iam = member(sb, "iam", account.id, None)
             iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=TRUST)
-    return World(sb, prod, other, function, seed_permission_sets(sb))
+    instances = {}
+    for name in ("prod-0000", "dev-0001", "log-archive"):
+        account = sb.seed_info.account(name).id
+        ec2 = member(sb, "ec2", account, REGION)
+        ami = ec2.describe_images()["Images"][0]["ImageId"]
+        instances[account] = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    return World(sb, prod, other, function, seed_permission_sets(sb), instances)
 
 
 def create_function(sb: Sandbox, name: str, *, tagged: bool) -> str:

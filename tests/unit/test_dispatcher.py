@@ -167,7 +167,13 @@ def test_every_shipped_kind_is_registered_with_its_scanner():
     registry = build_registry()
     kinds = {t: registry.resource_types(t) for t in registry.types()}
     assert kinds == {
-        "aws_organization": ["eks_cluster", "iam_resource_access", "identity_center_assignment", "rds_database"],
+        "aws_organization": [
+            "ec2_ssm_session",
+            "eks_cluster",
+            "iam_resource_access",
+            "identity_center_assignment",
+            "rds_database",
+        ],
         "eks_aws_auth": ["aws_auth_mapping"],
         "kubernetes": ["kubernetes_rbac"],
         "lambda_custom": ["lambda_custom"],

@@ -30,6 +30,13 @@ def test_docs_style_comma_lists():
         ({"max_parallelism": 1000}, "max_parallelism"),
         ({"unexpected": True}, "unexpected"),
         ({"sso_portal_url": "http://insecure"}, "sso_portal_url"),
+        ({"sso_portal_url": "https://user:pw@d-1234567890.awsapps.com/start"}, "sso_portal_url"),
+        ({"sso_portal_url": "https://d-1234567890.awsapps.com/start?next=https://evil.example"}, "sso_portal_url"),
+        ({"sso_portal_url": "https://d-1234567890.awsapps.com/start#/x"}, "sso_portal_url"),
+        ({"sso_portal_url": "https:///start"}, "sso_portal_url"),
+        ({"sso_portal_url": "https://d-1.awsapps.com/start\n"}, "sso_portal_url"),
+        ({"ssm_session_documents": "shell, telnet"}, "ssm_session_documents"),
+        ({"resource_types": ["ec2"]}, "resource_types"),
         ({"region": "xx-east-1"}, "region"),
         # One integration is one partition: its roles cannot act in another partition's regions.
         ({"management_account_role_arn": "arn:aws-us-gov:iam::123456789012:role/M"}, "region"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,9 +20,21 @@ from connector.integrations import validation
 
 # Database discovery (rds_instance, rds_cluster, redshift_cluster) is opt-in: it must be named in the
 # integration's resource_types or the sync job's, and it is not in the default set.
-DEFAULT_RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
-RESOURCE_TYPES = (*DEFAULT_RESOURCE_TYPES, "rds_instance", "rds_cluster", "redshift_cluster")
 DB_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# What a sync covers when neither the job nor the settings say: the opt-in types (databases, EC2 through SSM,
+# the drift report) cost calls in every account and region, so a customer asks for them.
+DEFAULT_RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
+RESOURCE_TYPES = (
+    *DEFAULT_RESOURCE_TYPES,
+    "rds_instance",
+    "rds_cluster",
+    "redshift_cluster",
+    "ec2_instance",
+    "drift",
+)
+# Session Manager documents a grant may allow (setting ssm_session_documents): an interactive shell, SSH over
+# Session Manager, port forwarding to a port of the instance itself.
+SSM_DOCUMENTS = ("shell", "ssh", "port_forwarding")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -59,9 +72,12 @@ class OrgSettings(BaseModel):
     # the RDS global bundle, as a file on the connector's machine).
     database_ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "require"
     database_ssl_ca_file: str = Field(default="", max_length=4096)
+    ssm_session_documents: tuple[Literal["shell", "ssh", "port_forwarding"], ...] = ("shell",)
     max_parallelism: int = Field(default=8, ge=1, le=64)
 
-    @field_validator("excluded_ou_ids", "excluded_account_ids", "resource_types", mode="before")
+    @field_validator(
+        "excluded_ou_ids", "excluded_account_ids", "resource_types", "ssm_session_documents", mode="before"
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split(value)
@@ -142,8 +158,25 @@ class OrgSettings(BaseModel):
     @field_validator("sso_portal_url")
     @classmethod
     def _portal(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("https://"):
-            raise ValueError("must be the https:// URL of the AWS access portal")
+        """The AWS access portal's URL (https://d-xxxxxxxxxx.awsapps.com/start or a custom one), handed to
+        requesters as their sign-in link: https, a host, nothing that could carry a credential or a redirect."""
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if (
+            parts.scheme != "https"
+            or not parts.hostname
+            or parts.username is not None
+            or parts.password is not None
+            or parts.query
+            or parts.fragment
+            or any(ch.isspace() or ord(ch) < 32 for ch in value)
+            or len(value) > 512
+        ):
+            raise ValueError(
+                "must be the https:// URL of the AWS access portal (e.g. https://d-1234567890.awsapps.com/start), "
+                "without user, query or fragment"
+            )
         return value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -23,12 +24,14 @@ from connector.integrations.aws_organization import identity_center_inventory
 from connector.integrations.aws_organization import scope as scope_rules
 from connector.integrations.aws_organization.database_discovery import DATABASE_RESOURCE_TYPES
 from connector.integrations.aws_organization.database_scope import ContentsOf, DatabaseScope
+from connector.integrations.aws_organization.ec2_inventory import instance_items
 from connector.integrations.aws_organization.eks_inventory import cluster_items
 from connector.integrations.aws_organization.iam_inventory import role_items
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
 from connector.integrations.aws_organization.org_tree import Account, OrgUnit
 from connector.integrations.aws_organization.settings import RESOURCE_TYPES
 from connector.integrations.base import InventoryItem, JobContext, SyncRequest
+from connector.integrations.capabilities import DriftReporter, DriftScope
 from connector.logging import get_logger
 
 log = get_logger("connector.integrations.aws_organization")
@@ -143,6 +146,13 @@ class OrgSync:
                     batch += self._database_tasks(account.id, databases)
                 if "iam_role" in types:
                     batch.append(ScopeTask(account.id, "global", "iam", self._iam_task))
+                if "ec2_instance" in types:  # opt-in, bounded like EKS: one task per (account, region)
+                    if self.config.regions == "enabled":
+                        batch.append(ScopeTask(account.id, "enabled", "ec2", self._ec2_enabled_regions_task))
+                    else:
+                        batch += [ScopeTask(account.id, r, "ec2", self._ec2_task) for r in self._regions()]
+                if "drift" in types:  # opt-in: the kinds' records against what exists, changing nothing
+                    batch.append(ScopeTask(account.id, "global", "drift", self._drift_task))
                 if assignments is not None:
                     batch.append(assignments(account.id))
                 if batch:
@@ -289,6 +299,41 @@ class OrgSync:
         if self.config.regions == "enabled":
             return [ScopeTask(account_id, "enabled", "databases", work)]
         return [ScopeTask(account_id, r, "databases", work) for r in self._regions()]
+
+    def _ec2_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
+        session = self.member(account_id)
+        yield from instance_items(
+            self.aws.client(session, "ec2", region),
+            self.aws.client(session, "ssm", region),
+            self.aws.client(session, "iam"),
+            account_id,
+            region,
+            self.integration.partition,
+        )
+
+    def _ec2_enabled_regions_task(self, account_id: str, _: str) -> Iterator[InventoryItem]:
+        for region in self._enabled_regions(account_id):
+            try:
+                yield from self._ec2_task(account_id, region)
+            except (ClientError, BotoCoreError) as exc:
+                yield self._error_item(exc, account_id, region, "ec2")
+
+    def _enabled_regions(self, account_id: str) -> list[str]:
+        ec2 = self.aws.client(self.member(account_id), "ec2", self.config.region)
+        return sorted(r["RegionName"] for r in ec2.describe_regions(AllRegions=False).get("Regions", []))
+
+    def _drift_task(self, account_id: str, _: str) -> Iterator[InventoryItem]:
+        """Each kind's drift report for the account (a kind that fails is that kind's error item). The member
+        role is assumed first: if that fails, it is the account's one error item, not one per kind."""
+        self.member(account_id)
+        regions = tuple(self._enabled_regions(account_id)) if self.config.regions == "enabled" else self._regions()
+        scope = DriftScope(account_id, regions, int(time.time()))
+        for part in self.integration.kind_parts():
+            if isinstance(part, DriftReporter):
+                try:
+                    yield from part.drift(scope)
+                except (ClientError, BotoCoreError, ConnectorError) as exc:
+                    yield self._error_item(exc, account_id, "global", f"drift {type(part).__name__}")
 
     def _iam_task(self, account_id: str, region: str) -> Iterator[InventoryItem]:
         yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)

@@ -17,10 +17,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from connector.errors import ConnectorError, InvalidJob
 from connector.integrations import ledger
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
-from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
-from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
+from connector.integrations.base import GrantRequest, InventoryItem, JobContext, RevokeRequest
+from connector.integrations.capabilities import DriftScope, ExpiredGrant, ExpiryScan
 from connector.integrations.effect import ClusterRef, Effect, Lazy, Level, highest
-from connector.integrations.eks_access import entries
+from connector.integrations.eks_access import drift, entries
 from connector.integrations.eks_access.target import (
     DEFAULT_USERNAME,
     POLICY_NAME,
@@ -217,6 +217,12 @@ class EksAccess:
                             },
                         ),
                     )
+
+    # -- DriftReporter -----------------------------------------------------------------------------------
+    def drift(self, scope: DriftScope) -> Iterator[InventoryItem]:
+        """Records against associations on every access entry in the account's regions (reads only)."""
+        for region in scope.regions:
+            yield from drift.drift_in(self.integration.client(scope.account_id, "eks", region), scope, region)
 
 
 def _well_formed(names: Iterable[str]) -> list[str]:

@@ -16,10 +16,10 @@ from connector.aws.partitions import iam_role_arn
 from connector.errors import ConnectorError, InvalidJob
 from connector.integrations import ledger
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
-from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
-from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
+from connector.integrations.base import GrantRequest, InventoryItem, JobContext, RevokeRequest
+from connector.integrations.capabilities import DriftScope, ExpiredGrant, ExpiryScan
 from connector.integrations.effect import Effect, Lazy, Level
-from connector.integrations.iam_access import roles
+from connector.integrations.iam_access import drift, roles
 from connector.integrations.iam_access.target import check_partition, check_resource_count, parse_target
 from connector.logging import get_logger
 
@@ -104,3 +104,7 @@ class IamAccess:
                     target={"resource_type": RESOURCE_TYPE, "account_id": account, "role": role},
                 ),
             )
+
+    def drift(self, scope: DriftScope) -> Iterator[InventoryItem]:
+        """Each role's records against the inline policies they name (reads only)."""
+        yield from drift.drift_in(self.integration.client(scope.account_id, "iam"), scope)

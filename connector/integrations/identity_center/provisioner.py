@@ -15,10 +15,10 @@ from connector.aws.errors import error_code
 from connector.errors import ConnectorError
 from connector.integrations import ledger
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
-from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
-from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
+from connector.integrations.base import GrantRequest, InventoryItem, JobContext, RevokeRequest
+from connector.integrations.capabilities import DriftScope, ExpiredGrant, ExpiryScan
 from connector.integrations.effect import Effect, Lazy
-from connector.integrations.identity_center import assignments, permission_sets
+from connector.integrations.identity_center import assignments, drift, permission_sets
 from connector.logging import get_logger
 
 log = get_logger("connector.integrations.identity_center")
@@ -30,6 +30,7 @@ class IdentityCenterAccess:
     def __init__(self, integration: AwsOrganizationIntegration) -> None:
         self.integration = integration
         self._names: dict[str, str] = {}  # permission set name -> ARN, resolved once per integration
+        self._drift_records = drift.RecordsCache()
 
     def _fresh(self, target: assignments.IdentityCenterTarget, call: Callable[[], T]) -> T:
         """`call`, once more after forgetting the cached ARN of the target's set name when the set was not
@@ -72,7 +73,7 @@ class IdentityCenterAccess:
             update={"permission_set": effect.extra.get("permission_set_arn") or target.permission_set}
         )
         self.integration.note_place("ic", self.integration.sso_region())
-        return assignments.grant(
+        result = assignments.grant(
             self.integration.sso_client(),
             grant_id=request.grant_id,
             principal=request.principal,
@@ -83,6 +84,19 @@ class IdentityCenterAccess:
             check=ctx.check_cancelled,
             cache=self._names,
         )
+        return result | self._sign_in(effect)
+
+    def _sign_in(self, effect: Effect) -> dict[str, Any]:
+        """Where the requester signs in to use the assignment: the AWS access portal (setting sso_portal_url,
+        validated as an https URL with nothing but a host and a path). The product documents give no deep-link
+        shape, so the link is the portal itself; the account and permission set say what to pick there."""
+        portal = self.integration.config.sso_portal_url
+        if portal is None:
+            return {}
+        return {
+            "sign_in_url": portal,
+            "sign_in": f"open {portal}, then account {effect.account_id} and {effect.permission_sets[0]}",
+        }
 
     def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
         target = assignments.parse_target(request.target)
@@ -140,3 +154,7 @@ class IdentityCenterAccess:
                     },
                 ),
             )
+
+    def drift(self, scope: DriftScope) -> Iterator[InventoryItem]:
+        """The account's assignments against the records on the permission sets (reads only)."""
+        yield from drift.drift_in(self.integration.sso_client(), self._drift_records, scope)
