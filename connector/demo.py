@@ -416,11 +416,14 @@ def _ec2_through_ssm(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, se
     from connector.sandbox import ssm_sessions
 
     region = settings["regions"][0]
+    partition = info.partition
     account = next(c.account for c in info.clusters if c.account != info.account_without_member_role)
     iam, ec2 = _admin_in(sandbox, "iam", account, region), _admin_in(sandbox, "ec2", account, region)
     ec2_trust = {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
     iam.create_role(RoleName="ec2-ssm", AssumeRolePolicyDocument=json.dumps({"Statement": [ec2_trust]}))
-    iam.attach_role_policy(RoleName="ec2-ssm", PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+    iam.attach_role_policy(
+        RoleName="ec2-ssm", PolicyArn=f"arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    )
     iam.create_instance_profile(InstanceProfileName="ec2-ssm")
     iam.add_role_to_instance_profile(InstanceProfileName="ec2-ssm", RoleName="ec2-ssm")
     ami = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
@@ -431,7 +434,7 @@ def _ec2_through_ssm(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, se
         instances[name] = made["Instances"][0]["InstanceId"]
     requester_trust = {
         "Effect": "Allow",
-        "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+        "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
         "Action": "sts:AssumeRole",
     }
     iam.create_role(
@@ -480,7 +483,7 @@ def _ec2_through_ssm(demo: Demo, admin: AdminClient, sandbox: Any, info: Any, se
     demo.say(f"  the requester connects with: {connect[0]}")
     creds = (
         sandbox.account_session(account).client("sts", endpoint_url=sandbox.endpoint)
-        .assume_role(RoleArn=f"arn:aws:iam::{account}:role/demo-ssm-users", RoleSessionName="alice")["Credentials"]
+        .assume_role(RoleArn=f"arn:{partition}:iam::{account}:role/demo-ssm-users", RoleSessionName="alice")["Credentials"]
     )  # fmt: skip
     requester = boto3.Session(
         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],

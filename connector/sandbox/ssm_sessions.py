@@ -32,9 +32,10 @@ from typing import Any
 
 from moto.ec2.models import ec2_backends
 from moto.iam.models import AWSManagedPolicy, IAMBackend, iam_backends
+from moto.utilities.utils import get_partition
 
 from connector.sandbox import iam_eval
-from connector.sandbox.identity import PARTITION, Caller, resolve_caller
+from connector.sandbox.identity import Caller, resolve_caller
 
 OPERATIONS = frozenset(
     ("DescribeInstanceInformation", "StartSession", "TerminateSession", "DescribeSessions", "GetConnectionStatus")
@@ -167,7 +168,7 @@ def _instances(account: str, region: str) -> list[Any]:
 
 def _profile_role(account: str, instance: Any) -> Any | None:
     profile = instance.iam_instance_profile or {}
-    iam = iam_backends[account][PARTITION]
+    iam = iam_backends[account][get_partition(instance.region_name)]
     arn, name = profile.get("Arn"), profile.get("Name")
     for found in iam.instance_profiles.values():
         if found.arn == arn or found.name == name:
@@ -255,7 +256,7 @@ def describe_instance_information(account: str, region: str, caller: Caller, par
 
 def _user_id(caller: Caller) -> str:
     name = caller.arn.rsplit("/", 1)[-1]
-    iam = iam_backends[caller.account][PARTITION]
+    iam = iam_backends[caller.account][caller.arn.split(":")[1]]
     if caller.role_arn is not None:
         role = next((r for r in iam.roles.values() if r.arn == caller.role_arn), None)
         return f"{role.id if role else 'AROA'}:{name}"
@@ -273,7 +274,7 @@ def _enforced_documents(caller: Caller) -> list[Any] | None:
     """The caller role's policy documents when the sandbox authorises it (tag sandbox:enforce-iam=true)."""
     if caller.role_arn is None:
         return None
-    iam = iam_backends[caller.account][PARTITION]
+    iam = iam_backends[caller.account][caller.arn.split(":")[1]]
     role = next((r for r in iam.roles.values() if r.arn == caller.role_arn), None)
     if role is None or _tag_value(role.tags, ENFORCE_TAG) != "true":
         return None
@@ -299,9 +300,9 @@ def _authorise(caller: Caller, action: str, resource: str, context: dict[str, st
 
 def document_arn(region: str, account: str, name: str) -> str:
     return (
-        f"arn:aws:ssm:{region}::document/{name}"
+        f"arn:{get_partition(region)}:ssm:{region}::document/{name}"
         if name in AWS_OWNED_DOCUMENTS
-        else (f"arn:aws:ssm:{region}:{account}:document/{name}")
+        else (f"arn:{get_partition(region)}:ssm:{region}:{account}:document/{name}")
     )
 
 
@@ -312,7 +313,9 @@ def start_session(account: str, region: str, caller: Caller, params: Mapping[str
         raise SsmApiError("InvalidDocument", f"Document with name {document} does not exist.")
     instance = next((i for i in _instances(account, region) if i.id == target), None)
     tags = {f"ssm:resourceTag/{t['key']}": t["value"] for t in instance.get_tags()} if instance is not None else {}
-    _authorise(caller, "ssm:StartSession", f"arn:aws:ec2:{region}:{account}:instance/{target}", tags)
+    _authorise(
+        caller, "ssm:StartSession", f"arn:{get_partition(region)}:ec2:{region}:{account}:instance/{target}", tags
+    )
     _authorise(
         caller, "ssm:StartSession", document_arn(region, account, document), {"ssm:SessionDocumentAccessCheck": "true"}
     )
@@ -347,7 +350,7 @@ def terminate_session(account: str, region: str, caller: Caller, params: Mapping
     _authorise(
         caller,
         "ssm:TerminateSession",
-        f"arn:aws:ssm:{region}:{account}:session/{session_id}",
+        f"arn:{get_partition(region)}:ssm:{region}:{account}:session/{session_id}",
         {f"ssm:resourceTag/{SESSION_ID_TAG}": session.user_id},
     )
     with _LOCK:
@@ -409,7 +412,7 @@ def respond(
         params = json.loads(body or b"{}")
         if not isinstance(params, dict):
             raise SsmApiError("SerializationException", "the request body is not a JSON object")
-        answer = _HANDLERS[operation](account, region, resolve_caller(access_key), params)
+        answer = _HANDLERS[operation](account, region, resolve_caller(access_key, get_partition(region)), params)
     except SsmApiError as exc:
         error = {"__type": exc.code, "message": exc.message, "Message": exc.message}
         return exc.status, headers, json.dumps(error).encode()
