@@ -25,6 +25,7 @@ from moto.organizations.models import organizations_backends
 
 from connector.sandbox import eks_access
 from connector.sandbox.identity import PARTITION
+from connector.sandbox.seed_resources import seed_resources
 
 ORG_REGION = "us-east-1"
 MANAGEMENT_ACCOUNT_ID = "123456789012"  # moto's default account: unknown (admin) keys act in it
@@ -51,6 +52,12 @@ class SeedSpec:
     identity_center_region: str = "us-east-1"
     users: int = 4
     groups: int = 2
+    # S3 / SNS / SQS in the workload accounts, and Resource Explorer (connector.sandbox.seed_resources).
+    buckets_per_account: int = 0
+    topics_per_region: int = 0
+    queues_per_region: int = 0
+    resource_explorer: bool = False
+    resource_explorer_without_index: tuple[str, ...] = ()  # regions whose member accounts got no index
 
     def __post_init__(self) -> None:
         if self.accounts < 4:
@@ -235,6 +242,7 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
 
     with mock.patch.object(mock_random, "get_random_string", fast_random_string):
         clusters = _seed_clusters(spec, workloads)
+    seed_resources(spec, workloads)
     identity = _seed_identity_center(spec, client) if spec.identity_center else None
     return SeedInfo(
         organization_id=org["Id"],
