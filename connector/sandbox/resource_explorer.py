@@ -195,30 +195,30 @@ def _resources(account: str, region: str, types: set[str]) -> Iterator[Resource]
     if "s3:bucket" in types:
         from moto.s3.models import s3_backends
 
-        backend = dict.get(dict.get(s3_backends, account) or {}, PARTITION)
-        for bucket in list(getattr(backend, "buckets", {}).values()):
+        s3: Any = dict.get(dict.get(s3_backends, account) or {}, PARTITION)
+        for bucket in list(getattr(s3, "buckets", {}).values()):
             if bucket.region_name == region:
-                tags = backend.tagger.list_tags_for_resource(bucket.arn).get("Tags", [])
+                tags = s3.tagger.list_tags_for_resource(bucket.arn).get("Tags", [])
                 yield Resource(
                     bucket.arn, account, region, "s3", "s3:bucket", tuple((t["Key"], t["Value"]) for t in tags)
                 )
     if "sns:topic" in types:
         from moto.sns.models import sns_backends
 
-        backend = dict.get(dict.get(sns_backends, account) or {}, region)
-        for topic in list(getattr(backend, "topics", {}).values()):
+        sns: Any = dict.get(dict.get(sns_backends, account) or {}, region)
+        for topic in list(getattr(sns, "topics", {}).values()):
             yield Resource(topic.arn, account, region, "sns", "sns:topic", tuple(sorted(topic._tags.items())))
     if "sqs:queue" in types:
         from moto.sqs.models import sqs_backends
 
-        backend = dict.get(dict.get(sqs_backends, account) or {}, region)
-        for queue in list(getattr(backend, "queues", {}).values()):
+        sqs: Any = dict.get(dict.get(sqs_backends, account) or {}, region)
+        for queue in list(getattr(sqs, "queues", {}).values()):
             yield Resource(queue.queue_arn, account, region, "sqs", "sqs:queue", tuple(sorted(queue.tags.items())))
     if "eks:cluster" in types:
         from moto.eks.models import eks_backends
 
-        backend = dict.get(dict.get(eks_backends, account) or {}, region)
-        for cluster in list(getattr(backend, "clusters", {}).values()):
+        eks: Any = dict.get(dict.get(eks_backends, account) or {}, region)
+        for cluster in list(getattr(eks, "clusters", {}).values()):
             yield Resource(
                 str(cluster.arn), account, region, "eks", "eks:cluster", tuple(sorted((cluster.tags or {}).items()))
             )
@@ -459,7 +459,7 @@ def org_arn_of(account: str) -> str:
     from moto.organizations.models import organizations_backends
 
     for per_account in list(dict.values(organizations_backends)):
-        backend = dict.get(per_account, PARTITION)
+        backend: Any = dict.get(per_account, PARTITION)
         org = getattr(backend, "org", None)
         if org is not None and any(a.id == account for a in getattr(backend, "accounts", [])):
             return str(org.arn)
@@ -472,7 +472,7 @@ def org_members(org_arn: str) -> list[str]:
     from moto.organizations.models import organizations_backends
 
     for per_account in list(dict.values(organizations_backends)):
-        backend = dict.get(per_account, PARTITION)
+        backend: Any = dict.get(per_account, PARTITION)
         org = getattr(backend, "org", None)
         if org is not None and str(org.arn) == org_arn:
             return [str(org.master_account_id)] + [str(a.id) for a in backend.accounts]

@@ -17,7 +17,10 @@ from connector.aws.sessions import ROLE_ARN
 from connector.errors import InvalidSettings
 from connector.integrations import validation
 
-RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
+# Every type the sync can discover; the default leaves out the opt-in ones (S3 / SNS / SQS: one or more calls
+# per resource in every account and region, unless Resource Explorer serves them).
+RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role", "s3_bucket", "sns_topic", "sqs_queue")
+DEFAULT_RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -47,8 +50,11 @@ class OrgSettings(BaseModel):
     enable_audit: bool = False
     member_role_name: str = "ConnectorMemberRole"
     regions: tuple[str, ...] | Literal["enabled"] = ()
-    resource_types: tuple[str, ...] = RESOURCE_TYPES
+    resource_types: tuple[str, ...] = DEFAULT_RESOURCE_TYPES
     max_parallelism: int = Field(default=8, ge=1, le=64)
+    # S3 / SNS / SQS through the organisation's Resource Explorer view when it is usable (auto), or never.
+    resource_explorer: Literal["auto", "off"] = "auto"
+    resource_explorer_account_id: str | None = Field(default=None, pattern=r"^\d{12}$")  # delegated admin
 
     @field_validator("excluded_ou_ids", "excluded_account_ids", "resource_types", mode="before")
     @classmethod

@@ -1,0 +1,227 @@
+"""Resource Explorer: is the organisation's aggregator index and organisation-wide view usable, and the
+resources of one type in one region through Search, split to stay under its 1,000-result cap.
+
+Probe (from the management account, or the delegated administrator's member role): ListIndexes(AGGREGATOR)
+finds the aggregator region; GetIndex there must be ACTIVE; among ListViews, a view whose Scope is this
+organisation's ARN, with no filter (a filtered view hides resources) and the `tags` property included (the
+inventory carries tags), the region's default view preferred; ListSupportedResourceTypes says what it indexes.
+Anything missing is a problem with its fix (the product docs' pitfalls: the management account outside the
+Quick Setup targets, an index made LOCAL instead of AGGREGATOR, no organisation view), and discovery uses the
+service APIs instead.
+
+Search: `resourcetype:<t> region:<r>` first; when Count.Complete is false (more than 1,000 matches) the query
+is split by account (`accountid:a,b,...`, at most ACCOUNTS_PER_QUERY so the query stays under 1,011
+characters), and a split still incomplete is halved, down to one account; one account still past the cap in
+one region falls back to the service APIs there. Only accounts the sync covers (active, not excluded) are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from connector.aws.errors import error_code
+
+# The inventory's resource types that Resource Explorer can list, by its resource type names.
+EXPLORER_TYPES = {"s3_bucket": "s3:bucket", "sns_topic": "sns:topic", "sqs_queue": "sqs:queue"}
+ACCOUNTS_PER_QUERY = 60  # 60 x 13 characters + the filters < 1,011 (QueryString, API reference)
+PAGE = 1000  # Search MaxResults 1-1000
+RESULT_CAP = 1000
+
+
+@dataclass(frozen=True)
+class ExplorerSetup:
+    account_id: str
+    region: str  # the aggregator index's region
+    view_arn: str
+    supported: frozenset[str]
+
+
+@dataclass
+class Probe:
+    setup: ExplorerSetup | None
+    problems: list[str] = field(default_factory=list)  # each says what is wrong and what to fix
+    calls: int = 0
+
+
+def _first_error(exc: BaseException) -> str:
+    return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+
+
+def probe(client_in: Callable[[str], Any], account_id: str, home_region: str, organization_id: str) -> Probe:
+    """Whether Resource Explorer in `account_id` can serve this organisation's discovery (reads only)."""
+    result = Probe(None)
+    where = f"account {account_id}"
+    try:
+        home = client_in(home_region)
+        result.calls += 1
+        aggregators = [
+            i for page in home.get_paginator("list_indexes").paginate(Type="AGGREGATOR") for i in page["Indexes"]
+        ]
+        if not aggregators:
+            result.calls += 1
+            local = [i["Region"] for page in home.get_paginator("list_indexes").paginate() for i in page["Indexes"]]
+            if local:
+                result.problems.append(
+                    f"{where} has Resource Explorer indexes in {', '.join(sorted(local)[:8])} but none is the "
+                    "aggregator: in the aggregator region's Settings change the index type to Aggregator (or "
+                    "recreate it as an Aggregator), then create the organisation-wide view there"
+                )
+            else:
+                result.problems.append(
+                    f"{where} has no Resource Explorer index: the management account was probably not among the "
+                    "Quick Setup targets (choose Entire Organization), or an SCP denied CloudFormation in the "
+                    "aggregator region; create an aggregator index there and an organisation-wide view"
+                )
+            return result
+        region = str(aggregators[0]["Region"])
+        client = client_in(region)
+        result.calls += 1
+        index = client.get_index()
+        if index.get("State") != "ACTIVE":
+            result.problems.append(
+                f"the aggregator index in {region} ({where}) is {index.get('State')}, not ACTIVE: wait for it, or "
+                "recreate it if it stays so"
+            )
+            return result
+        result.calls += 1
+        default = client.get_default_view().get("ViewArn", "")
+        org_scope = f":organization/{organization_id}"
+        candidates: list[str] = []
+        reasons: list[str] = []
+        result.calls += 1
+        for page in client.get_paginator("list_views").paginate():
+            for arn in page.get("Views", []):
+                result.calls += 1
+                view = client.get_view(ViewArn=arn)["View"]
+                if not str(view.get("Scope", "")).endswith(org_scope):
+                    continue
+                if (view.get("Filters") or {}).get("FilterString"):
+                    reasons.append(f"view {arn} has a filter, which hides resources")
+                    continue
+                if not any(p.get("Name") == "tags" for p in view.get("IncludedProperties", [])):
+                    reasons.append(f"view {arn} does not include the tags property")
+                    continue
+                candidates.append(arn)
+        if not candidates:
+            detail = ("; ".join(reasons) + ". ") if reasons else ""
+            result.problems.append(
+                f"no usable organisation-wide view in {region} ({where}). {detail}Create a view there with the "
+                "organisation as its scope, no filter, and the tags property included"
+            )
+            return result
+        view_arn = default if default in candidates else candidates[0]
+        result.calls += 1
+        supported = frozenset(
+            str(t["ResourceType"])
+            for page in client.get_paginator("list_supported_resource_types").paginate()
+            for t in page.get("ResourceTypes", [])
+        )
+    except (ClientError, BotoCoreError) as exc:
+        code = _first_error(exc)
+        text = str(exc)
+        hint = (
+            "a service control policy denies Resource Explorer to the connector's role: allow "
+            "resource-explorer-2 reads for it"
+            if "service control policy" in text
+            else "the connector's role lacks Resource Explorer read permissions (resource-explorer-2:ListIndexes, "
+            "GetIndex, ListViews, GetView, GetDefaultView, Search, ListSupportedResourceTypes): update the template"
+            if code in ("AccessDeniedException", "UnauthorizedException")
+            else "the next sync tries again"
+        )
+        result.problems.append(f"Resource Explorer could not be read in {where} ({code}): {hint}")
+        return result
+    result.setup = ExplorerSetup(account_id, region, view_arn, supported)
+    return result
+
+
+@dataclass
+class SearchStats:
+    queries: int = 0
+    pages: int = 0
+    splits: int = 0
+    incomplete: int = 0
+    resources: int = 0
+
+
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    for prop in resource.get("Properties", []):
+        if prop.get("Name") == "tags":
+            data = prop.get("Data") or []
+            return {str(t["Key"]): str(t.get("Value", "")) for t in data if isinstance(t, dict)}
+    return {}
+
+
+@dataclass(frozen=True)
+class Found:
+    arn: str
+    account_id: str
+    region: str
+    tags: dict[str, str]
+
+
+def search_type(
+    client: Any,
+    view_arn: str,
+    resource_type: str,
+    region: str | None,
+    accounts: Sequence[str],
+    stats: SearchStats,
+    check: Callable[[], None],
+) -> tuple[list[Found], list[str]]:
+    """Every `resource_type` resource in `region` (None: every region) of `accounts`, and the accounts whose
+    resources there could not be listed completely (to list through the service APIs)."""
+    wanted = set(accounts)
+    found: list[Found] = []
+    fallback: list[str] = []
+
+    def run(chunk: Sequence[str] | None) -> None:
+        check()
+        query = f"resourcetype:{resource_type}" + (f" region:{region}" if region else "")
+        if chunk is not None:
+            query += " accountid:" + ",".join(chunk)
+        stats.queries += 1
+        batch: list[Found] = []
+        for n, page in enumerate(
+            client.get_paginator("search").paginate(
+                QueryString=query, ViewArn=view_arn, PaginationConfig={"PageSize": PAGE}
+            )
+        ):
+            stats.pages += 1
+            if n == 0 and not page.get("Count", {}).get("Complete", True):
+                stats.incomplete += 1
+                split(chunk)
+                return
+            for r in page.get("Resources", []):
+                owner = str(r.get("OwningAccountId", ""))
+                if owner in wanted:
+                    batch.append(Found(str(r["Arn"]), owner, str(r.get("Region", "")), _tags(r)))
+        found.extend(batch)
+        stats.resources += len(batch)
+
+    def split(chunk: Sequence[str] | None) -> None:
+        stats.splits += 1
+        if chunk is None:
+            ordered = sorted(wanted)
+            for i in range(0, len(ordered), ACCOUNTS_PER_QUERY):
+                run(ordered[i : i + ACCOUNTS_PER_QUERY])
+        elif len(chunk) > 1:
+            half = len(chunk) // 2
+            run(chunk[:half])
+            run(chunk[half:])
+        else:
+            fallback.append(chunk[0])
+
+    if wanted:
+        run(None if len(wanted) > 1 else sorted(wanted))
+    return found, fallback
+
+
+def grouped(found: list[Found]) -> Iterator[tuple[str, list[Found]]]:
+    by_account: dict[str, list[Found]] = {}
+    for f in found:
+        by_account.setdefault(f.account_id, []).append(f)
+    yield from sorted(by_account.items())

@@ -1,0 +1,192 @@
+"""The organisation sync's S3 / SNS / SQS part (opt-in resource types s3_bucket, sns_topic, sqs_queue).
+
+Without Resource Explorer, every account gets scope tasks like EKS's: one S3 task (ListBuckets is global)
+and one SNS and one SQS task per region (or per enabled region), run in the sync's bounded pool; a failure
+becomes that scope's error item.
+
+With a usable Resource Explorer (explorer.py: an aggregator index and an organisation-wide view in the
+management account, or in `resource_explorer_account_id`, the delegated administrator), the types it indexes
+are not listed per account and region: once the walk has found the accounts, Search lists each type per
+region (split by account under the 1,000 cap), topics and queues become items directly, and each account
+with buckets gets one task that reads their default encryption (which Resource Explorer does not report).
+Any split still incomplete, any Search that fails, and every type it does not index go to the service APIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from connector.integrations.aws_organization import explorer, storage_inventory
+from connector.integrations.base import InventoryItem
+from connector.logging import get_logger
+
+if TYPE_CHECKING:
+    from connector.integrations.aws_organization.sync import OrgSync
+
+log = get_logger("connector.integrations.aws_organization")
+STORAGE_TYPES = ("s3_bucket", "sns_topic", "sqs_queue")
+Work = Callable[[str, str], Iterator[InventoryItem]]
+Task = tuple[str, str, str, Work]  # (account, region, stage, work): sync.py makes ScopeTasks of them
+STAGES = {"s3_bucket": "s3", "sns_topic": "sns", "sqs_queue": "sqs"}
+
+
+def _noop() -> None:
+    return None
+
+
+class StorageDiscovery:
+    def __init__(self, sync: OrgSync, types: set[str], mgmt: str, management_account_id: str, org_id: str) -> None:
+        self.sync = sync
+        self.config = sync.config
+        self.types = [t for t in STORAGE_TYPES if t in types]
+        self.mgmt = mgmt
+        self.management_account_id = management_account_id
+        self.org_id = org_id
+        self.setup: explorer.ExplorerSetup | None = None
+        self.by_explorer: list[str] = []
+        self.stats = explorer.SearchStats()
+        self.fallback_scopes = 0
+        self.notes: list[str] = []
+        self.probe_problems: list[str] = []
+
+    # -- Resource Explorer ---------------------------------------------------------------------------------
+    def probe(self) -> None:
+        if not self.types or self.config.resource_explorer == "off":
+            return
+        account = self.config.resource_explorer_account_id or self.management_account_id
+        session = self.mgmt if account == self.management_account_id else self.sync.member(account)
+        found = explorer.probe(
+            lambda region: self.sync.aws.client(session, "resource-explorer-2", region),
+            account,
+            self.config.region,
+            self.org_id,
+        )
+        self.probe_problems = found.problems
+        for problem in found.problems:
+            log.info("resource_explorer_not_used", problem=problem[:300])
+        if found.setup is None:
+            return
+        self.setup = found.setup
+        self._session = session
+        self.by_explorer = [t for t in self.types if explorer.EXPLORER_TYPES[t] in found.setup.supported]
+
+    def summary(self) -> dict[str, Any]:
+        if not self.types:
+            return {}
+        out: dict[str, Any] = {"used": bool(self.by_explorer), "types": self.by_explorer}
+        if self.setup is not None:
+            out |= {"account_id": self.setup.account_id, "region": self.setup.region, "view_arn": self.setup.view_arn}
+        if self.by_explorer:
+            out |= asdict(self.stats) | {"fallback_scopes": self.fallback_scopes}
+        if self.probe_problems:
+            out["problems"] = self.probe_problems
+        if self.notes:
+            out["notes"] = self.notes[:20]
+        return out
+
+    # -- per-account tasks -----------------------------------------------------------------------------------
+    def account_tasks(self, account_id: str) -> list[Task]:
+        tasks: list[Task] = []
+        for kind in self.types:
+            if kind not in self.by_explorer:
+                tasks += self._service_tasks(account_id, kind)
+        return tasks
+
+    def _service_tasks(self, account_id: str, kind: str, region: str | None = None) -> list[Task]:
+        stage = STAGES[kind]
+        if kind == "s3_bucket":
+            return [(account_id, "global", stage, self._s3)]
+        work = self._sns if kind == "sns_topic" else self._sqs
+        if region is not None:
+            return [(account_id, region, stage, work)]
+        if self.config.regions == "enabled":
+            return [(account_id, "enabled", stage, self._each_enabled_region(work, stage))]
+        return [(account_id, r, stage, work) for r in (self.config.regions or (self.config.region,))]
+
+    def _s3(self, account_id: str, _: str) -> Iterator[InventoryItem]:
+        s3 = self.sync.aws.client(self.sync.member(account_id), "s3", self.config.region)
+        regions = None if self.config.regions == "enabled" else (self.config.regions or (self.config.region,))
+        yield from storage_inventory.s3_items(s3, account_id, regions, _noop)
+
+    def _sns(self, account_id: str, region: str) -> Iterator[InventoryItem]:
+        sns = self.sync.aws.client(self.sync.member(account_id), "sns", region)
+        yield from storage_inventory.sns_items(sns, account_id, region, _noop)
+
+    def _sqs(self, account_id: str, region: str) -> Iterator[InventoryItem]:
+        sqs = self.sync.aws.client(self.sync.member(account_id), "sqs", region)
+        yield from storage_inventory.sqs_items(sqs, account_id, region, _noop)
+
+    def _each_enabled_region(self, work: Work, stage: str) -> Work:
+        def run(account_id: str, _: str) -> Iterator[InventoryItem]:
+            ec2 = self.sync.aws.client(self.sync.member(account_id), "ec2", self.config.region)
+            regions = sorted(r["RegionName"] for r in ec2.describe_regions(AllRegions=False).get("Regions", []))
+            for region in regions:
+                try:
+                    yield from work(account_id, region)
+                except (ClientError, BotoCoreError) as exc:
+                    yield self.sync._error_item(exc, account_id, region, stage)
+
+        return run
+
+    # -- after the walk: Search, then the follow-ups -----------------------------------------------------------
+    def after_walk(
+        self, accounts: list[str], emit: Callable[[InventoryItem], None], check: Callable[[], None]
+    ) -> Iterator[list[Task]]:
+        """Runs the searches (on the caller's thread: one query at a time keeps under Search's 5/s quota) and
+        yields the follow-up tasks per account: bucket encryption, and service listing where Search could not."""
+        if not self.by_explorer or self.setup is None or not accounts:
+            return
+        client = self.sync.aws.client(self._session, "resource-explorer-2", self.setup.region)
+        regions: list[str | None] = (
+            [None] if self.config.regions == "enabled" else list(self.config.regions or (self.config.region,))
+        )
+        follow: dict[str, list[Task]] = {}
+        for kind in self.by_explorer:
+            rtype = explorer.EXPLORER_TYPES[kind]
+            for region in regions:
+                try:
+                    found, fallback = explorer.search_type(
+                        client, self.setup.view_arn, rtype, region, accounts, self.stats, check
+                    )
+                except (ClientError, BotoCoreError) as exc:
+                    self.notes.append(
+                        f"Search for {rtype} in {region or 'every region'} failed ({exc}); listed per account"
+                    )
+                    found, fallback = [], list(accounts)
+                for account in fallback:
+                    self.fallback_scopes += 1
+                    for task in self._service_tasks(account, kind, region):
+                        follow.setdefault(account, []).append(task)
+                if kind == "s3_bucket":
+                    for account, buckets in explorer.grouped(found):
+                        follow.setdefault(account, []).append(self._bucket_task(account, buckets))
+                    continue
+                for f in found:
+                    make = storage_inventory.topic_item if kind == "sns_topic" else storage_inventory.queue_item
+                    emit(make(f.account_id, f.region, f.arn, f.tags))
+        for _, tasks in sorted(follow.items()):
+            yield self._dedupe(tasks)
+
+    def _dedupe(self, tasks: list[Task]) -> list[Task]:
+        """A ListBuckets fallback covers every region of the account: it replaces the account's other S3
+        tasks (and is needed once)."""
+        full_s3 = any(t[3] == self._s3 for t in tasks)
+        out: list[Task] = []
+        for task in tasks:
+            if task[2] == "s3" and full_s3 and (task[3] != self._s3 or any(t[3] == self._s3 for t in out)):
+                continue
+            out.append(task)
+        return out
+
+    def _bucket_task(self, account: str, buckets: list[explorer.Found]) -> Task:
+        listed = [(f.arn.rsplit(":", 1)[-1], f.region, f.tags) for f in buckets]
+
+        def work(account_id: str, _: str) -> Iterator[InventoryItem]:
+            s3 = self.sync.aws.client(self.sync.member(account_id), "s3", self.config.region)
+            yield from storage_inventory.bucket_items(s3, account_id, listed, _noop)
+
+        return (account, "global", "s3", work)
