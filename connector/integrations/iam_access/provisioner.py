@@ -19,7 +19,7 @@ from connector.integrations.aws_organization.integration import AwsOrganizationI
 from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
 from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
 from connector.integrations.effect import Effect, Lazy, Level
-from connector.integrations.iam_access import roles
+from connector.integrations.iam_access import roles, tag_selection
 from connector.integrations.iam_access.target import check_partition, check_resource_count, parse_target
 from connector.logging import get_logger
 
@@ -38,6 +38,18 @@ class IamAccess:
         account = target.account_id
         if account in self.integration.config.excluded_account_ids:  # the expiry loop's full scan skips it
             raise InvalidJob(f"target.account_id {account} is excluded from this integration")
+        extra: dict[str, str] = {"access_level": target.access_level}
+        if target.resource_tags:  # resolved now: the Effect (and so the guardrails and the grant) name ARNs
+            config = self.integration.config
+            regions = config.regions if isinstance(config.regions, tuple) and config.regions else (config.region,)
+            member = self.integration.member(account)
+            resolved = tag_selection.resolve(
+                lambda region: self.integration.aws.client(member, "resourcegroupstaggingapi", region), target, regions
+            )
+            target = target.model_copy(update={"resources": tuple(dict.fromkeys(target.resources + resolved))})
+            check_resource_count(target)
+            check_partition(target, self.integration.partition)
+            extra["resource_tags"] = tag_selection.describe_tags(target)
         return Effect(
             kind=RESOURCE_TYPE,
             principal=iam_role_arn(self.integration.partition, account, target.role_name),
@@ -46,11 +58,12 @@ class IamAccess:
             account_id=account,
             ou_path=Lazy(lambda: self.integration.ou_path(account)),
             resources=target.resources,
-            extra={"access_level": target.access_level},
+            extra=extra,
         )
 
     def grant(self, request: GrantRequest, effect: Effect, ctx: JobContext) -> dict[str, Any]:
-        target = parse_target(request.target)
+        # Exactly the resources the guardrails judged (tags were resolved to these ARNs by describe).
+        target = parse_target(request.target).model_copy(update={"resources": effect.resources})
         member = self.integration.member(target.account_id)
         aws = self.integration.aws
         self.integration.note_place("iam", target.account_id, target.role_name)
