@@ -233,6 +233,7 @@ class ResourceExplorer:
     indexes: dict[tuple[str, str], Index] = field(default_factory=dict)
     views: dict[str, View] = field(default_factory=dict)
     default_views: dict[tuple[str, str], str] = field(default_factory=dict)
+    delegated_admins: set[str] = field(default_factory=set)  # accounts registered for resource-explorer-2
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -240,6 +241,7 @@ class ResourceExplorer:
             self.indexes.clear()
             self.views.clear()
             self.default_views.clear()
+            self.delegated_admins.clear()
 
     def setup_organization(
         self,
@@ -347,6 +349,24 @@ class ResourceExplorer:
             if acct == account and (not wanted_type or i.type == wanted_type) and (not regions or r in regions)
         ]
         return self._page(found, params, "Indexes", 100)
+
+    def _op_ListIndexesForMembers(self, account: str, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        org = self.org_of(account)
+        management = org.split(":")[4] if org else ""
+        if account != management and account not in self.delegated_admins:
+            raise ReError(
+                "AccessDeniedException",
+                "Only the management account or a delegated administrator with service access enabled can list "
+                "members' indexes.",
+            )
+        members = set(self.members_of(org))
+        wanted = [str(a) for a in params.get("AccountIdList") or []]
+        found = [
+            {"AccountId": acct, "Region": r, "Arn": i.arn, "Type": i.type}
+            for (acct, r), i in sorted(self.indexes.items())
+            if acct in wanted and acct in members
+        ]
+        return self._page(found, params, "Indexes", 10)
 
     def _op_ListViews(self, account: str, region: str, params: dict[str, Any]) -> dict[str, Any]:
         arns = sorted(v.arn for v in self.views.values() if v.account == account and v.region == region)

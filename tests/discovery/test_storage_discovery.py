@@ -150,3 +150,21 @@ def test_opt_in_default_types_do_not_touch_storage(sandbox):
     assert run.outcome.outcome == "succeeded", run.outcome.error
     assert not run.of("s3.bucket") and "resource_explorer" not in run.outcome.result
     assert not any(op.split(":")[0] in ("s3", "sns", "sqs", "resource-explorer-2") for op in calls(sandbox))
+
+
+def test_an_account_without_an_index_is_listed_through_its_services(sandbox, extra):
+    explorer = sandbox.resource_explorer
+    account = workloads(sandbox)[2]
+    plain = run_sync(sandbox, resource_explorer="off")
+    saved = explorer.indexes.pop((account, "eu-west-1"))  # an SCP denied Quick Setup's CloudFormation there
+    try:
+        sandbox.faults.reset_counts()
+        run = run_sync(sandbox)
+    finally:
+        explorer.indexes[(account, "eu-west-1")] = saved
+    assert run.outcome.outcome == "succeeded", run.outcome.error
+    summary = run.outcome.result["resource_explorer"]
+    assert summary["used"] and summary["unindexed_scopes"] == 3  # s3, sns, sqs in that one (account, region)
+    assert {(i.type, i.id) for i in run.items} == {(i.type, i.id) for i in plain.items}
+    by_target = sandbox.faults.counts()["by_target"]
+    assert by_target.get(f"{account}/eu-west-1/sns") and not by_target.get(f"{account}/us-east-1/sns")

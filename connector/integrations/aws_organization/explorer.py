@@ -9,6 +9,9 @@ Anything missing is a problem with its fix (the product docs' pitfalls: the mana
 Quick Setup targets, an index made LOCAL instead of AGGREGATOR, no organisation view), and discovery uses the
 service APIs instead.
 
+Coverage: ListIndexesForMembers says which (account, region) has an index; one without (the docs' SCP that
+denied Quick Setup's CloudFormation there, or outside its targets) is listed through the service APIs.
+
 Search: `resourcetype:<t> region:<r>` first; when Count.Complete is false (more than 1,000 matches) the query
 is split by account (`accountid:a,b,...`, at most ACCOUNTS_PER_QUERY so the query stays under 1,011
 characters), and a split still incomplete is halved, down to one account; one account still past the cap in
@@ -218,6 +221,26 @@ def search_type(
     if wanted:
         run(None if len(wanted) > 1 else sorted(wanted))
     return found, fallback
+
+
+MEMBERS_PER_CALL = 10  # ListIndexesForMembers: AccountIdList 1-10, MaxResults 1-10
+
+
+def indexed_regions(client: Any, accounts: Sequence[str], check: Callable[[], None]) -> dict[str, set[str]]:
+    """Where each account has an index (ListIndexesForMembers, management account or delegated administrator
+    only): an (account, region) without one is absent from every view, so discovery lists it through the
+    service APIs."""
+    out: dict[str, set[str]] = {a: set() for a in accounts}
+    ordered = sorted(accounts)
+    for i in range(0, len(ordered), MEMBERS_PER_CALL):
+        check()
+        pages = client.get_paginator("list_indexes_for_members").paginate(
+            AccountIdList=ordered[i : i + MEMBERS_PER_CALL], PaginationConfig={"PageSize": MEMBERS_PER_CALL}
+        )
+        for page in pages:
+            for index in page.get("Indexes", []):
+                out.setdefault(str(index["AccountId"]), set()).add(str(index["Region"]))
+    return out
 
 
 def grouped(found: list[Found]) -> Iterator[tuple[str, list[Found]]]:

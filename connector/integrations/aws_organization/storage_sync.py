@@ -14,6 +14,7 @@ Any split still incomplete, any Search that fails, and every type it does not in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ log = get_logger("connector.integrations.aws_organization")
 STORAGE_TYPES = ("s3_bucket", "sns_topic", "sqs_queue")
 Work = Callable[[str, str], Iterator[InventoryItem]]
 Task = tuple[str, str, str, Work]  # (account, region, stage, work): sync.py makes ScopeTasks of them
+COVERAGE_TTL = 3600.0
 STAGES = {"s3_bucket": "s3", "sns_topic": "sns", "sqs_queue": "sqs"}
 
 
@@ -50,6 +52,7 @@ class StorageDiscovery:
         self.by_explorer: list[str] = []
         self.stats = explorer.SearchStats()
         self.fallback_scopes = 0
+        self.unindexed_scopes = 0
         self.notes: list[str] = []
         self.probe_problems: list[str] = []
 
@@ -81,7 +84,10 @@ class StorageDiscovery:
         if self.setup is not None:
             out |= {"account_id": self.setup.account_id, "region": self.setup.region, "view_arn": self.setup.view_arn}
         if self.by_explorer:
-            out |= asdict(self.stats) | {"fallback_scopes": self.fallback_scopes}
+            out |= asdict(self.stats) | {
+                "fallback_scopes": self.fallback_scopes,
+                "unindexed_scopes": self.unindexed_scopes,
+            }
         if self.probe_problems:
             out["problems"] = self.probe_problems
         if self.notes:
@@ -144,20 +150,24 @@ class StorageDiscovery:
         regions: list[str | None] = (
             [None] if self.config.regions == "enabled" else list(self.config.regions or (self.config.region,))
         )
+        coverage = self._coverage(client, accounts, check)
         follow: dict[str, list[Task]] = {}
         for kind in self.by_explorer:
             rtype = explorer.EXPLORER_TYPES[kind]
             for region in regions:
+                indexed = [a for a in accounts if coverage.get(a) and (region is None or region in coverage[a])]
                 try:
                     found, fallback = explorer.search_type(
-                        client, self.setup.view_arn, rtype, region, accounts, self.stats, check
+                        client, self.setup.view_arn, rtype, region, indexed, self.stats, check
                     )
                 except (ClientError, BotoCoreError) as exc:
                     self.notes.append(
                         f"Search for {rtype} in {region or 'every region'} failed ({exc}); listed per account"
                     )
-                    found, fallback = [], list(accounts)
-                for account in fallback:
+                    found, fallback = [], list(indexed)
+                unindexed = sorted(set(accounts) - set(indexed))
+                self.unindexed_scopes += len(unindexed)
+                for account in fallback + unindexed:
                     self.fallback_scopes += 1
                     for task in self._service_tasks(account, kind, region):
                         follow.setdefault(account, []).append(task)
@@ -181,6 +191,26 @@ class StorageDiscovery:
                 continue
             out.append(task)
         return out
+
+    def _coverage(self, client: Any, accounts: list[str], check: Callable[[], None]) -> dict[str, set[str]]:
+        """Which regions each account has an index in: read once per COVERAGE_TTL per integration (indexes
+        change rarely, and ListIndexesForMembers takes 10 accounts a call under a 3/s quota). Unreadable: every
+        account counts as unindexed, so everything goes through the service APIs."""
+        cache: dict[str, tuple[float, dict[str, set[str]]]] = self.sync.integration.services.extra.setdefault(
+            "resource_explorer_coverage", {}
+        )
+        key = self.sync.integration.integration_id
+        known = cache.get(key)
+        now = time.monotonic()
+        if known is not None and now - known[0] < COVERAGE_TTL and set(accounts) <= set(known[1]):
+            return known[1]
+        try:
+            coverage = explorer.indexed_regions(client, accounts, check)
+        except (ClientError, BotoCoreError) as exc:
+            self.notes.append(f"ListIndexesForMembers failed ({exc}); every account listed through its services")
+            return {}
+        cache[key] = (now, coverage)
+        return coverage
 
     def _bucket_task(self, account: str, buckets: list[explorer.Found]) -> Task:
         listed = [(f.arn.rsplit(":", 1)[-1], f.region, f.tags) for f in buckets]
