@@ -46,13 +46,15 @@ class SandboxApp:
             return self._control(environ, start_response, path[len(CONTROL_PREFIX) :].strip("/"))
         body, info, account = identify_request(environ)
         if info is not None:
+            if not (info.service == "cloudtrail" and info.operation == "LookupEvents"):
+                # CloudTrail records refused calls too (an injected SCP deny or error included).
+                start_response = self._recording(account, environ, info, body, start_response)
             answer = self._guard(account, environ, info, body)
             if answer is not None:
                 status, headers, payload = answer
                 return _respond(start_response, status, headers, payload)
             if info.service == "cloudtrail" and info.operation == "LookupEvents":
                 return _respond(start_response, *self.trail.lookup(account, info.region, body))
-            start_response = self._recording(account, environ, info, body, start_response)
             if info.service == "resource-explorer-2":
                 answer = self.resource_explorer.handle(account, info.region, info.operation, body)
                 return _respond(start_response, *answer)

@@ -8,6 +8,7 @@ action lists are fixed, commented, and hold no IAM action).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,9 +16,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from connector.aws.partitions import iam_role_arn
 from connector.errors import ConnectorError, InvalidJob
 from connector.integrations import ledger
+from connector.integrations.aws_organization import audit_trail
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
 from connector.integrations.base import GrantRequest, JobContext, RevokeRequest
-from connector.integrations.capabilities import ExpiredGrant, ExpiryScan
+from connector.integrations.capabilities import AuditSubject, AuditSummary, ExpiredGrant, ExpiryScan
 from connector.integrations.effect import Effect, Lazy, Level
 from connector.integrations.iam_access import roles, tag_selection
 from connector.integrations.iam_access.target import check_partition, check_resource_count, parse_target
@@ -85,6 +87,42 @@ class IamAccess:
             grant_id=request.grant_id,
             target=target,
             dry_run=request.dry_run,
+        )
+
+    # -- Auditable (enable_audit) ----------------------------------------------------------------------------
+    def audit_subject(self, request: GrantRequest, effect: Effect) -> AuditSubject | None:
+        """The granted role's CloudTrail activity on the granted services, in the resources' regions."""
+        if not self.integration.config.enable_audit or request.dry_run:
+            return None
+        services: set[str] = set()
+        regions: set[str] = set()
+        for arn in effect.resources:
+            parts = arn.split(":")
+            services.add(parts[2])
+            if parts[3]:
+                regions.add(parts[3])
+        config = self.integration.config
+        if not regions or "s3" in services:  # S3 ARNs name no region: the integration's regions
+            regions |= set(config.regions if isinstance(config.regions, tuple) and config.regions else (config.region,))
+        if "s3" in services:
+            services.add("kms")  # the bucket's key, which the grant adds
+        return AuditSubject(
+            source="cloudtrail",
+            account_id=effect.account_id,
+            principal=effect.principal,
+            regions=tuple(sorted(regions)),
+            services=tuple(sorted(services)),
+        )
+
+    def audit(self, subject: AuditSubject, start: datetime, end: datetime) -> AuditSummary:
+        member = self.integration.member(subject.account_id)
+        return audit_trail.cloudtrail_summary(
+            lambda region: self.integration.aws.client(member, "cloudtrail", region),
+            subject.principal,
+            subject.regions,
+            subject.services,
+            start,
+            end,
         )
 
     def expired(self, scan: ExpiryScan) -> Iterator[ExpiredGrant]:
