@@ -100,6 +100,20 @@ ALLOWED_ACTIONS = {
                 "GetSAMLProvider",
             ]
         ),
+        # S3 / SNS / SQS discovery through Resource Explorer (read only).
+        *(
+            f"resource-explorer-2:{a}"
+            for a in [
+                "ListIndexes",
+                "ListIndexesForMembers",
+                "ListViews",
+                "GetDefaultView",
+                "ListSupportedResourceTypes",
+                "GetIndex",
+                "GetView",
+                "Search",
+            ]
+        ),
     },
     "MemberAccountRole": {
         "ec2:DescribeRegions",
@@ -124,9 +138,23 @@ ALLOWED_ACTIONS = {
             f"iam:{a}"
             for a in ["ListRoles", "GetRole", "ListRoleTags", "PutRolePolicy", "DeleteRolePolicy", "GetRolePolicy"]
         ),
+        # S3 / SNS / SQS discovery (opt-in), and what an IAM grant on a bucket reads (its key)
+        "s3:ListAllMyBuckets",
+        "s3:GetBucketLocation",
+        "s3:GetEncryptionConfiguration",
+        "s3:GetBucketTagging",
+        "kms:DescribeKey",
+        "sns:ListTopics",
+        "sns:ListTagsForResource",
+        "sqs:ListQueues",
+        "sqs:ListQueueTags",
+        "tag:GetResources",  # IAM grants by tag
+        "resource-explorer-2:GetIndex",  # doctor: an index in each region
+        "cloudtrail:LookupEvents",  # audit trail of IAM grants
+        "logs:FilterLogEvents",  # audit trail of EKS grants (the clusters' audit log groups only)
     },
 }
-READ_ONLY_PREFIXES = ("List", "Describe", "Get")
+READ_ONLY_PREFIXES = ("List", "Describe", "Get", "Lookup", "Search")  # LookupEvents, Search: reads
 LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
 
 
