@@ -218,8 +218,8 @@ def search_type(
         else:
             fallback.append(chunk[0])
 
-    if wanted:
-        run(None if len(wanted) > 1 else sorted(wanted))
+    if wanted:  # a few accounts (a split sync's child, a small organisation): name them from the start
+        run(None if len(wanted) > ACCOUNTS_PER_QUERY else sorted(wanted))
     return found, fallback
 
 
