@@ -12,15 +12,15 @@ service APIs instead.
 Coverage: ListIndexesForMembers says which (account, region) has an index; one without (the docs' SCP that
 denied Quick Setup's CloudFormation there, or outside its targets) is listed through the service APIs.
 
-Search: `resourcetype:<t> region:<r>` first; when Count.Complete is false (more than 1,000 matches) the query
-is split by account (`accountid:a,b,...`, at most ACCOUNTS_PER_QUERY so the query stays under 1,011
-characters), and a split still incomplete is halved, down to one account; one account still past the cap in
-one region falls back to the service APIs there. Only accounts the sync covers (active, not excluded) are kept.
+Search: `resourcetype:<t> region:<a>,<b>,...` first (one query for every region); when Count.Complete is false
+(more than 1,000 matches) it is split by account (`accountid:a,b,...`, at most ACCOUNTS_PER_QUERY so the query
+stays under 1,011 characters), then by region, then the accounts are halved, down to one account in one
+region, which falls back to the service APIs there if still past the cap. Only accounts the sync covers (active, not excluded) are kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,56 +170,69 @@ def search_type(
     client: Any,
     view_arn: str,
     resource_type: str,
-    region: str | None,
-    accounts: Sequence[str],
+    targets: Mapping[str, frozenset[str] | None],
     stats: SearchStats,
     check: Callable[[], None],
-) -> tuple[list[Found], list[str]]:
-    """Every `resource_type` resource in `region` (None: every region) of `accounts`, and the accounts whose
-    resources there could not be listed completely (to list through the service APIs)."""
-    wanted = set(accounts)
-    found: list[Found] = []
-    fallback: list[str] = []
+) -> tuple[list[Found], list[tuple[str, str | None]]]:
+    """Every `resource_type` resource of each account in `targets`, in that account's regions (None: every
+    region), and the (account, region) pairs that could not be listed completely (for the service APIs).
 
-    def run(chunk: Sequence[str] | None) -> None:
+    Queries are as few as Search's 5/s quota wants: one for everything (`region:a,b,...` ORs the regions),
+    then chunks of ACCOUNTS_PER_QUERY accounts, then one region at a time, then halves of the accounts."""
+    found: list[Found] = []
+    fallback: list[tuple[str, str | None]] = []
+
+    def regions_of(chunk: Sequence[str]) -> frozenset[str] | None:
+        wanted = [targets[a] for a in chunk]
+        return None if any(r is None for r in wanted) else frozenset().union(*[r for r in wanted if r is not None])
+
+    def run(chunk: Sequence[str], named: bool, regions: frozenset[str] | None) -> None:
         check()
-        query = f"resourcetype:{resource_type}" + (f" region:{region}" if region else "")
-        if chunk is not None:
+        query = f"resourcetype:{resource_type}"
+        if regions is not None:
+            query += " region:" + ",".join(sorted(regions))
+        if named:
             query += " accountid:" + ",".join(chunk)
         stats.queries += 1
+        members = set(chunk)
         batch: list[Found] = []
-        for n, page in enumerate(
-            client.get_paginator("search").paginate(
-                QueryString=query, ViewArn=view_arn, PaginationConfig={"PageSize": PAGE}
-            )
-        ):
+        pages = client.get_paginator("search").paginate(
+            QueryString=query, ViewArn=view_arn, PaginationConfig={"PageSize": PAGE}
+        )
+        for n, page in enumerate(pages):
             stats.pages += 1
             if n == 0 and not page.get("Count", {}).get("Complete", True):
                 stats.incomplete += 1
-                split(chunk)
+                split(chunk, named, regions)
                 return
             for r in page.get("Resources", []):
-                owner = str(r.get("OwningAccountId", ""))
-                if owner in wanted:
-                    batch.append(Found(str(r["Arn"]), owner, str(r.get("Region", "")), _tags(r)))
+                owner, region = str(r.get("OwningAccountId", "")), str(r.get("Region", ""))
+                own = targets.get(owner)
+                if owner in members and (own is None or region in own):
+                    batch.append(Found(str(r["Arn"]), owner, region, _tags(r)))
         found.extend(batch)
         stats.resources += len(batch)
 
-    def split(chunk: Sequence[str] | None) -> None:
+    def split(chunk: Sequence[str], named: bool, regions: frozenset[str] | None) -> None:
         stats.splits += 1
-        if chunk is None:
-            ordered = sorted(wanted)
-            for i in range(0, len(ordered), ACCOUNTS_PER_QUERY):
-                run(ordered[i : i + ACCOUNTS_PER_QUERY])
+        if not named:
+            for i in range(0, len(chunk), ACCOUNTS_PER_QUERY):
+                part = chunk[i : i + ACCOUNTS_PER_QUERY]
+                run(part, True, regions_of(part))
+        elif regions is not None and len(regions) > 1:
+            for region in sorted(regions):
+                part = [a for a in chunk if (targets[a] is None or region in (targets[a] or ()))]
+                run(part, True, frozenset((region,)))
         elif len(chunk) > 1:
             half = len(chunk) // 2
-            run(chunk[:half])
-            run(chunk[half:])
+            for part in (chunk[:half], chunk[half:]):
+                run(part, True, regions if regions is not None and len(regions) == 1 else regions_of(part))
         else:
-            fallback.append(chunk[0])
+            fallback.append((chunk[0], next(iter(regions)) if regions else None))
 
-    if wanted:  # a few accounts (a split sync's child, a small organisation): name them from the start
-        run(None if len(wanted) > ACCOUNTS_PER_QUERY else sorted(wanted))
+    ordered = sorted(targets)
+    if ordered:  # a few accounts (a split sync's child, a small organisation): name them from the start
+        run(ordered, len(ordered) <= ACCOUNTS_PER_QUERY, regions_of(ordered))
     return found, fallback
 
 

@@ -152,32 +152,38 @@ class StorageDiscovery:
         )
         coverage = self._coverage(client, accounts, check)
         follow: dict[str, list[Task]] = {}
+        # Each account's regions that have an index; the others are listed through the services.
+        targets: dict[str, frozenset[str] | None] = {}
+        unindexed: list[tuple[str, str | None]] = []
+        for account in accounts:
+            indexed = coverage.get(account, set())
+            if not indexed:
+                unindexed.append((account, None))
+            elif regions == [None]:
+                targets[account] = frozenset(indexed)
+            else:
+                mine = frozenset(r for r in regions if r in indexed)
+                unindexed += [(account, r) for r in regions if r not in indexed]
+                if mine:
+                    targets[account] = mine
+        self.unindexed_scopes = len(unindexed) * len(self.by_explorer)
         for kind in self.by_explorer:
             rtype = explorer.EXPLORER_TYPES[kind]
-            for region in regions:
-                indexed = [a for a in accounts if coverage.get(a) and (region is None or region in coverage[a])]
-                try:
-                    found, fallback = explorer.search_type(
-                        client, self.setup.view_arn, rtype, region, indexed, self.stats, check
-                    )
-                except (ClientError, BotoCoreError) as exc:
-                    self.notes.append(
-                        f"Search for {rtype} in {region or 'every region'} failed ({exc}); listed per account"
-                    )
-                    found, fallback = [], list(indexed)
-                unindexed = sorted(set(accounts) - set(indexed))
-                self.unindexed_scopes += len(unindexed)
-                for account in fallback + unindexed:
-                    self.fallback_scopes += 1
-                    for task in self._service_tasks(account, kind, region):
-                        follow.setdefault(account, []).append(task)
-                if kind == "s3_bucket":
-                    for account, buckets in explorer.grouped(found):
-                        follow.setdefault(account, []).append(self._bucket_task(account, buckets))
-                    continue
-                for f in found:
-                    make = storage_inventory.topic_item if kind == "sns_topic" else storage_inventory.queue_item
-                    emit(make(f.account_id, f.region, f.arn, f.tags))
+            try:
+                found, fallback = explorer.search_type(client, self.setup.view_arn, rtype, targets, self.stats, check)
+            except (ClientError, BotoCoreError) as exc:
+                self.notes.append(f"Search for {rtype} failed ({exc}); listed per account")
+                found, fallback = [], [(a, None) for a in targets]
+            self.fallback_scopes += len(fallback)
+            for account, region in fallback + unindexed:  # region None: all of the account's regions
+                follow.setdefault(account, []).extend(self._service_tasks(account, kind, region))
+            if kind == "s3_bucket":
+                for account, buckets in explorer.grouped(found):
+                    follow.setdefault(account, []).append(self._bucket_task(account, buckets))
+                continue
+            make = storage_inventory.topic_item if kind == "sns_topic" else storage_inventory.queue_item
+            for f in found:
+                emit(make(f.account_id, f.region, f.arn, f.tags))
         for _, tasks in sorted(follow.items()):
             yield self._dedupe(tasks)
 
