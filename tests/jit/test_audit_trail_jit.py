@@ -209,3 +209,57 @@ def test_windows_survive_a_restart(sandbox, tmp_path):
     ok(run(d, _audited(sb, job(sb, "revoke", "audit-restart", "alice", target))))
     again = GrantAudit(tmp_path / "audit-windows.json", settle_seconds=0)
     assert again.pending == 1 and next(iter(again._windows.values())).ended is not None
+
+
+def test_through_the_agent_and_control_plane(sandbox, tmp_path):
+    """The shipped path: grant and revoke jobs from the control plane, the agent's sweep loop collects the
+    summary and ReportEvents delivers it; the control plane keeps one event however often it is sent."""
+    from connector.integrations.base import Services
+    from connector.jobs.registry import build_registry
+    from connector.v1 import admin_pb2
+    from tests.agent.agent_harness import CONNECTOR_ID, AgentThread, agent_env, cp_settings, start_cp, wait_for
+    from tests.jit.conftest import settings
+
+    sb = sandbox
+    account = sb.seed_info.account("dev-0001").id
+    role = "audit-e2e"  # its own role: the window's clock-skew margin would count another test's calls
+    role_arn = admin(sb, "iam", account).create_role(RoleName=role, AssumeRolePolicyDocument=MANAGEMENT_TRUST)["Role"][
+        "Arn"
+    ]
+    sqs = admin(sb, "sqs", account)
+    url = sqs.create_queue(QueueName="audited-e2e")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    target = {
+        "resource_type": "iam_resource_access",
+        "account_id": account,
+        "role": role,
+        "resources": [queue_arn],
+    }
+    trail = GrantAudit(settle_seconds=0)
+    sweeper = ExpirySweeper(
+        build_registry(["aws_organization"]), Services(connector_id=CONNECTOR_ID), audit_trail=trail
+    )
+    audited = settings(sb) | {"enable_audit": True, "external_id": sb.seed_info.external_id}
+    with start_cp(cp_settings(tmp_path)) as cp, AgentThread(agent_env(cp.address), sweeper=sweeper, sweep_interval=0.2):
+        for kind in ("grant", "revoke"):
+            if kind == "revoke":
+                session, _ = _as_role(sb, role_arn)
+                session.client("sqs", endpoint_url=sb.endpoint).get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["All"]
+                )
+                enqueue = cp.admin.enqueue_revoke
+                extra = {}
+            else:
+                enqueue = cp.admin.enqueue_grant
+                extra = {"expires_in": 3600}
+            record = enqueue(
+                CONNECTOR_ID, "int-aws", "aws_organization", grant_id="audit-e2e", principal="alice",
+                target=target, settings=audited, **extra,
+            )  # fmt: skip
+            done = cp.admin.wait(record.job.id, timeout=60)
+            assert done.state == admin_pb2.JOB_STATE_SUCCEEDED, done.error
+        wait_for(lambda: cp.admin.events(CONNECTOR_ID, type="grant.audit"), 30, "the audit event reported")
+        (event,) = cp.admin.events(CONNECTOR_ID, type="grant.audit")
+        assert event.grant_id == "audit-e2e" and event.outcome == 1  # OUTCOME_SUCCEEDED
+        details = dict(event.details)
+        assert details["principal"] == role_arn and dict(details["by_action"]) == {"sqs:GetQueueAttributes": 1.0}
