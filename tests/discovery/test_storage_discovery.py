@@ -168,3 +168,32 @@ def test_an_account_without_an_index_is_listed_through_its_services(sandbox, ext
     assert {(i.type, i.id) for i in run.items} == {(i.type, i.id) for i in plain.items}
     by_target = sandbox.faults.counts()["by_target"]
     assert by_target.get(f"{account}/eu-west-1/sns") and not by_target.get(f"{account}/us-east-1/sns")
+
+
+def test_delegated_administrator(sandbox, extra):
+    explorer = sandbox.resource_explorer
+    info = sandbox.seed_info
+    admin_account = info.account("security-tooling").id
+    plain = run_sync(sandbox, resource_explorer="off")
+    saved = (dict(explorer.indexes), dict(explorer.views), dict(explorer.default_views))
+    try:
+        explorer.setup_organization(admin_account, "eu-west-1", [a.id for a in info.accounts], list(SPEC.regions))
+        # Not registered as Resource Explorer's delegated administrator: it cannot list members' indexes, so
+        # nothing can be trusted to be indexed and everything is listed through the services.
+        run = run_sync(sandbox, resource_explorer_account_id=admin_account)
+        summary = run.outcome.result["resource_explorer"]
+        assert summary["account_id"] == admin_account and summary["region"] == "eu-west-1"
+        assert any("ListIndexesForMembers" in n for n in summary["notes"])
+        assert {(i.type, i.id) for i in run.items} == {(i.type, i.id) for i in plain.items}
+        explorer.delegated_admins.add(admin_account)
+        sandbox.faults.reset_counts()
+        run = run_sync(sandbox, resource_explorer_account_id=admin_account)
+        summary = run.outcome.result["resource_explorer"]
+        assert summary["used"] and summary["unindexed_scopes"] == 0 and "notes" not in summary
+        assert {(i.type, i.id) for i in run.items} == {(i.type, i.id) for i in plain.items}
+        assert "sns:ListTopics" not in calls(sandbox)
+    finally:
+        explorer.reset()
+        explorer.indexes.update(saved[0])
+        explorer.views.update(saved[1])
+        explorer.default_views.update(saved[2])

@@ -61,7 +61,14 @@ class StorageDiscovery:
         if not self.types or self.config.resource_explorer == "off":
             return
         account = self.config.resource_explorer_account_id or self.management_account_id
-        session = self.mgmt if account == self.management_account_id else self.sync.member(account)
+        try:
+            session = self.mgmt if account == self.management_account_id else self.sync.member(account)
+        except (ClientError, BotoCoreError) as exc:
+            self.probe_problems = [
+                f"cannot assume the member role in resource_explorer_account_id {account} ({exc}): deploy the "
+                "member-account role there, or unset resource_explorer_account_id"
+            ]
+            return
         found = explorer.probe(
             lambda region: self.sync.aws.client(session, "resource-explorer-2", region),
             account,
