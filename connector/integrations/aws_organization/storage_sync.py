@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from connector.integrations.aws_organization import explorer, storage_inventory
 from connector.integrations.base import InventoryItem
-from connector.logging import get_logger
+from connector.logging import get_logger, redact_text
 
 if TYPE_CHECKING:
     from connector.integrations.aws_organization.sync import OrgSync
@@ -65,7 +65,7 @@ class StorageDiscovery:
             session = self.mgmt if account == self.management_account_id else self.sync.member(account)
         except (ClientError, BotoCoreError) as exc:
             self.probe_problems = [
-                f"cannot assume the member role in resource_explorer_account_id {account} ({exc}): deploy the "
+                f"cannot assume the member role in resource_explorer_account_id {account} ({_said(exc)}): deploy the "
                 "member-account role there, or unset resource_explorer_account_id"
             ]
             return
@@ -179,7 +179,7 @@ class StorageDiscovery:
             try:
                 found, fallback = explorer.search_type(client, self.setup.view_arn, rtype, targets, self.stats, check)
             except (ClientError, BotoCoreError) as exc:
-                self.notes.append(f"Search for {rtype} failed ({exc}); listed per account")
+                self.notes.append(f"Search for {rtype} failed ({_said(exc)}); listed per account")
                 found, fallback = [], [(a, None) for a in targets]
             self.fallback_scopes += len(fallback)
             for account, region in fallback + unindexed:  # region None: all of the account's regions
@@ -220,7 +220,7 @@ class StorageDiscovery:
         try:
             coverage = explorer.indexed_regions(client, accounts, check)
         except (ClientError, BotoCoreError) as exc:
-            self.notes.append(f"ListIndexesForMembers failed ({exc}); every account listed through its services")
+            self.notes.append(f"ListIndexesForMembers failed ({_said(exc)}); every account listed through its services")
             return {}
         cache[key] = (now, coverage)
         return coverage
@@ -233,3 +233,8 @@ class StorageDiscovery:
             yield from storage_inventory.bucket_items(s3, account_id, listed, _noop)
 
         return (account, "global", "s3", work)
+
+
+def _said(exc: BaseException) -> str:
+    """An AWS error as the result may repeat it: redacted (an error message may quote a token), and short."""
+    return redact_text(str(exc))[:300]
