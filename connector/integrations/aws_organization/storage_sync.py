@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -55,9 +56,17 @@ class StorageDiscovery:
         self.unindexed_scopes = 0
         self.notes: list[str] = []
         self.probe_problems: list[str] = []
+        self._check: Callable[[], None] = _noop
+        # Index coverage (ListIndexesForMembers, 10 accounts a call under a 3/s quota) is read while the walk
+        # goes on, one call at a time in its own thread, for the accounts the walk has found.
+        self._known: dict[str, set[str]] | None = None  # the cached coverage, when fresh
+        self._fed: list[str] = []
+        self._coverage_parts: list[tuple[list[str], Future[dict[str, set[str]]] | None]] = []
+        self._coverage_pool: ThreadPoolExecutor | None = None
 
     # -- Resource Explorer ---------------------------------------------------------------------------------
-    def probe(self) -> None:
+    def probe(self, check: Callable[[], None] = _noop) -> None:
+        self._check = check
         if not self.types or self.config.resource_explorer == "off":
             return
         account = self.config.resource_explorer_account_id or self.management_account_id
@@ -83,6 +92,8 @@ class StorageDiscovery:
         self.setup = found.setup
         self._session = session
         self.by_explorer = [t for t in self.types if explorer.EXPLORER_TYPES[t] in found.setup.supported]
+        if self.by_explorer:
+            self._known = self._cached()
 
     def summary(self) -> dict[str, Any]:
         if not self.types:
@@ -103,6 +114,8 @@ class StorageDiscovery:
 
     # -- per-account tasks -----------------------------------------------------------------------------------
     def account_tasks(self, account_id: str) -> list[Task]:
+        if self.by_explorer:
+            self._feed_coverage(account_id)
         tasks: list[Task] = []
         for kind in self.types:
             if kind not in self.by_explorer:
@@ -205,24 +218,69 @@ class StorageDiscovery:
             out.append(task)
         return out
 
-    def _coverage(self, client: Any, accounts: list[str], check: Callable[[], None]) -> dict[str, set[str]]:
-        """Which regions each account has an index in: read once per COVERAGE_TTL per integration (indexes
-        change rarely, and ListIndexesForMembers takes 10 accounts a call under a 3/s quota). Unreadable: every
-        account counts as unindexed, so everything goes through the service APIs."""
+    def _cache(self) -> dict[str, tuple[float, dict[str, set[str]]]]:
         cache: dict[str, tuple[float, dict[str, set[str]]]] = self.sync.integration.services.extra.setdefault(
             "resource_explorer_coverage", {}
         )
-        key = self.sync.integration.integration_id
-        known = cache.get(key)
-        now = time.monotonic()
-        if known is not None and now - known[0] < COVERAGE_TTL and set(accounts) <= set(known[1]):
+        return cache
+
+    def _cached(self) -> dict[str, set[str]] | None:
+        """The integration's coverage read within COVERAGE_TTL (indexes change rarely), or None."""
+        known = self._cache().get(self.sync.integration.integration_id)
+        if known is not None and time.monotonic() - known[0] < COVERAGE_TTL:
             return known[1]
+        return None
+
+    def _feed_coverage(self, account_id: str) -> None:
+        self._fed.append(account_id)
+        if len(self._fed) >= explorer.MEMBERS_PER_CALL:
+            self._submit_coverage()
+
+    def _submit_coverage(self) -> None:
+        batch, self._fed = self._fed, []
+        if not batch or self.setup is None:
+            return
+        if self._known is not None and all(a in self._known for a in batch):
+            self._coverage_parts.append((batch, None))
+            return
+        if self._coverage_pool is None:
+            self._coverage_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="re-coverage")
+        client = self.sync.aws.client(self._session, "resource-explorer-2", self.setup.region)
+        self._coverage_parts.append(
+            (batch, self._coverage_pool.submit(explorer.indexed_regions, client, batch, self._check))
+        )
+
+    def _coverage(self, client: Any, accounts: list[str], check: Callable[[], None]) -> dict[str, set[str]]:
+        """Which regions each account has an index in. A batch that could not be read counts as unindexed (its
+        accounts go through the service APIs), with a note."""
+        self._submit_coverage()
+        fed = {a for batch, _ in self._coverage_parts for a in batch}
+        rest = [a for a in accounts if a not in fed]
+        for i in range(0, len(rest), explorer.MEMBERS_PER_CALL):  # accounts not fed through account_tasks
+            self._fed = rest[i : i + explorer.MEMBERS_PER_CALL]
+            self._submit_coverage()
+        coverage: dict[str, set[str]] = {}
+        complete = True
         try:
-            coverage = explorer.indexed_regions(client, accounts, check)
-        except (ClientError, BotoCoreError) as exc:
-            self.notes.append(f"ListIndexesForMembers failed ({_said(exc)}); every account listed through its services")
-            return {}
-        cache[key] = (now, coverage)
+            for batch, future in self._coverage_parts:
+                check()
+                if future is None:
+                    assert self._known is not None
+                    coverage |= {a: self._known[a] for a in batch}
+                    continue
+                try:
+                    coverage |= future.result()
+                except (ClientError, BotoCoreError) as exc:
+                    complete = False
+                    self.notes.append(
+                        f"ListIndexesForMembers failed ({_said(exc)}); {len(batch)} account(s) listed through their services"
+                    )
+        finally:
+            if self._coverage_pool is not None:
+                self._coverage_pool.shutdown(wait=False, cancel_futures=True)
+        if complete:  # merged: a split sync's children each read their own accounts
+            merged = (self._cached() or {}) | coverage
+            self._cache()[self.sync.integration.integration_id] = (time.monotonic(), merged)
         return coverage
 
     def _bucket_task(self, account: str, buckets: list[explorer.Found]) -> Task:
@@ -237,4 +295,4 @@ class StorageDiscovery:
 
 def _said(exc: BaseException) -> str:
     """An AWS error as the result may repeat it: redacted (an error message may quote a token), and short."""
-    return redact_text(str(exc))[:300]
+    return redact_text(str(exc))[:600]

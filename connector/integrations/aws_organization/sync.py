@@ -112,7 +112,7 @@ class OrgSync:
         accounts: list[Account] = []
         storage = StorageDiscovery(self, types, mgmt, str(described.get("MasterAccountId", "")), described["Id"])
         if not request.discovery_only:
-            storage.probe()
+            storage.probe(ctx.check_cancelled)
         assignments: Callable[[str], ScopeTask] | None = None
         if "identity_center" in types:
             # The directory (instance, permission sets, users, groups) is organisation-wide: it belongs to a
