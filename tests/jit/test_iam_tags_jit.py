@@ -8,7 +8,6 @@ import pytest
 
 from connector.errors import ErrorCode
 from connector.integrations import ledger
-from connector.integrations.iam_access import policy as iam_policy
 from connector.jobs.guardrails import Guardrails
 from tests.jit.conftest import admin, dispatcher, job, mutating_calls, ok, run
 
@@ -78,7 +77,12 @@ def test_s3_by_tag_gets_buckets_and_objects(sandbox, tagged):
         "arn:aws:s3:::payments-ledger",
         "arn:aws:s3:::payments-ledger/*",
     }
-    ok(run(d, job(sb, "revoke", "tag-s3", "alice", _target(sb))))
+    # A revoke carrying the grant's own target (tags and all) resolves nothing: it deletes the recorded policy.
+    target = _target(sb, resource_tags={"team": ["payments"]}, service="s3")
+    sb.faults.reset_counts()
+    ok(run(d, job(sb, "revoke", "tag-s3", "alice", target)))
+    assert "tagging:GetResources" not in sb.faults.counts()["by_operation"]
+    assert tagged["iam"].list_role_policies(RoleName="tag-reader")["PolicyNames"] == []
 
 
 def test_guardrails_judge_the_resolved_arns_not_the_tag(sandbox, tagged):
@@ -107,4 +111,3 @@ def test_too_many_and_none_matched_are_clear_errors(sandbox, tagged):
     out = run(d, job(sb, "grant", "tag-bad", "alice", _target(sb, resource_tags={"team": "x"})))
     assert out.outcome == "failed" and "service" in out.error.message and not out.error.retryable
     assert tagged["iam"].list_role_policies(RoleName="tag-reader")["PolicyNames"] == []
-    assert iam_policy.POLICY_PREFIX  # policy names stay derived from the grant
