@@ -49,6 +49,7 @@ from connector.aws.partitions import iam_role_arn, sts_region
 from connector.aws.sessions import AwsSessions, ClientSettings, clamp_session_duration
 from connector.config import AgentConfig, ConfigError, load_config
 from connector.errors import InvalidSettings
+from connector.integrations.aws_organization import explorer
 from connector.integrations.aws_organization import scope as scope_rules
 from connector.integrations.aws_organization.database_discovery import DATABASE_RESOURCE_TYPES, DiscoveredDatabase
 from connector.integrations.aws_organization.database_scope import DatabaseScope, ReadyDatabase
@@ -608,6 +609,89 @@ def aws_checks(
     checks += member
     checks += region_and_eks_checks(ctx, sessions)
     checks += database_checks(ctx, sessions, endpoints or EndpointMap())
+    checks += resource_explorer_checks(ctx, management_id, sessions)
+    return checks
+
+
+def resource_explorer_checks(ctx: AwsContext, management_id: str, sessions: Mapping[str, str]) -> list[Check]:
+    """When S3 / SNS / SQS discovery is on: whether Resource Explorer can serve it (aggregator index, an
+    organisation-wide view with tags), and which sampled (account, region) has no index, the docs' pitfall of
+    an SCP that denied Quick Setup's CloudFormation there. A warning, not a failure: discovery then uses the
+    service APIs (slower, same inventory)."""
+    settings = ctx.settings
+    if settings.resource_explorer == "off" or not {"s3_bucket", "sns_topic", "sqs_queue"} & set(
+        settings.resource_types
+    ):
+        return []
+    account = settings.resource_explorer_account_id or management_id
+    try:
+        org_id = str(
+            ctx.aws.client(ctx.management, "organizations", settings.region).describe_organization()["Organization"][
+                "Id"
+            ]
+        )
+        session = (
+            ctx.management
+            if account == management_id
+            else sessions.get(account)
+            or ctx.aws.assume(
+                f"arn:{partition_of_settings(settings)}:iam::{account}:role/{settings.member_role_name}",
+                via=ctx.management,
+                duration_seconds=3600,
+            )
+        )
+    except (ClientError, BotoCoreError) as exc:
+        return [_warn("resource_explorer", f"not checked: {_aws_error(exc)}", "check the management role")]
+    found = explorer.probe(
+        lambda region: ctx.aws.client(session, "resource-explorer-2", region), account, settings.region, org_id
+    )
+    checks: list[Check] = []
+    if found.setup is None:
+        checks.append(
+            _warn(
+                "resource_explorer",
+                "Resource Explorer cannot serve discovery; S3 / SNS / SQS are listed per account and region: "
+                + " / ".join(found.problems),
+                "follow seed docs 'Resource Explorer multi-region scans': enable trusted access, run Quick Setup "
+                "with Entire Organization as the target and an aggregator region, then create the "
+                "organisation-wide view there (or set resource_explorer: off)",
+            )
+        )
+    else:
+        checks.append(
+            _ok(
+                "resource_explorer",
+                f"aggregator index in {found.setup.region} (account {account}) and organisation view "
+                f"{found.setup.view_arn}: S3 / SNS / SQS discovery uses Search",
+            )
+        )
+    missing: list[str] = []
+    for member, key in sessions.items():
+        for region in scope_rules.regions(settings) or (settings.region,):
+            try:
+                ctx.aws.client(key, "resource-explorer-2", region).get_index()
+            except (ClientError, BotoCoreError) as exc:
+                code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+                missing.append(f"{member}/{region}" + ("" if code == "ResourceNotFoundException" else f" ({code})"))
+    if missing:
+        checks.append(
+            _warn(
+                "resource_explorer.indexes",
+                f"no Resource Explorer index in {', '.join(missing[:20])}: their resources are missing from the "
+                "organisation view (discovery still lists them through the aggregator only where indexed)",
+                "a service control policy probably denied CloudFormation there when Quick Setup ran (often an "
+                "aws:RequestedRegion allow-list): add the regions to the allow-list or put cloudformation:* in "
+                "its NotAction, re-run Quick Setup, or create the indexes by hand; also check that the account "
+                "and region were among Quick Setup's targets",
+            )
+        )
+    elif sessions and found.setup is not None:
+        checks.append(
+            _ok(
+                "resource_explorer.indexes",
+                f"every sampled account has an index in {', '.join(scope_rules.regions(settings) or (settings.region,))}",
+            )
+        )
     return checks
 
 

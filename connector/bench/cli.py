@@ -1,8 +1,9 @@
-"""`connector bench [sync|dispatch|grant|memory|all|sync_sweep] [--size smoke|full] [--out DIR]`.
+"""`connector bench [sync|dispatch|grant|memory|all|sync_sweep|databases|discovery] [--size smoke|full] [--out DIR]`.
 
 `all` runs the four benchmarks with targets; `sync_sweep` (run on its own) syncs a 100-account organisation at
 max_parallelism 8, 16, 32 and 64 to show where the sync stops following its bound; `databases` (on its own,
-needs PostgreSQL server binaries) times the discovery of a tagged RDS instance holding 1,000 tables.
+needs PostgreSQL server binaries) times the discovery of a tagged RDS instance holding 1,000 tables;
+`discovery` (on its own) compares S3 / SNS / SQS discovery with and without Resource Explorer (full: 100 and 1,000 accounts).
 
 Writes DIR/<bench>.json for each benchmark run, DIR/results.json (all of them, plus the machine and the
 targets), DIR/summary.md and DIR/benchmarks.png; prints a summary with each figure next to its target.
@@ -22,7 +23,8 @@ from connector.bench import report
 from connector.bench.procs import BenchError, machine
 
 BENCHES = ("sync", "dispatch", "grant", "memory")
-EXTRAS = ("sync_sweep", "databases")  # not part of `all` (databases needs PostgreSQL server binaries)
+# Not part of `all` (databases needs PostgreSQL server binaries).
+EXTRAS = ("sync_sweep", "databases", "discovery")
 
 
 def _runner(name: str) -> Callable[[str, Path], dict[str, Any]]:
@@ -38,6 +40,10 @@ def _runner(name: str) -> Callable[[str, Path], dict[str, Any]]:
         from connector.bench import databases
 
         return databases.run
+    if name == "discovery":
+        from connector.bench import discovery
+
+        return discovery.run
     if name == "dispatch":
         from connector.bench import dispatch
 

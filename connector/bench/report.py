@@ -67,6 +67,20 @@ def summary(name: str, r: dict[str, Any]) -> list[str]:
             f"{p['busy_share_of_wall']['agent']} of wall at {p['cpu_ms_per_aws_call']['agent']} ms CPU per AWS call"
             for p in r["points"]
         ]
+    if name == "discovery":
+        lines = []
+        for run in r["runs"]:
+            org = run["organisation"]
+            lines.append(
+                f"{org['accounts']} accounts x {len(org['regions'])} regions, {run['service_apis']['items']} items "
+                f"(same in all runs: {run['same_inventory']}), load average {run['load_average']}"
+            )
+            for label in ("service_apis", "resource_explorer_cold", "resource_explorer_warm"):
+                x = run[label]
+                lines.append(
+                    f"  {label}: {x['wall_seconds']} s, {x['aws_calls']} AWS calls ({x['calls_throttled']} throttled)"
+                )
+        return lines
     if name == "memory":
         return [f"agent idle RSS {r['idle_rss_mb']} MB; peak through the sync {r.get('sync_peak_rss_mb')} MB"]
     return []
@@ -217,7 +231,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         f"| {t['name']}: {t['target']} | {t['figure']} | {'yes' if t['met'] else 'no'} |" for t in results["targets"]
     ]
-    for name in ("sync", "dispatch", "grant", "memory", "sync_sweep"):
+    for name in ("sync", "dispatch", "grant", "memory", "sync_sweep", "discovery"):
         if name in results and "error" not in results[name]:
             lines += ["", f"**{name}**", ""] + [f"- {line}" for line in summary(name, results[name])]
     return "\n".join(lines) + "\n"

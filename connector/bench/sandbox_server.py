@@ -74,7 +74,7 @@ class TimingMiddleware:
 
 def spec_from_json(text: str) -> SeedSpec:
     fields: dict[str, Any] = json.loads(text)
-    for name in ("regions", "modes"):
+    for name in ("regions", "modes", "resource_explorer_without_index"):
         if name in fields:
             fields[name] = tuple(fields[name])
     return SeedSpec(**fields)

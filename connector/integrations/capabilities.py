@@ -11,6 +11,8 @@ it can do is offered by separate capability objects, one package per target kind
                  revoke(request, ctx) -> result       idempotent; already gone is success
   ExpiryScanner  expired(scan) -> ExpiredGrant...     the expired (or undecodable) records in its own targets
   DriftReporter  drift(scope) -> InventoryItem...     where its records and what exists disagree (reads only)
+  Auditable      audit_subject(request, effect)       whose activity to collect for a grant (None: audit off)
+                 audit(subject, start, end) -> AuditSummary   what that principal did, bounded, no raw logs
 
 A kind that changes anything must also be an ExpiryScanner (`IntegrationSpec`/`KindSpec` check it), so no
 grant can outlive its expiry because its kind forgot to look. Registration is keyed by integration type and
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from connector.integrations.base import (
@@ -132,6 +135,53 @@ def drift_item(
         region=region,
         attributes=attributes,
     )
+
+
+@dataclass(frozen=True)
+class AuditSubject:
+    """Whose activity to collect for one grant, and where: worked out from the Effect when the grant is made and
+    kept (JSON) until the audit runs after the revoke. `source` names the log: cloudtrail (AWS grants),
+    eks_audit_log (EKS access entries), ssm_sessions (EC2 through Session Manager)."""
+
+    source: str
+    account_id: str
+    principal: str  # the IAM role / principal ARN that received the access
+    regions: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()  # CloudTrail event sources to read (s3, sns, ...)
+    cluster: str = ""  # EKS
+    username: str = ""  # EKS: the access entry's Kubernetes username (template)
+    resources: tuple[str, ...] = ()  # e.g. SSM target instance ids
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditSubject:
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__
+        }
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """A bounded summary of what a principal did while a grant was live: counts, never the raw log lines."""
+
+    events: int
+    by_action: dict[str, int]  # e.g. "sqs:GetQueueAttributes" or "list pods": count (top 25)
+    errors: int  # calls refused (AccessDenied, 403, ...)
+    first: str = ""  # ISO times of the first and last event
+    last: str = ""
+    resources: tuple[str, ...] = ()  # up to 25 ARNs / namespaces touched
+    truncated: bool = False  # the reading stopped at its bound: more happened than is counted
+    notes: tuple[str, ...] = ()  # what the source cannot show (e.g. CloudTrail's event history has no data events)
+
+
+@runtime_checkable
+class Auditable(Protocol):
+    def audit_subject(self, request: GrantRequest, effect: Effect) -> AuditSubject | None: ...
+
+    def audit(self, subject: AuditSubject, start: datetime, end: datetime) -> AuditSummary: ...
 
 
 class Integration:

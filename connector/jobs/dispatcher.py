@@ -145,6 +145,16 @@ class Dispatcher:
                 "expiry_listener_failed", integration_id=integration.integration_id, call=what, error=type(exc).__name__
             )
 
+    def _hook(self, what: str, *args: Any) -> None:
+        """Optional listener calls (the audit trail's grant windows); never fail the job."""
+        call = getattr(self.listener, what, None)
+        if call is None:
+            return
+        try:
+            call(*args)
+        except Exception as exc:
+            log.warning("listener_hook_failed", call=what, error=type(exc).__name__)
+
     def _provisioner(self, integration: Integration, target: Mapping[str, Any]) -> tuple[Provisioner, KindSpec]:
         raw = target.get("resource_type") or integration.default_resource_type
         kinds = self.registry.resource_types(integration.type_id)
@@ -225,6 +235,8 @@ class Dispatcher:
             (self.services.guardrails or DEFAULT_POLICY).check(effect, now, changes_nothing=spec.changes_nothing)
             ctx.check_cancelled()
             result = provisioner.grant(grant, effect, ctx)
+            if not grant.dry_run:  # the audit trail (enable_audit) starts the grant's window
+                self._hook("granted", integration, spec.resource_type, provisioner, grant, effect)
         elif kind == "revoke":
             r = job.revoke
             revoke = RevokeRequest(
@@ -233,7 +245,10 @@ class Dispatcher:
                 target=_struct(r.target, "revoke.target"),
                 dry_run=r.dry_run,
             )
-            result = self._provisioner(integration, revoke.target)[0].revoke(revoke, ctx)
+            provisioner, spec = self._provisioner(integration, revoke.target)
+            result = provisioner.revoke(revoke, ctx)
+            if not revoke.dry_run:  # the audit trail closes the grant's window
+                self._hook("revoked", integration.integration_id, spec.resource_type, revoke.grant_id)
         else:
             raise InvalidJob(f"job kind {kind!r} is not supported by this connector version")
         if not isinstance(result, Mapping):

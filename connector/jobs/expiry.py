@@ -47,6 +47,7 @@ from connector.errors import ConnectorError, ErrorCode
 from connector.integrations.base import JobContext
 from connector.integrations.capabilities import ExpiredGrant, ExpiryScan, Integration
 from connector.jobs import audit
+from connector.jobs.grant_audit import GrantAudit
 from connector.jobs.registry import Registry
 from connector.logging import get_logger, redact_text
 from connector.v1 import connector_pb2
@@ -130,6 +131,7 @@ class ExpirySweeper:
         full_scan_interval: float = DEFAULT_FULL_SCAN_INTERVAL,
         backoff_first: float = BACKOFF_FIRST,
         clock: Callable[[], float] = time.monotonic,
+        audit_trail: GrantAudit | None = None,
     ) -> None:
         self.registry = registry
         self.services = services
@@ -143,6 +145,23 @@ class ExpirySweeper:
         self._failures_reported: set[str] = set()
         if state_file is not None and state_file.exists():
             self._load(state_file)
+        # enable_audit: grant windows, summarised after their revoke (grant_audit.py); beside the state file.
+        self.audit_trail = audit_trail or GrantAudit(
+            state_file.with_name("audit-windows.json") if state_file is not None else None
+        )
+
+    # -- the audit trail's windows (Dispatcher hooks) ---------------------------------------------------------
+    def granted(self, integration: Integration, kind: str, provisioner: Any, request: Any, effect: Any) -> None:
+        self.audit_trail.granted(integration, kind, provisioner, request, effect)
+
+    def revoked(self, integration_id: str, kind: str, grant_id: str) -> None:
+        self.audit_trail.revoked(integration_id, kind, grant_id)
+
+    def _integration_of(self, integration_id: str) -> Integration | None:
+        with self._lock:
+            tracked = self._tracked.get(integration_id)
+            current = tracked.current() if tracked is not None else []
+        return current[0] if current else None
 
     # -- what to sweep (IntegrationListener) -------------------------------------------------------------
     def offer(self, integration: Integration) -> None:
@@ -269,6 +288,10 @@ class ExpirySweeper:
                 events += self._sweep_one(iid, tracked, now)
             except Exception:  # a bug in one integration's sweep must not stop the others
                 log.exception("expiry_sweep_integration_crashed", integration_id=iid)
+        try:
+            events += self.audit_trail.collect(self._integration_of, self.registry.provisioner)
+        except Exception:  # the audit trail must never stop expiry
+            log.exception("grant_audit_crashed")
         return events
 
     def _sweep_one(self, iid: str, tracked: _Tracked, now: datetime) -> list[ExpiryEvent]:
@@ -371,6 +394,7 @@ class ExpirySweeper:
                 provisioner = self.registry.provisioner(integration, kind)
                 assert provisioner is not None
                 result = provisioner.revoke(request, ctx)
+                self.audit_trail.revoked(integration.integration_id, kind, request.grant_id)
             except ConnectorError as exc:
                 error = exc
             except Exception as exc:

@@ -14,10 +14,12 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from moto.utilities.utils import get_partition
 
 from connector.sandbox import eks_access, protocol, ssm_sessions
+from connector.sandbox.cloudtrail import EventHistory
 from connector.sandbox.databases import secret_read_denied
 from connector.sandbox.faults import Decision, FaultRule, Faults
 from connector.sandbox.identity import account_of, resolve_caller
 from connector.sandbox.lambdas import Invocation, Lambdas
+from connector.sandbox.resource_explorer import ResourceExplorer, org_arn_of, org_members
 from connector.sandbox.sts_trust import check_assume_role
 
 StartResponse = Callable[..., Any]
@@ -36,6 +38,8 @@ class SandboxApp:
         self.lambdas = lambdas if lambdas is not None else Lambdas()
         self.inner = DomainDispatcherApplication(create_backend_app)
         self.seed_summary: dict[str, Any] | None = None
+        self.resource_explorer = ResourceExplorer(org_of=org_arn_of, members_of=org_members)  # moto has none
+        self.trail = EventHistory()  # CloudTrail's event history (LookupEvents), which moto lacks
         self._apps: dict[str, Callable[..., Iterable[bytes]]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -44,10 +48,18 @@ class SandboxApp:
             return self._control(environ, start_response, path[len(CONTROL_PREFIX) :].strip("/"))
         body, info, account = identify_request(environ)
         if info is not None:
+            if not (info.service == "cloudtrail" and info.operation == "LookupEvents"):
+                # CloudTrail records refused calls too (an injected SCP deny or error included).
+                start_response = self._recording(account, environ, info, body, start_response)
             answer = self._guard(account, environ, info, body)
             if answer is not None:
                 status, headers, payload = answer
                 return _respond(start_response, status, headers, payload)
+            if info.service == "cloudtrail" and info.operation == "LookupEvents":
+                return _respond(start_response, *self.trail.lookup(account, info.region, body))
+            if info.service == "resource-explorer-2":
+                answer = self.resource_explorer.handle(account, info.region, info.operation, body)
+                return _respond(start_response, *answer)
             if info.service == "eks" and info.operation in eks_access.READS:
                 return self._eks_read(account, environ, info, start_response)
             if info.service == "ssm" and info.operation in ssm_sessions.OPERATIONS:  # moto lacks these
@@ -59,6 +71,28 @@ class SandboxApp:
             if info.service in _ROUTED_BY_SIGNING_NAME:
                 return self._app_of(info.service, environ)(environ, start_response)
         return self.inner(environ, start_response)  # type: ignore[no-any-return]
+
+    def _recording(
+        self,
+        account: str,
+        environ: dict[str, Any],
+        info: protocol.RequestInfo,
+        body: bytes,
+        start_response: StartResponse,
+    ) -> StartResponse:
+        """Records the call in CloudTrail's event history once its status is known."""
+
+        def recorded(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            try:
+                params: dict[str, Any] = {}
+                if info.service in ("sns", "sqs", "dynamodb"):
+                    params = json.loads(body) if body.startswith(b"{") else protocol.form_params(environ, body)
+                self.trail.record(info, account, params if isinstance(params, dict) else {}, int(status.split()[0]))
+            except ValueError:
+                pass
+            return start_response(status, headers, *exc_info)
+
+        return recorded
 
     @staticmethod
     def _eks_read(

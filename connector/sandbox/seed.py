@@ -27,6 +27,7 @@ from moto.utilities.utils import get_partition
 from connector.sandbox import eks_access
 from connector.sandbox.databases import DatabaseInfo, SeedDatabase, endpoint_map, seed_databases
 from connector.sandbox.identity import PARTITION
+from connector.sandbox.seed_resources import seed_resources
 
 ORG_REGION = "us-east-1"
 # Each partition's regions for a seed (the first is its home: Organizations, IAM, STS, Identity Center).
@@ -66,6 +67,12 @@ class SeedSpec:
     # The partition the organisation lives in (aws, aws-us-gov, aws-cn): every ARN, region and backend follows.
     # Regions and the Identity Center region left at their defaults become the partition's.
     partition: str = PARTITION
+    # S3 / SNS / SQS in the workload accounts, and Resource Explorer (connector.sandbox.seed_resources).
+    buckets_per_account: int = 0
+    topics_per_region: int = 0
+    queues_per_region: int = 0
+    resource_explorer: bool = False
+    resource_explorer_without_index: tuple[str, ...] = ()  # regions whose member accounts got no index
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITION_REGIONS:
@@ -281,6 +288,7 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
 
     with mock.patch.object(mock_random, "get_random_string", fast_random_string):
         clusters = _seed_clusters(spec, workloads)
+    seed_resources(spec, workloads)
     identity = _seed_identity_center(spec, client) if spec.identity_center else None
     active_workloads = [a.id for a in workloads if a.state == "ACTIVE" and a.id != without_role]
     databases = seed_databases(spec.databases, active_workloads, spec.connector_id, _in_account(client))

@@ -18,7 +18,7 @@ from botocore.config import Config
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer, create_server
 
-from connector.sandbox import eks_access, identity, ssm_sessions, tagging
+from connector.sandbox import eks_access, identity, seed_resources, ssm_sessions, tagging
 from connector.sandbox.app import SandboxApp
 from connector.sandbox.faults import Faults
 from connector.sandbox.lambdas import Lambdas
@@ -76,6 +76,8 @@ class Sandbox:
         self._thread = thread
         self.faults: Faults = app.faults
         self.lambdas: Lambdas = app.lambdas  # Python handlers for Lambda functions, and every Invoke's record
+        self.resource_explorer = app.resource_explorer  # indexes and views (resource-explorer-2)
+        self.trail = app.trail  # CloudTrail event history (LookupEvents)
         self._seed_info: SeedInfo | None = None
         self._connector_credentials: dict[str, str] | None = None
         self.host, self.port = str(server.effective_host), int(server.effective_port)
@@ -115,6 +117,8 @@ class Sandbox:
     def seed(self, spec: SeedSpec) -> SeedInfo:
         """Seed the (running) sandbox; env() then exports the connector role's temporary credentials."""
         self._seed_info = seed_sandbox(spec, self.client)
+        if spec.resource_explorer:
+            seed_resources.setup_resource_explorer(spec, self._seed_info, self.resource_explorer)
         sts = self.root_session(self.seed_info.home_region).client("sts", endpoint_url=self.endpoint)
         creds = sts.assume_role(
             RoleArn=self.seed_info.connector_role_arn, RoleSessionName="connector", DurationSeconds=43200

@@ -80,3 +80,14 @@ def test_bench_sync_sweep_smoke_syncs_once_per_parallelism(tmp_path, capsys):
     assert "max_parallelism 8: wall" in capsys.readouterr().out
     results = json.loads((tmp_path / "results.json").read_text())
     assert "sync_sweep" in results and "dispatch" not in results  # run on its own, not part of `all`
+
+
+@pytest.mark.timeout(240)
+def test_bench_discovery_smoke_same_inventory_fewer_calls(tmp_path, capsys):
+    assert main(["bench", "discovery", "--size", "smoke", "--out", str(tmp_path)]) == 0
+    run = json.loads((tmp_path / "discovery.json").read_text())["runs"][0]
+    assert run["same_inventory"] and run["service_apis"]["items"] > 0
+    assert run["resource_explorer_cold"]["resource_explorer"]["used"]
+    assert run["resource_explorer_warm"]["aws_calls"] < run["service_apis"]["aws_calls"]
+    assert "sns:ListTopics" not in run["resource_explorer_warm"]["calls_by_operation"]
+    assert "load average" in capsys.readouterr().out

@@ -102,6 +102,20 @@ ALLOWED_ACTIONS = {
                 "GetSAMLProvider",
             ]
         ),
+        # S3 / SNS / SQS discovery through Resource Explorer (read only).
+        *(
+            f"resource-explorer-2:{a}"
+            for a in [
+                "ListIndexes",
+                "ListIndexesForMembers",
+                "ListViews",
+                "GetDefaultView",
+                "ListSupportedResourceTypes",
+                "GetIndex",
+                "GetView",
+                "Search",
+            ]
+        ),
     },
     "MemberAccountRole": {
         "ec2:DescribeRegions",
@@ -140,9 +154,36 @@ ALLOWED_ACTIONS = {
         "ssm:DescribeInstanceInformation",
         "ssm:DescribeSessions",
         "ssm:TerminateSession",
+        # S3 / SNS / SQS discovery (opt-in), and what an IAM grant on a bucket reads (its key)
+        "s3:ListAllMyBuckets",
+        "s3:GetBucketLocation",
+        "s3:GetEncryptionConfiguration",
+        "s3:GetBucketTagging",
+        "kms:DescribeKey",
+        "sns:ListTopics",
+        "sns:ListTagsForResource",
+        "sqs:ListQueues",
+        "sqs:ListQueueTags",
+        "tag:GetResources",  # IAM grants by tag
+        "resource-explorer-2:GetIndex",  # doctor: an index in each region
+        # the delegated administrator's view (parameter ResourceExplorerAdministrator=true only)
+        *(
+            f"resource-explorer-2:{a}"
+            for a in [
+                "ListIndexes",
+                "ListIndexesForMembers",
+                "ListViews",
+                "GetDefaultView",
+                "ListSupportedResourceTypes",
+            ]
+        ),
+        "resource-explorer-2:GetView",
+        "resource-explorer-2:Search",
+        "cloudtrail:LookupEvents",  # audit trail of IAM grants
+        "logs:FilterLogEvents",  # audit trail of EKS grants (the clusters' audit log groups only)
     },
 }
-READ_ONLY_PREFIXES = ("List", "Describe", "Get")
+READ_ONLY_PREFIXES = ("List", "Describe", "Get", "Lookup", "Search")  # LookupEvents, Search: reads
 LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
 
 
@@ -175,7 +216,12 @@ def test_every_policy_statement_is_commented(template: Path) -> None:
             in_policy = False
         if in_policy and re.match(r"^\s*- (Sid|Effect): ", line):
             previous = next(p for p in reversed(lines[: number - 1]) if p.strip())
-            if not previous.strip().startswith("#") and "!If" not in previous and "HasGuardrails" not in previous:
+            conditions = ("HasGuardrails", "IsResourceExplorerAdministrator")  # the !If branches, commented above
+            if (
+                not previous.strip().startswith("#")
+                and "!If" not in previous
+                and not any(c in previous for c in conditions)
+            ):
                 missing.append(f"{template.name}:{number}: {line.strip()}")
     assert not missing, "IAM statements without a comment saying what they are for:\n" + "\n".join(missing)
 
@@ -474,7 +520,14 @@ def test_role_chain_connector_to_management_to_member(aws: Any) -> None:
     member_trust = _document(member_trust)
     assert member_trust["Statement"][0]["Principal"] == {"AWS": role["Arn"]}
     member_policy = _inline_policy(aws, "access-connector-member")
-    assert _actions_by_sid(member_policy) == _declared(MEMBER_TEMPLATE, "MemberAccountRole")
+    # By default without the Resource Explorer administrator's statements (the !If branches) ...
+    assert _actions_by_sid(member_policy) == _declared(MEMBER_TEMPLATE, "MemberAccountRole", guardrails=False)
+    # ... which only the delegated administrator's account gets.
+    params = {"ManagementAccountId": ACCOUNT, "ConnectorId": "conn-chain", "RoleName": "access-connector-member-re"}
+    _create(aws, "chain-member-re", MEMBER_TEMPLATE, params | {"ResourceExplorerAdministrator": "true"})
+    admin_policy = _inline_policy(aws, "access-connector-member-re")
+    assert _actions_by_sid(admin_policy) == _declared(MEMBER_TEMPLATE, "MemberAccountRole")
+    assert "resource-explorer-2:Search" in _actions_by_sid(admin_policy)["SearchResourceExplorerViews"]
     member_sids = {s["Sid"]: s for s in member_policy["Statement"]}
     deny = member_sids["DenyInlinePoliciesOnProtectedRoles"]
     assert deny["Effect"] == "Deny" and f"arn:aws:iam::{ACCOUNT}:role/access-connector-member" in deny["Resource"]

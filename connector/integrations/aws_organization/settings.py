@@ -22,7 +22,8 @@ from connector.integrations import validation
 # integration's resource_types or the sync job's, and it is not in the default set.
 DB_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # What a sync covers when neither the job nor the settings say: the opt-in types (databases, EC2 through SSM,
-# the drift report) cost calls in every account and region, so a customer asks for them.
+# the drift report; S3 / SNS / SQS unless Resource Explorer serves them) cost calls in every account and
+# region, so a customer asks for them.
 DEFAULT_RESOURCE_TYPES = ("organization", "eks_cluster", "identity_center", "iam_role")
 RESOURCE_TYPES = (
     *DEFAULT_RESOURCE_TYPES,
@@ -31,6 +32,9 @@ RESOURCE_TYPES = (
     "redshift_cluster",
     "ec2_instance",
     "drift",
+    "s3_bucket",
+    "sns_topic",
+    "sqs_queue",
 )
 # Session Manager documents a grant may allow (setting ssm_session_documents): an interactive shell, SSH over
 # Session Manager, port forwarding to a port of the instance itself.
@@ -74,6 +78,9 @@ class OrgSettings(BaseModel):
     database_ssl_ca_file: str = Field(default="", max_length=4096)
     ssm_session_documents: tuple[Literal["shell", "ssh", "port_forwarding"], ...] = ("shell",)
     max_parallelism: int = Field(default=8, ge=1, le=64)
+    # S3 / SNS / SQS through the organisation's Resource Explorer view when it is usable (auto), or never.
+    resource_explorer: Literal["auto", "off"] = "auto"
+    resource_explorer_account_id: str | None = Field(default=None, pattern=r"^\d{12}$")  # delegated admin
 
     @field_validator(
         "excluded_ou_ids", "excluded_account_ids", "resource_types", "ssm_session_documents", mode="before"

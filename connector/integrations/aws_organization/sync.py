@@ -30,6 +30,7 @@ from connector.integrations.aws_organization.iam_inventory import role_items
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
 from connector.integrations.aws_organization.org_tree import Account, OrgUnit
 from connector.integrations.aws_organization.settings import RESOURCE_TYPES
+from connector.integrations.aws_organization.storage_sync import StorageDiscovery
 from connector.integrations.base import InventoryItem, JobContext, SyncRequest
 from connector.integrations.capabilities import DriftReporter, DriftScope
 from connector.logging import get_logger
@@ -120,6 +121,9 @@ class OrgSync:
                 ) from None
             raise
         accounts: list[Account] = []
+        storage = StorageDiscovery(self, types, mgmt, str(described.get("MasterAccountId", "")), described["Id"])
+        if not request.discovery_only:
+            storage.probe(ctx.check_cancelled)
         assignments: Callable[[str], ScopeTask] | None = None
         if "identity_center" in types:
             # The directory (instance, permission sets, users, groups) is organisation-wide: it belongs to a
@@ -155,8 +159,12 @@ class OrgSync:
                     batch.append(ScopeTask(account.id, "global", "drift", self._drift_task))
                 if assignments is not None:
                     batch.append(assignments(account.id))
+                batch += [ScopeTask(*task) for task in storage.account_tasks(account.id)]
                 if batch:
                     yield batch
+            active_ids = [a.id for a in accounts if a.active]
+            for tasks in storage.after_walk(active_ids, emit, ctx.check_cancelled):
+                yield [ScopeTask(*task) for task in tasks]
 
         errors, scopes = self._fan_out(scope_tasks(), ctx, emit)
         active = [a.id for a in accounts if a.active]
@@ -169,6 +177,8 @@ class OrgSync:
             "scope_errors": errors,
             "items": dict(sorted(counts.items())),
         }
+        if storage.summary():
+            result["resource_explorer"] = storage.summary()
         if self.integration.duration_note:
             result["notes"] = [self.integration.duration_note]
         return result
@@ -375,6 +385,7 @@ class OrgSync:
         Progress counts accounts; its total is 0 (not known yet) until the walk has found them all."""
         lock = threading.Lock()
         remaining: dict[str, int] = {}  # account -> its tasks not yet finished
+        counted: set[str] = set()  # accounts counted done (once, even if a follow-up batch comes later)
         state = {"errors": 0, "accounts_done": 0, "scopes": 0, "walked": 0}
 
         def run(task: ScopeTask) -> None:
@@ -399,7 +410,8 @@ class OrgSync:
             finally:
                 with lock:
                     remaining[task.account_id] -= 1
-                    if remaining[task.account_id] == 0:
+                    if remaining[task.account_id] == 0 and task.account_id not in counted:
+                        counted.add(task.account_id)
                         state["accounts_done"] += 1
                         ctx.progress(state["accounts_done"], len(remaining) if state["walked"] else 0)
 
@@ -408,7 +420,8 @@ class OrgSync:
             try:
                 for batch in batches:
                     with lock:  # counted before any of them runs: the account is done when all of them are
-                        remaining[batch[0].account_id] = len(batch)
+                        # (a later batch of the same account, e.g. after the walk, adds to what remains)
+                        remaining[batch[0].account_id] = remaining.get(batch[0].account_id, 0) + len(batch)
                         state["scopes"] += len(batch)
                     for task in batch:
                         # A copy of the job's context: its log fields (job_id) and its span reach the scope.

@@ -10,15 +10,17 @@ guardrails count them as admin unless the customer's policy names them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from connector.errors import ConnectorError, InvalidJob
 from connector.integrations import ledger
+from connector.integrations.aws_organization import audit_trail
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
 from connector.integrations.base import GrantRequest, InventoryItem, JobContext, RevokeRequest
-from connector.integrations.capabilities import DriftScope, ExpiredGrant, ExpiryScan
+from connector.integrations.capabilities import AuditSubject, AuditSummary, DriftScope, ExpiredGrant, ExpiryScan
 from connector.integrations.effect import ClusterRef, Effect, Lazy, Level, highest
 from connector.integrations.eks_access import drift, entries
 from connector.integrations.eks_access.target import (
@@ -132,6 +134,24 @@ class EksAccess:
             expires_at=request.expires_at,
             dry_run=request.dry_run,
         )
+
+    # -- Auditable (enable_audit) ----------------------------------------------------------------------------
+    def audit_subject(self, request: GrantRequest, effect: Effect) -> AuditSubject | None:
+        """The access entry's activity in the cluster's audit log, by its username and the principal."""
+        if not self.integration.config.enable_audit or request.dry_run or effect.cluster is None:
+            return None
+        return AuditSubject(
+            source="eks_audit_log",
+            account_id=effect.account_id,
+            principal=effect.principal,
+            regions=(effect.region,),
+            cluster=effect.cluster.name,
+            username=effect.kubernetes_usernames[0] if effect.kubernetes_usernames else DEFAULT_USERNAME,
+        )
+
+    def audit(self, subject: AuditSubject, start: datetime, end: datetime) -> AuditSummary:
+        logs = self.integration.client(subject.account_id, "logs", subject.regions[0])
+        return audit_trail.eks_audit_summary(logs, subject.cluster, subject.principal, subject.username, start, end)
 
     def revoke(self, request: RevokeRequest, ctx: JobContext) -> dict[str, Any]:
         target = self._target(request.target, request.principal)

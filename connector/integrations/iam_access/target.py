@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connector.aws.partitions import PARTITION
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
@@ -17,6 +17,9 @@ ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 ROLE_ARN = re.compile(rf"^arn:({PARTITION}):iam::(\d{{12}}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{{1,64}})$")
 ARN = re.compile(rf"^arn:({PARTITION}):([a-z0-9-]+):([a-z0-9-]*):(\d{{12}})?:(.+)$")
 SERVICES = ("s3", "sns", "sqs", "dynamodb", "rds-db")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+MAX_TAG_KEYS = 50  # Resource Groups Tagging API: TagFilters
+MAX_TAG_VALUES = 20  # values per key
 
 Level = Literal["read", "write"]
 
@@ -32,6 +35,46 @@ class IamTarget(BaseModel):
     role: str
     resources: tuple[str, ...] = ()
     access_level: Level = "read"
+    # Resources named by tag, resolved at grant time to ARNs (tag_selection.py): every `service` resource
+    # in the account, in `regions` (default: the integration's), carrying each key with one of its values.
+    resource_tags: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    service: Literal["s3", "sns", "sqs", "dynamodb"] | None = None
+    regions: tuple[str, ...] = ()
+
+    @field_validator("resource_tags", mode="before")
+    @classmethod
+    def _tag_values(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: (v,) if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("resource_tags")
+    @classmethod
+    def _tags(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        if len(value) > MAX_TAG_KEYS:
+            raise ValueError(f"at most {MAX_TAG_KEYS} tag keys")
+        for key, values in value.items():
+            if not 1 <= len(key) <= 128:
+                raise ValueError(f"tag key {key[:200]!r} must be 1-128 characters")
+            if not 1 <= len(values) <= MAX_TAG_VALUES or any(len(v) > 256 for v in values):
+                raise ValueError(f"tag {key[:128]!r}: give 1-{MAX_TAG_VALUES} values of at most 256 characters")
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for region in value:
+            if not REGION.match(region):
+                raise ValueError(f"{region[:64]!r} is not an AWS region name such as eu-west-1")
+        return tuple(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _selection(self) -> IamTarget:
+        if self.resource_tags and self.service is None:
+            raise ValueError("resource_tags needs `service` (one of s3, sns, sqs, dynamodb): which resources to match")
+        if (self.service is not None or self.regions) and not self.resource_tags:
+            raise ValueError("`service` and `regions` select resources by tag: give resource_tags too")
+        return self
 
     @field_validator("role")
     @classmethod
@@ -75,8 +118,8 @@ def check_resource_count(target: IamTarget) -> None:
             "(e.g. arn:<partition>:s3:::team-a-*), or split the request.",
             retryable=False,
         )
-    if not target.resources:
-        raise InvalidJob("target.resources: name at least one resource ARN to grant access to")
+    if not target.resources and not target.resource_tags:
+        raise InvalidJob("target.resources: name at least one resource ARN (or resource_tags) to grant access to")
 
 
 def check_partition(target: IamTarget, partition: str) -> None:
