@@ -63,6 +63,8 @@ SIZES = {
         max_parallelism=8,
         capacity_seconds=0.5,
     ),
+    # The 150-account figures: the full sync's shape at 15 %, for before/after comparisons on a shared machine.
+    "medium": SyncSize(accounts=150, regions=REGIONS_FULL, clusters_per_region=3, entries_per_cluster=5),
     "full": SyncSize(accounts=1000, regions=REGIONS_FULL, clusters_per_region=3, entries_per_cluster=5),
 }
 
