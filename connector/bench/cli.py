@@ -52,7 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Benchmarks through the real path: sandbox, control plane and agent as separate processes.",
     )
     parser.add_argument("bench", nargs="?", default="all", choices=(*BENCHES, "all", *EXTRAS))
-    parser.add_argument("--size", default="full", choices=("smoke", "medium", "full"), help="smoke: seconds, for CI; medium: 150 accounts (sync only)")
+    parser.add_argument(
+        "--size",
+        default="full",
+        choices=("smoke", "medium", "full"),
+        help="smoke: seconds, for CI; medium: 150 accounts (sync only)",
+    )
     parser.add_argument("--out", default="bench-results", help="directory for JSON, logs and the PNG chart")
     return parser
 

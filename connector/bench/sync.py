@@ -11,6 +11,7 @@ latency with as many client threads as the sync's max_parallelism).
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -40,6 +41,7 @@ class SyncSize:
     burst: int = 10
     max_parallelism: int = 64  # the integration setting (1..64)
     capacity_seconds: float = 5.0
+    floor_seconds: float = 4.0  # botocore's own floor (floor.py), at max_parallelism threads
 
     def seed(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ SIZES = {
         latency=0.005,
         max_parallelism=8,
         capacity_seconds=0.5,
+        floor_seconds=0.5,
     ),
     # The 150-account figures: the full sync's shape at 15 %, for before/after comparisons on a shared machine.
     "medium": SyncSize(accounts=150, regions=REGIONS_FULL, clusters_per_region=3, entries_per_cluster=5),
@@ -143,6 +146,14 @@ def sandbox_capacity(sandbox: SandboxProcess, cluster: dict[str, Any], threads: 
     }
 
 
+def botocore_floor(threads: int, seconds: float) -> dict[str, Any]:
+    from connector.bench import floor
+
+    result = floor.measure(threads, seconds)
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    return result
+
+
 def run(size_name: str, workdir: Path) -> dict[str, Any]:
     return run_size(SIZES[size_name], size_name, workdir)
 
@@ -177,6 +188,7 @@ def run_size(size: SyncSize, size_name: str, workdir: Path) -> dict[str, Any]:
     try:
         seed = sandbox.seed
         capacity = sandbox_capacity(sandbox, seed["clusters_sample"][0], size.max_parallelism, size.capacity_seconds)
+        floor = botocore_floor(size.max_parallelism, size.floor_seconds)
         sandbox.add_fault(kind="latency", seconds=size.latency)
         sandbox.add_fault(kind="rate_limit", service="eks", rate=size.rate, burst=size.burst)
         cp = ControlPlaneProcess.start(workdir / "cp")
@@ -223,6 +235,13 @@ def run_size(size: SyncSize, size_name: str, workdir: Path) -> dict[str, Any]:
             rate_limits=[RateLimit(size.rate, size.burst, "eks")],
         )
         bounds["cpu_seconds_at_sandbox_capacity"] = round(bounds["total_calls"] / capacity["calls_per_second"], 1)
+        # The machine's bound: the CPU the agent and the sandbox needed, spread over every core at once.
+        cores = os.cpu_count() or 1
+        bounds["cores"] = cores
+        bounds["cpu_seconds"] = round((cpu["agent"] + cpu["sandbox"]) / cores, 3)
+        bounds["larger_seconds"] = max(bounds["limits_seconds"], bounds["cpu_seconds"])
+        bounds["larger_is"] = "cpu" if bounds["cpu_seconds"] > bounds["limits_seconds"] else "limits"
+        agent_ms = cpu["agent"] / max(bounds["total_calls"], 1) * 1000
         from google.protobuf.json_format import MessageToDict
 
         result = MessageToDict(done.result)
@@ -244,6 +263,13 @@ def run_size(size: SyncSize, size_name: str, workdir: Path) -> dict[str, Any]:
             "bounds": bounds,
             "ratio_to_limits_bound": round(wall / bounds["limits_seconds"], 2) if bounds["limits_seconds"] else None,
             "ratio_to_design_bound": round(wall / bounds["design_seconds"], 2) if bounds["design_seconds"] else None,
+            "ratio_to_larger_bound": round(wall / bounds["larger_seconds"], 2) if bounds["larger_seconds"] else None,
+            "botocore_floor": floor,
+            "agent_cpu_ms_per_call": round(agent_ms, 3),
+            "agent_cpu_per_call_vs_floor": round(agent_ms / floor["cpu_ms_per_call"], 2)
+            if floor["cpu_ms_per_call"]
+            else None,
+            "load_avg_1m_after": round(os.getloadavg()[0], 2),
             "inventory_items": int(done.inventory_items),
             "job_result": result,
             "calls_by_operation": dict(sorted(counts["by_operation"].items())),
