@@ -78,6 +78,7 @@ ALLOWED_ACTIONS = {
                 "TagResource",
                 "UntagResource",
                 "ListAccountAssignments",
+                "ListAccountsForProvisionedPermissionSet",
                 "CreateAccountAssignment",
                 "DeleteAccountAssignment",
                 "DescribeAccountAssignmentCreationStatus",

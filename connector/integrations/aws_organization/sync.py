@@ -37,6 +37,10 @@ class ScopeTask:
     region: str
     stage: str
     work: Callable[[str, str], Iterator[InventoryItem]]
+    lane: str = "main"  # "identity_center": its own few workers, paced to the quota, not the sync's
+
+
+IDENTITY_CENTER_WORKERS = 4  # 20 calls/s x ~0.1-0.2 s per call: a few in flight keep the quota busy
 
 
 def scope_error_hint(
@@ -69,6 +73,14 @@ def scope_error_hint(
     if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
         return code, f"the member role in {account_id} lacks a permission this sync needs: compare it with the template"
     return code, "transient or unexpected failure; the next sync retries it"
+
+
+@dataclass(frozen=True)
+class _Assignments:
+    """Identity Center's per-account work: only the accounts some permission set is provisioned to."""
+
+    accounts: frozenset[str]
+    task: Callable[[str], ScopeTask]
 
 
 class OrgSync:
@@ -109,7 +121,7 @@ class OrgSync:
                 ) from None
             raise
         accounts: list[Account] = []
-        assignments: Callable[[str], ScopeTask] | None = None
+        assignments: _Assignments | None = None
         if "identity_center" in types:
             # The directory (instance, permission sets, users, groups) is organisation-wide: it belongs to a
             # full or discovery sync, not to each account-scoped job of a split.
@@ -132,8 +144,8 @@ class OrgSync:
                         batch += [ScopeTask(account.id, r, "eks", self._eks_task) for r in self._regions()]
                 if "iam_role" in types:
                     batch.append(ScopeTask(account.id, "global", "iam", self._iam_task))
-                if assignments is not None:
-                    batch.append(assignments(account.id))
+                if assignments is not None and account.id in assignments.accounts:  # sets provisioned there
+                    batch.append(assignments.task(account.id))
                 if batch:
                     yield batch
 
@@ -267,11 +279,11 @@ class OrgSync:
 
     def _identity_center(
         self, mgmt: str, emit: Callable[[InventoryItem], None], *, directory: bool, per_account: bool
-    ) -> Callable[[str], ScopeTask] | None:
+    ) -> _Assignments | None:
         """Emits the directory (when asked) and returns the maker of an account's assignments task, or None
         when there is no Identity Center instance, no per-account work, or it could not be read (recorded)."""
         region = self.config.sso_region or self.config.region
-        sso = self.aws.client(mgmt, "sso-admin", region)
+        sso = identity_center_inventory.paced(self.aws.client(mgmt, "sso-admin", region))
         try:
             ic = identity_center_inventory.discover(sso)
             if ic is None:
@@ -283,6 +295,8 @@ class OrgSync:
                     emit(item)
             elif per_account:
                 identity_center_inventory.load_permission_sets(sso, ic)
+            if per_account:
+                identity_center_inventory.load_provisioning(sso, ic)
         except (ClientError, BotoCoreError) as exc:
             self._record_error(emit, exc, "management", region, "identity_center")
             return None
@@ -292,7 +306,10 @@ class OrgSync:
         def assignments(account_id: str, _: str) -> Iterator[InventoryItem]:
             return identity_center_inventory.assignment_items(sso, ic, account_id)
 
-        return lambda account_id: ScopeTask(account_id, region, "identity_center", assignments)
+        return _Assignments(
+            frozenset(ic.provisioned),
+            lambda account_id: ScopeTask(account_id, region, "identity_center", assignments, "identity_center"),
+        )
 
     def _fan_out(
         self, batches: Iterable[list[ScopeTask]], ctx: JobContext, emit: Callable[[InventoryItem], None]
@@ -320,15 +337,22 @@ class OrgSync:
                         state["accounts_done"] += 1
                         ctx.progress(state["accounts_done"], len(remaining) if state["walked"] else 0)
 
-        with ThreadPoolExecutor(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool:
+        with (
+            ThreadPoolExecutor(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool,
+            ThreadPoolExecutor(max_workers=IDENTITY_CENTER_WORKERS, thread_name_prefix="sync-sso") as sso_pool,
+        ):
             pending: set[Future[None]] = set()
+            paced: list[Future[None]] = []  # Identity Center's: they wait on its quota, not on the workers
             try:
                 for batch in batches:
                     with lock:  # counted before any of them runs: the account is done when all of them are
                         remaining[batch[0].account_id] = len(batch)
                         state["scopes"] += len(batch)
                     for task in batch:
-                        pending.add(pool.submit(run, task))
+                        if task.lane == "identity_center":
+                            paced.append(sso_pool.submit(run, task))
+                        else:
+                            pending.add(pool.submit(run, task))
                     while len(pending) >= self.config.max_parallelism * 2:
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for f in finished:
@@ -337,10 +361,10 @@ class OrgSync:
                     state["walked"] = 1
                     if remaining:
                         ctx.progress(state["accounts_done"], len(remaining))
-                for f in pending:
+                for f in [*pending, *paced]:
                     f.result()
             except BaseException:
-                for f in pending:
+                for f in [*pending, *paced]:
                     f.cancel()
                 raise
         return state["errors"], state["scopes"]
