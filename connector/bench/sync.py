@@ -42,6 +42,12 @@ class SyncSize:
     max_parallelism: int = 64  # the integration setting (1..64)
     capacity_seconds: float = 5.0
     floor_seconds: float = 4.0  # botocore's own floor (floor.py), at max_parallelism threads
+    # Identity Center: permission sets, each provisioned to this share of the active accounts (one group
+    # assignment there), behind its quotas: 20 calls/s shared by the API, 15 outstanding CreateAccountAssignment.
+    permission_sets: int = 20
+    permission_set_share: float = 0.1
+    sso_rate: float = 20.0
+    sso_outstanding_creates: int = 15
 
     def seed(self) -> dict[str, Any]:
         return {
@@ -51,7 +57,9 @@ class SyncSize:
             "clusters_per_region": self.clusters_per_region,
             "entries_per_cluster": self.entries_per_cluster,
             "account_without_member_role": None,
-            "identity_center": False,
+            "identity_center": self.permission_sets > 0,
+            "extra_permission_sets": self.permission_sets,
+            "permission_set_share": self.permission_set_share,
         }
 
 
@@ -65,6 +73,8 @@ SIZES = {
         max_parallelism=8,
         capacity_seconds=0.5,
         floor_seconds=0.5,
+        permission_sets=2,
+        permission_set_share=0.5,
     ),
     # The 150-account figures: the full sync's shape at 15 %, for before/after comparisons on a shared machine.
     "medium": SyncSize(accounts=150, regions=REGIONS_FULL, clusters_per_region=3, entries_per_cluster=5),
@@ -191,6 +201,15 @@ def run_size(size: SyncSize, size_name: str, workdir: Path) -> dict[str, Any]:
         floor = botocore_floor(size.max_parallelism, size.floor_seconds)
         sandbox.add_fault(kind="latency", seconds=size.latency)
         sandbox.add_fault(kind="rate_limit", service="eks", rate=size.rate, burst=size.burst)
+        sandbox.add_fault(
+            kind="rate_limit", service="sso-admin", rate=size.sso_rate, burst=int(size.sso_rate), per="service"
+        )
+        sandbox.add_fault(
+            kind="concurrency",
+            service="sso-admin",
+            operation="CreateAccountAssignment",
+            limit=size.sso_outstanding_creates,
+        )
         cp = ControlPlaneProcess.start(workdir / "cp")
         aws_env = dict(sandbox.env)
         agent = AgentProcess.start(cp, workdir / "agent-sync.log", concurrency=2, aws_env=aws_env, sweeper=False)
@@ -205,14 +224,16 @@ def run_size(size: SyncSize, size_name: str, workdir: Path) -> dict[str, Any]:
             "external_id": seed["external_id"],
             "regions": list(size.regions),
             "max_parallelism": size.max_parallelism,
+            "sso_region": "us-east-1",
         }
+        types = ["organization", "eks_cluster"] + (["identity_center"] if size.permission_sets else [])
         started = time.perf_counter()
         record = cp.admin.enqueue_sync(
             "bench-connector",
             "org-bench",
             "aws_organization",
             settings,
-            resource_types=["organization", "eks_cluster"],
+            resource_types=types,
             timeout=3600,
         )
         samples: list[tuple[float, float]] = []
@@ -232,8 +253,18 @@ def run_size(size: SyncSize, size_name: str, workdir: Path) -> dict[str, Any]:
             timing["graph"],
             latency=size.latency,
             parallelism=size.max_parallelism,
-            rate_limits=[RateLimit(size.rate, size.burst, "eks")],
+            rate_limits=[
+                RateLimit(size.rate, size.burst, "eks"),
+                RateLimit(size.sso_rate, int(size.sso_rate), "sso-admin", per="service"),
+            ],
         )
+        ic = bounds["shared_rate_limits"].get("sso-admin")
+        if ic:
+            ic["seconds"] = timing.get("span_seconds", {}).get("sso-admin")
+            ic["ratio"] = (
+                round(ic["seconds"] / ic["bound_seconds"], 2) if ic["seconds"] and ic["bound_seconds"] else None
+            )
+            bounds["identity_center"] = ic
         bounds["cpu_seconds_at_sandbox_capacity"] = round(bounds["total_calls"] / capacity["calls_per_second"], 1)
         # The machine's bound: the CPU the agent and the sandbox needed, spread over every core at once.
         cores = os.cpu_count() or 1

@@ -37,10 +37,6 @@ class ScopeTask:
     region: str
     stage: str
     work: Callable[[str, str], Iterator[InventoryItem]]
-    lane: str = "main"  # "identity_center": its own few workers, paced to the quota, not the sync's
-
-
-IDENTITY_CENTER_WORKERS = 4  # 20 calls/s x ~0.1-0.2 s per call: a few in flight keep the quota busy
 
 
 def scope_error_hint(
@@ -73,14 +69,6 @@ def scope_error_hint(
     if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
         return code, f"the member role in {account_id} lacks a permission this sync needs: compare it with the template"
     return code, "transient or unexpected failure; the next sync retries it"
-
-
-@dataclass(frozen=True)
-class _Assignments:
-    """Identity Center's per-account work: only the accounts some permission set is provisioned to."""
-
-    accounts: frozenset[str]
-    task: Callable[[str], ScopeTask]
 
 
 class OrgSync:
@@ -121,12 +109,17 @@ class OrgSync:
                 ) from None
             raise
         accounts: list[Account] = []
-        assignments: _Assignments | None = None
+        assignments: identity_center_inventory.AssignmentPrefetch | None = None
         if "identity_center" in types:
             # The directory (instance, permission sets, users, groups) is organisation-wide: it belongs to a
             # full or discovery sync, not to each account-scoped job of a split.
             assignments = self._identity_center(
-                mgmt, emit, directory=not request.account_ids, per_account=not request.discovery_only
+                mgmt,
+                emit,
+                directory=not request.account_ids,
+                per_account=not request.discovery_only,
+                accounts=request.account_ids or None,
+                check=ctx.check_cancelled,
             )
 
         def scope_tasks() -> Iterator[list[ScopeTask]]:
@@ -144,12 +137,17 @@ class OrgSync:
                         batch += [ScopeTask(account.id, r, "eks", self._eks_task) for r in self._regions()]
                 if "iam_role" in types:
                     batch.append(ScopeTask(account.id, "global", "iam", self._iam_task))
-                if assignments is not None and account.id in assignments.accounts:  # sets provisioned there
-                    batch.append(assignments.task(account.id))
                 if batch:
                     yield batch
 
-        errors, scopes = self._fan_out(scope_tasks(), ctx, emit)
+        try:
+            errors, scopes = self._fan_out(scope_tasks(), ctx, emit)
+            if assignments is not None:  # fetched meanwhile, at Identity Center's pace; kept for accounts walked
+                ic_errors, ic_scopes = self._emit_assignments(assignments, accounts, emit)
+                errors, scopes = errors + ic_errors, scopes + ic_scopes
+        finally:
+            if assignments is not None:
+                assignments.close()
         active = [a.id for a in accounts if a.active]
         result: dict[str, Any] = {
             "discovery_only": request.discovery_only,
@@ -278,10 +276,18 @@ class OrgSync:
         yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
 
     def _identity_center(
-        self, mgmt: str, emit: Callable[[InventoryItem], None], *, directory: bool, per_account: bool
-    ) -> _Assignments | None:
-        """Emits the directory (when asked) and returns the maker of an account's assignments task, or None
-        when there is no Identity Center instance, no per-account work, or it could not be read (recorded)."""
+        self,
+        mgmt: str,
+        emit: Callable[[InventoryItem], None],
+        *,
+        directory: bool,
+        per_account: bool,
+        accounts: Iterable[str] | None,
+        check: Callable[[], None],
+    ) -> identity_center_inventory.AssignmentPrefetch | None:
+        """Emits the directory (when asked) and starts fetching the assignments of the accounts (None: all) where a
+        permission set is provisioned; None when there is no Identity Center instance, no per-account work, or it
+        could not be read (recorded)."""
         region = self.config.sso_region or self.config.region
         sso = identity_center_inventory.paced(self.aws.client(mgmt, "sso-admin", region))
         try:
@@ -303,13 +309,28 @@ class OrgSync:
         if not per_account:
             return None
 
-        def assignments(account_id: str, _: str) -> Iterator[InventoryItem]:
-            return identity_center_inventory.assignment_items(sso, ic, account_id)
+        return identity_center_inventory.AssignmentPrefetch(sso, ic, accounts, check, region)
 
-        return _Assignments(
-            frozenset(ic.provisioned),
-            lambda account_id: ScopeTask(account_id, region, "identity_center", assignments, "identity_center"),
-        )
+    def _emit_assignments(
+        self,
+        prefetch: identity_center_inventory.AssignmentPrefetch,
+        accounts: list[Account],
+        emit: Callable[[InventoryItem], None],
+    ) -> tuple[int, int]:
+        """The fetched assignments of the active accounts the walk kept (excluded ones are dropped unread):
+        (scope errors, scopes)."""
+        errors = scopes = 0
+        for account in accounts:
+            if not account.active or not prefetch.has(account.id):
+                continue
+            scopes += 1
+            try:
+                for item in prefetch.items(account.id):
+                    emit(item)
+            except (ClientError, BotoCoreError) as exc:
+                self._record_error(emit, exc, account.id, prefetch.region, "identity_center")
+                errors += 1
+        return errors, scopes
 
     def _fan_out(
         self, batches: Iterable[list[ScopeTask]], ctx: JobContext, emit: Callable[[InventoryItem], None]
@@ -337,22 +358,15 @@ class OrgSync:
                         state["accounts_done"] += 1
                         ctx.progress(state["accounts_done"], len(remaining) if state["walked"] else 0)
 
-        with (
-            ThreadPoolExecutor(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool,
-            ThreadPoolExecutor(max_workers=IDENTITY_CENTER_WORKERS, thread_name_prefix="sync-sso") as sso_pool,
-        ):
+        with ThreadPoolExecutor(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool:
             pending: set[Future[None]] = set()
-            paced: list[Future[None]] = []  # Identity Center's: they wait on its quota, not on the workers
             try:
                 for batch in batches:
                     with lock:  # counted before any of them runs: the account is done when all of them are
                         remaining[batch[0].account_id] = len(batch)
                         state["scopes"] += len(batch)
                     for task in batch:
-                        if task.lane == "identity_center":
-                            paced.append(sso_pool.submit(run, task))
-                        else:
-                            pending.add(pool.submit(run, task))
+                        pending.add(pool.submit(run, task))
                     while len(pending) >= self.config.max_parallelism * 2:
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for f in finished:
@@ -361,10 +375,10 @@ class OrgSync:
                     state["walked"] = 1
                     if remaining:
                         ctx.progress(state["accounts_done"], len(remaining))
-                for f in [*pending, *paced]:
+                for f in pending:
                     f.result()
             except BaseException:
-                for f in [*pending, *paced]:
+                for f in pending:
                     f.cancel()
                 raise
         return state["errors"], state["scopes"]
