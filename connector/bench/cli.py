@@ -1,7 +1,8 @@
-"""`connector bench [sync|dispatch|grant|memory|all|sync_sweep] [--size smoke|full] [--out DIR]`.
+"""`connector bench [sync|dispatch|grant|memory|all|sync_sweep|sync_split] [--size smoke|medium|full] [--out DIR]`.
 
 `all` runs the four benchmarks with targets; `sync_sweep` (run on its own) syncs a 100-account organisation at
-max_parallelism 8, 16, 32 and 64 to show where the sync stops following its bound.
+max_parallelism 8, 16, 32 and 64 to show where the sync stops following its bound; `sync_split` (on its own)
+runs the sync's organisation as a split sync with one agent replica, then two.
 
 Writes DIR/<bench>.json for each benchmark run, DIR/results.json (all of them, plus the machine and the
 targets), DIR/summary.md and DIR/benchmarks.png; prints a summary with each figure next to its target.
@@ -21,7 +22,7 @@ from connector.bench import report
 from connector.bench.procs import BenchError, machine
 
 BENCHES = ("sync", "dispatch", "grant", "memory")
-EXTRAS = ("sync_sweep",)  # not part of `all`
+EXTRAS = ("sync_sweep", "sync_split")  # not part of `all`
 
 
 def _runner(name: str) -> Callable[[str, Path], dict[str, Any]]:
@@ -33,6 +34,10 @@ def _runner(name: str) -> Callable[[str, Path], dict[str, Any]]:
         from connector.bench import sync
 
         return sync.sweep
+    if name == "sync_split":
+        from connector.bench import split
+
+        return split.run
     if name == "dispatch":
         from connector.bench import dispatch
 

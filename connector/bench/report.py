@@ -57,6 +57,14 @@ def summary(name: str, r: dict[str, Any]) -> list[str]:
             f"{p['busy_share_of_wall']['agent']} of wall at {p['cpu_ms_per_aws_call']['agent']} ms CPU per AWS call"
             for p in r["points"]
         ]
+    if name == "sync_split":
+        lines = [
+            f"{run['replicas']} replica(s), {run['children']} children of {r['accounts_per_job']} accounts: discovery "
+            f"{run['discovery_seconds']} s, children {run['children_seconds']} s, wall {run['wall_seconds']} s; CPU s "
+            f"{run['cpu_seconds']} (load {run['load_avg_1m']})"
+            for run in r["runs"]
+        ]
+        return [*lines, f"two replicas / one: {r['two_replicas_vs_one']} (target <= 0.6 with a free core per replica)"]
     if name == "memory":
         return [f"agent idle RSS {r['idle_rss_mb']} MB; peak through the sync {r.get('sync_peak_rss_mb')} MB"]
     return []
@@ -106,6 +114,10 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add("Identity Center part of the sync / its rate-limit bound", ic["ratio"], "<= 1.2", ic["ratio"] <= 1.2)
         if sync["size"] == "full":
             add("sync wall time (1,000 accounts)", f"{sync['wall_seconds']} s", "<= 150 s", sync["wall_seconds"] <= 150)
+    split = results.get("sync_split")
+    if split and "two_replicas_vs_one" in split:
+        ratio = split["two_replicas_vs_one"]
+        add("split sync, two replicas' wall / one replica's", ratio, "<= 0.6", ratio <= 0.6)
     dispatch = results.get("dispatch")
     if dispatch and "loads" in dispatch:
         at200 = [x for x in dispatch["loads"] if x["offered_per_second"] == 200]
@@ -235,7 +247,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         f"| {t['name']}: {t['target']} | {t['figure']} | {'yes' if t['met'] else 'no'} |" for t in results["targets"]
     ]
-    for name in ("sync", "dispatch", "grant", "memory", "sync_sweep"):
+    for name in ("sync", "dispatch", "grant", "memory", "sync_sweep", "sync_split"):
         if name in results and "error" not in results[name]:
             lines += ["", f"**{name}**", ""] + [f"- {line}" for line in summary(name, results[name])]
     return "\n".join(lines) + "\n"

@@ -93,12 +93,18 @@ SWEEP: dict[str, tuple[SyncSize, tuple[int, ...]]] = {
             entries_per_cluster=2,
             latency=0.005,
             capacity_seconds=0.3,
+            permission_sets=0,  # the sweep is about parallelism: no Identity Center (its own rate bounds it)
         ),
         (2, 8),
     ),
     "full": (
         SyncSize(
-            accounts=100, regions=REGIONS_FULL, clusters_per_region=3, entries_per_cluster=5, capacity_seconds=1.0
+            accounts=100,
+            regions=REGIONS_FULL,
+            clusters_per_region=3,
+            entries_per_cluster=5,
+            capacity_seconds=1.0,
+            permission_sets=0,
         ),
         (8, 16, 32, 64),
     ),
