@@ -15,9 +15,8 @@ def test_the_sixteenth_outstanding_create_waits_and_then_times_out():
     with ExitStack() as held:
         for _ in range(15):
             held.enter_context(assignments.outstanding_create(1.0))
-        with pytest.raises(ConnectorError) as err:
-            with assignments.outstanding_create(1.0):
-                pass
+        with pytest.raises(ConnectorError) as err, assignments.outstanding_create(1.0):
+            pass
         assert err.value.code == ErrorCode.TIMEOUT
     with assignments.outstanding_create(1.0):  # all released: a slot again
         pass
