@@ -17,6 +17,7 @@ spent ~100 s at 40 ms per call before its first scope; 8 at a time, ~13 s while 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ class OrgWalk:
         return list(pool.map(lambda resource_id: tags_of(self.client, resource_id), ids))
 
     _ou_names: dict[str, str] = field(default_factory=dict)
+    _ou_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def roots(self) -> list[dict[str, Any]]:
         return [root for page in _pages(self.client, "list_roots") for root in page.get("Roots", [])]
@@ -224,10 +226,14 @@ class OrgWalk:
         return ancestors(self.client, child_id)
 
     def _ou_name(self, ou_id: str) -> str:
-        if ou_id not in self._ou_names:
-            ou = self.client.describe_organizational_unit(OrganizationalUnitId=ou_id)["OrganizationalUnit"]
-            self._ou_names[ou_id] = ou.get("Name", ou_id)
-        return self._ou_names[ou_id]
+        name = self._ou_names.get(ou_id)
+        if name is None:
+            with self._ou_lock:  # concurrent resolves: each OU described once (a handful of OUs, rarely contended)
+                name = self._ou_names.get(ou_id)
+                if name is None:
+                    ou = self.client.describe_organizational_unit(OrganizationalUnitId=ou_id)["OrganizationalUnit"]
+                    name = self._ou_names[ou_id] = ou.get("Name", ou_id)
+        return name
 
     def path_of(self, ou_id: str) -> str:
         """Root/.../Name path of an OU used as the scope (ListParents up to the root)."""
