@@ -80,6 +80,7 @@ def _sync_machine_lines(r: dict[str, Any]) -> list[str]:
         "(target <= 1.3)",
         f"CPU bound (agent + sandbox CPU-s / {b['cores']} cores) {b['cpu_seconds']} s; limits bound "
         f"{b['limits_seconds']} s; ratio to the larger ({b['larger_is']}) {r['ratio_to_larger_bound']} (target <= 1.25)",
+        f"the agent's one process (its CPU-s on at most one core) {b.get('agent_process_seconds', '?')} s",
     ]
     ic = b.get("identity_center")
     if ic:

@@ -276,6 +276,8 @@ def run_size(size: SyncSize, size_name: str, workdir: Path) -> dict[str, Any]:
         cores = os.cpu_count() or 1
         bounds["cores"] = cores
         bounds["cpu_seconds"] = round((cpu["agent"] + cpu["sandbox"]) / cores, 3)
+        # ...and one Python process (the agent, its GIL) cannot use more than one core of it.
+        bounds["agent_process_seconds"] = cpu["agent"]
         bounds["larger_seconds"] = max(bounds["limits_seconds"], bounds["cpu_seconds"])
         bounds["larger_is"] = "cpu" if bounds["cpu_seconds"] > bounds["limits_seconds"] else "limits"
         agent_ms = cpu["agent"] / max(bounds["total_calls"], 1) * 1000
