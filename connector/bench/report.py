@@ -76,7 +76,8 @@ def _sync_machine_lines(r: dict[str, Any]) -> list[str]:
     b, f = r["bounds"], r["botocore_floor"]
     lines = [
         f"agent CPU per AWS call {r['agent_cpu_ms_per_call']} ms; botocore's floor {f['cpu_ms_per_call']} ms at "
-        f"{f['threads']} threads (same run, load {f['load_avg_1m']}): ratio {r['agent_cpu_per_call_vs_floor']} "
+        f"{f['threads']} threads (same run, mean of before {f.get('before', f)['cpu_ms_per_call']} and after "
+        f"{f.get('after', f)['cpu_ms_per_call']}, load {f['load_avg_1m']}): ratio {r['agent_cpu_per_call_vs_floor']} "
         "(target <= 1.3)",
         f"CPU bound (agent + sandbox CPU-s / {b['cores']} cores) {b['cpu_seconds']} s; limits bound "
         f"{b['limits_seconds']} s; ratio to the larger ({b['larger_is']}) {r['ratio_to_larger_bound']} (target <= 1.25)",
