@@ -70,9 +70,10 @@ class ClientSettings:
     read_timeout: float = 30.0
     max_pool_connections: int = 32
     max_cached_clients: int = 64  # a used client holds its own parsed model: ~1 MB
-    # A shared client (client_pool.py) serves every account's concurrent scopes in its (service, region): as
-    # many connections as the sync's max_parallelism (64 at most), or calls beyond the pool open new ones.
-    shared_pool_connections: int = 64
+    # A shared client (client_pool.py) serves every account's concurrent scopes in its (service, region): room
+    # for two syncs at max_parallelism 64 at once (beyond the pool, urllib3 opens a connection per call and
+    # drops it). Only connections actually opened cost anything.
+    shared_pool_connections: int = 128
 
     def botocore_config(self) -> Config:
         return Config(
