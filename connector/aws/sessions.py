@@ -12,6 +12,10 @@ are made by one shared botocore session that is handed the role's credentials fo
 handlers. That session shares the base session's model loader and endpoint data: without that each account
 re-parses the service models and endpoints.json (about 9 MB and 0.3 s CPU per account). The STS client that
 assumes member roles is made once per source credentials, not once per AssumeRole.
+
+Roles' clients of the services in client_pool.SHARED_SERVICES are not made per account at all: one shared
+client per (service, region), wrapped per lookup in an AccountClient bound to the asked role's credentials
+(see connector/aws/client_pool.py for why that cannot sign as another account).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
+from connector.aws.client_pool import BOUND_CREDENTIALS, SHARED_SERVICES, AccountClient, Binding, SharedClients
 from connector.aws.partitions import PARTITION, sts_region
 
 # Role chaining (an assumed role assuming another) caps sessions at one hour; AWS refuses longer ones.
@@ -65,6 +70,10 @@ class ClientSettings:
     read_timeout: float = 30.0
     max_pool_connections: int = 32
     max_cached_clients: int = 64  # a used client holds its own parsed model: ~1 MB
+    # A shared client (client_pool.py) serves every account's concurrent scopes in its (service, region): room
+    # for two syncs at max_parallelism 64 at once (beyond the pool, urllib3 opens a connection per call and
+    # drops it). Only connections actually opened cost anything.
+    shared_pool_connections: int = 128
 
     def botocore_config(self) -> Config:
         return Config(
@@ -95,6 +104,16 @@ class AwsSessions:
             self._roles.set_config_variable("region", region)
         self._clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._sts_clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()  # by source credentials
+        self._bindings: dict[str, Binding] = {}  # session key -> the one Binding its AccountClients sign with
+        self._shared_config = self._config.merge(
+            Config(
+                max_pool_connections=max(
+                    self.client_settings.shared_pool_connections, self._config.max_pool_connections
+                ),
+                account_id_endpoint_mode="disabled",  # the endpoint must not depend on whose call it is
+            )
+        )
+        self._shared = SharedClients(self._create_shared, self.client_settings.max_cached_clients)
 
     def identity(self) -> str:
         return "identity"
@@ -131,6 +150,7 @@ class AwsSessions:
             self._credentials[key] = creds
             skey = self._session_key(key)
             self._role_credentials[skey] = creds
+            self._bindings[skey] = Binding(skey, creds)
             return skey
 
     def _credentials_object(self, session_key: str) -> Any:
@@ -149,6 +169,15 @@ class AwsSessions:
             return self._roles.create_client(service, region_name=region, config=self._config, **kwargs)
         finally:
             self._roles._credentials = None
+
+    def _create_shared(self, service: str, region: str | None) -> Any:
+        """A client of no account: its signer asks client_pool for the current call's Binding."""
+        with self._lock:
+            self._roles._credentials = BOUND_CREDENTIALS
+            try:
+                return self._roles.create_client(service, region_name=region, config=self._shared_config)
+            finally:
+                self._roles._credentials = None
 
     def _sts_client_creator(self, via: str, region: str | None = None) -> Any:
         """botocore's assume-role fetcher asks for an STS client with the source's frozen keys on every fetch;
@@ -187,11 +216,16 @@ class AwsSessions:
         """Drop a session whose AssumeRole failed, so a later job (after the fix) assumes afresh."""
         with self._lock:
             self._role_credentials.pop(session_key, None)
+            self._bindings.pop(session_key, None)
             self._credentials = {k: v for k, v in self._credentials.items() if self._session_key(k) != session_key}
             for ckey in [k for k in self._clients if k[0] == session_key]:
                 del self._clients[ckey]
 
     def client(self, session_key: str, service: str, region: str | None = None) -> Any:
+        if session_key != "identity" and service in SHARED_SERVICES:
+            with self._lock:
+                binding = self._bindings[session_key]  # KeyError: never assumed (or forgotten)
+            return AccountClient(self._shared.get(service, region), binding)
         ckey = (session_key, service, region or "")
         with self._lock:
             return _cached(

@@ -36,11 +36,13 @@ ORG_CHAIN_OPERATIONS = frozenset(
 
 @dataclass(frozen=True)
 class RateLimit:
-    """Token bucket per (account, region, operation), as the sandbox's rate_limit fault applies it."""
+    """Token bucket per (account, region, operation), as the sandbox's rate_limit fault applies it; per
+    (account, region, service) with per="service" (Identity Center's shared quota)."""
 
     rate: float  # calls per second
     burst: int
     service: str | None = None  # None: every service
+    per: str = "operation"
 
 
 def parse_graph(graph: dict[str, int]) -> list[tuple[str, str, str, str, int]]:
@@ -57,7 +59,7 @@ def _rate_seconds(calls: int, limits: list[RateLimit], service: str) -> float:
     """Least time `calls` calls to one key take under the token buckets that apply to it."""
     worst = 0.0
     for limit in limits:
-        if limit.service in (None, service) and calls > limit.burst:
+        if limit.per == "operation" and limit.service in (None, service) and calls > limit.burst:
             worst = max(worst, (calls - limit.burst) / limit.rate)
     return worst
 
@@ -88,6 +90,19 @@ def sync_bounds(
     # Member-role AssumeRole: one per account, before its first scope.
     assume_calls = sum(c for _, _, service, op, c in rows if service == "sts" and op == "AssumeRole")
     key_rate = max((_rate_seconds(c, rate_limits, svc) for _, _, svc, _, c in rows), default=0.0)
+    shared: dict[str, dict[str, Any]] = {}  # service -> its busiest (account, region)'s calls and bound
+    for limit in rate_limits:
+        if limit.per != "service":
+            continue
+        per_key: Counter[tuple[str, str, str]] = Counter()
+        for account, region, service, _, calls in rows:
+            if limit.service in (None, service):
+                per_key[(account, region, service)] += calls
+        for (_, _, service), calls in per_key.items():
+            seconds = max(0.0, (calls - limit.burst) / limit.rate)
+            if seconds >= shared.get(service, {}).get("bound_seconds", -1.0):
+                shared[service] = {"calls": calls, "bound_seconds": round(seconds, 3)}
+            key_rate = max(key_rate, seconds)
 
     work = total_calls * latency / parallelism
     limits_bound = max(org_chain * latency, work, slowest_scope, key_rate)
@@ -106,4 +121,5 @@ def sync_bounds(
         "limits_seconds": round(limits_bound, 3),
         "design_seconds": round(design_bound, 3),
         "org_walk_seconds_in_design": round(walk, 3),
+        "shared_rate_limits": shared,
     }

@@ -1,9 +1,11 @@
-"""`connector bench [sync|dispatch|grant|memory|all|sync_sweep|databases|discovery] [--size smoke|full] [--out DIR]`.
+"""`connector bench [sync|dispatch|grant|memory|all|sync_sweep|sync_split|databases|discovery] [--size smoke|medium|full]
+[--out DIR]`.
 
 `all` runs the four benchmarks with targets; `sync_sweep` (run on its own) syncs a 100-account organisation at
-max_parallelism 8, 16, 32 and 64 to show where the sync stops following its bound; `databases` (on its own,
-needs PostgreSQL server binaries) times the discovery of a tagged RDS instance holding 1,000 tables;
-`discovery` (on its own) compares S3 / SNS / SQS discovery with and without Resource Explorer (full: 100 and 1,000 accounts).
+max_parallelism 8, 16, 32 and 64 to show where the sync stops following its bound; `sync_split` (on its own)
+runs the sync's organisation as a split sync with one agent replica, then two; `databases` (on its own, needs
+PostgreSQL server binaries) times the discovery of a tagged RDS instance holding 1,000 tables; `discovery` (on
+its own) compares S3 / SNS / SQS discovery with and without Resource Explorer (full: 100 and 1,000 accounts).
 
 Writes DIR/<bench>.json for each benchmark run, DIR/results.json (all of them, plus the machine and the
 targets), DIR/summary.md and DIR/benchmarks.png; prints a summary with each figure next to its target.
@@ -24,7 +26,7 @@ from connector.bench.procs import BenchError, machine
 
 BENCHES = ("sync", "dispatch", "grant", "memory")
 # Not part of `all` (databases needs PostgreSQL server binaries).
-EXTRAS = ("sync_sweep", "databases", "discovery")
+EXTRAS = ("sync_sweep", "sync_split", "databases", "discovery")
 
 
 def _runner(name: str) -> Callable[[str, Path], dict[str, Any]]:
@@ -44,6 +46,10 @@ def _runner(name: str) -> Callable[[str, Path], dict[str, Any]]:
         from connector.bench import discovery
 
         return discovery.run
+    if name == "sync_split":
+        from connector.bench import split
+
+        return split.run
     if name == "dispatch":
         from connector.bench import dispatch
 
@@ -63,7 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Benchmarks through the real path: sandbox, control plane and agent as separate processes.",
     )
     parser.add_argument("bench", nargs="?", default="all", choices=(*BENCHES, "all", *EXTRAS))
-    parser.add_argument("--size", default="full", choices=("smoke", "full"), help="smoke: seconds, for CI")
+    parser.add_argument(
+        "--size",
+        default="full",
+        choices=("smoke", "medium", "full"),
+        help="smoke: seconds, for CI; medium: 150 accounts (sync only)",
+    )
     parser.add_argument("--out", default="bench-results", help="directory for JSON, logs and the PNG chart")
     return parser
 

@@ -30,6 +30,7 @@ class TimingMiddleware:
         self._seconds: dict[str, float] = {}
         self._calls: dict[str, int] = {}
         self._graph: dict[str, int] = {}  # "account/region/service:Operation" -> calls
+        self._spans: dict[str, list[float]] = {}  # service -> [first call's start, last answer's end] (perf_counter)
 
     def _identify(self, environ: dict[str, Any]) -> tuple[str, str]:
         """(service, "account/region/service:Operation") of an AWS request."""
@@ -52,6 +53,8 @@ class TimingMiddleware:
             self._seconds[service] = self._seconds.get(service, 0.0) + elapsed
             self._calls[service] = self._calls.get(service, 0) + 1
             self._graph[key] = self._graph.get(key, 0) + 1
+            span = self._spans.setdefault(service, [started, started])
+            span[1] = max(span[1], started + elapsed)
         return body
 
     def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -60,12 +63,14 @@ class TimingMiddleware:
                 self._seconds.clear()
                 self._calls.clear()
                 self._graph.clear()
+                self._spans.clear()
             payload = {
                 "seconds": {k: round(v, 6) for k, v in self._seconds.items()},
                 "calls": dict(self._calls),
                 "total_seconds": round(sum(self._seconds.values()), 6),
                 "total_calls": sum(self._calls.values()),
                 "graph": dict(self._graph),
+                "span_seconds": {k: round(v[1] - v[0], 3) for k, v in self._spans.items()},
             }
         body = json.dumps(payload).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])

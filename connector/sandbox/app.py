@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.utilities.utils import get_partition
 
-from connector.sandbox import eks_access, protocol, ssm_sessions
+from connector.sandbox import eks_access, protocol, ssm_sessions, sso_provisioning
 from connector.sandbox.cloudtrail import EventHistory
 from connector.sandbox.databases import secret_read_denied
 from connector.sandbox.faults import Decision, FaultRule, Faults
@@ -48,29 +48,65 @@ class SandboxApp:
             return self._control(environ, start_response, path[len(CONTROL_PREFIX) :].strip("/"))
         body, info, account = identify_request(environ)
         if info is not None:
-            if not (info.service == "cloudtrail" and info.operation == "LookupEvents"):
-                # CloudTrail records refused calls too (an injected SCP deny or error included).
-                start_response = self._recording(account, environ, info, body, start_response)
-            answer = self._guard(account, environ, info, body)
-            if answer is not None:
-                status, headers, payload = answer
-                return _respond(start_response, status, headers, payload)
-            if info.service == "cloudtrail" and info.operation == "LookupEvents":
-                return _respond(start_response, *self.trail.lookup(account, info.region, body))
-            if info.service == "resource-explorer-2":
-                answer = self.resource_explorer.handle(account, info.region, info.operation, body)
-                return _respond(start_response, *answer)
-            if info.service == "eks" and info.operation in eks_access.READS:
-                return self._eks_read(account, environ, info, start_response)
-            if info.service == "ssm" and info.operation in ssm_sessions.OPERATIONS:  # moto lacks these
-                return _respond(
-                    start_response, *ssm_sessions.respond(account, info.region, info.operation, info.access_key, body)
-                )
-            if info.service == "lambda" and info.operation == "Invoke":
-                return self._lambda_invoke(account, environ, info, body, start_response)
-            if info.service in _ROUTED_BY_SIGNING_NAME:
-                return self._app_of(info.service, environ)(environ, start_response)
+            decision = self.faults.decide(info.service, info.operation, account, info.region)
+            try:
+                return self._serve(account, environ, info, body, decision, start_response)
+            finally:
+                self.faults.release(decision)  # the answer is made: a concurrency slot is free again
         return self.inner(environ, start_response)  # type: ignore[no-any-return]
+
+    def _serve(
+        self,
+        account: str,
+        environ: dict[str, Any],
+        info: protocol.RequestInfo,
+        body: bytes,
+        decision: Decision,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        if not (info.service == "cloudtrail" and info.operation == "LookupEvents"):
+            # CloudTrail records refused calls too (an injected SCP deny or error included).
+            start_response = self._recording(account, environ, info, body, start_response)
+        answer = self._guard(account, environ, info, body, decision)
+        if answer is not None:
+            status, headers, payload = answer
+            return _respond(start_response, status, headers, payload)
+        if info.service == "cloudtrail" and info.operation == "LookupEvents":
+            return _respond(start_response, *self.trail.lookup(account, info.region, body))
+        if info.service == "resource-explorer-2":
+            return _respond(start_response, *self.resource_explorer.handle(account, info.region, info.operation, body))
+        if info.service == "eks" and info.operation in eks_access.READS:
+            return self._eks_read(account, environ, info, start_response)
+        if info.service == "ssm" and info.operation in ssm_sessions.OPERATIONS:  # moto lacks these
+            return _respond(
+                start_response, *ssm_sessions.respond(account, info.region, info.operation, info.access_key, body)
+            )
+        if info.service == "lambda" and info.operation == "Invoke":
+            return self._lambda_invoke(account, environ, info, body, start_response)
+        if info.service == "sso-admin" and info.operation in sso_provisioning.READS:
+            return _respond(start_response, *sso_provisioning.read(account, info.region, info.operation, body))
+        if info.service == "sso-admin" and info.operation in sso_provisioning.WRITES:
+            return self._sso_write(account, environ, info, body, start_response)
+        if info.service in _ROUTED_BY_SIGNING_NAME:
+            return list(self._app_of(info.service, environ)(environ, start_response))
+        return self.inner(environ, start_response)  # type: ignore[no-any-return]
+
+    def _sso_write(
+        self,
+        account: str,
+        environ: dict[str, Any],
+        info: protocol.RequestInfo,
+        body: bytes,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """moto answers; when it succeeded, the permission set is provisioned where AWS would provision it."""
+
+        def recording_start_response(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            if status.startswith("200"):
+                sso_provisioning.record_write(account, info.region, info.operation, body)
+            return start_response(status, headers, *exc_info)
+
+        return list(self._app_of("sso-admin", environ)(environ, recording_start_response))
 
     def _recording(
         self,
@@ -132,9 +168,8 @@ class SandboxApp:
         return app
 
     def _guard(
-        self, account: str, environ: dict[str, Any], info: protocol.RequestInfo, body: bytes
+        self, account: str, environ: dict[str, Any], info: protocol.RequestInfo, body: bytes, decision: Decision
     ) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        decision = self.faults.decide(info.service, info.operation, account, info.region)
         if decision.delay:
             time.sleep(decision.delay)
         if decision.fault is not None:
@@ -167,7 +202,7 @@ class SandboxApp:
                 "with an explicit deny in a service control policy"
             )
             return protocol.error_response(info.service, code, message, status)
-        if decision.fault in ("throttle", "rate_limit"):
+        if decision.fault in ("throttle", "rate_limit", "concurrency"):
             code, status = protocol.throttling_error(info.service)
             return protocol.error_response(info.service, code, "Rate exceeded", status)
         return protocol.error_response(

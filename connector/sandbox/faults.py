@@ -13,11 +13,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-FaultKind = Literal["latency", "throttle", "error", "hang", "scp_deny", "rate_limit"]
-KINDS: tuple[str, ...] = ("latency", "throttle", "error", "hang", "scp_deny", "rate_limit")
+FaultKind = Literal["latency", "throttle", "error", "hang", "scp_deny", "rate_limit", "concurrency"]
+KINDS: tuple[str, ...] = ("latency", "throttle", "error", "hang", "scp_deny", "rate_limit", "concurrency")
 MAX_HANG_SECONDS = 120.0  # a hang never holds a server thread longer than this
 # The first kind that fires answers the call: an SCP deny beats a rate limit beats throttling beats a 500.
-_ERROR_PRECEDENCE: tuple[FaultKind, ...] = ("scp_deny", "rate_limit", "throttle", "error")
+_ERROR_PRECEDENCE: tuple[FaultKind, ...] = ("scp_deny", "rate_limit", "concurrency", "throttle", "error")
+RATE_SCOPES = ("operation", "service")
 
 
 @dataclass
@@ -27,7 +28,10 @@ class FaultRule:
     count: apply to the next N matching calls only, then the rule is spent.
     fraction: apply to this share of matching calls (RNG seeded per rule, so runs repeat).
     seconds: latency added, or how long a hang holds the call (capped at MAX_HANG_SECONDS).
-    rate/burst: token bucket per (account, region, operation) for rate_limit.
+    rate/burst: token bucket per (account, region, operation) for rate_limit; per (account, region, service)
+    with per="service" (Identity Center's APIs share one 20 calls/s quota).
+    limit: a concurrency rule's most matching calls in flight at once (injected latency included); the next
+    one is answered as throttled (Identity Center: 15 outstanding CreateAccountAssignment calls).
     status: HTTP status of an `error` rule.
     code: error code of an `error` rule (e.g. "ConflictException"; default InternalFailure).
     message: error message of an `error` rule (default "The sandbox injected an error."), e.g. one quoting
@@ -44,6 +48,8 @@ class FaultRule:
     seconds: float = 0.0
     rate: float = 0.0
     burst: int = 1
+    per: str = "operation"
+    limit: int = 0
     status: int = 500
     code: str | None = None
     message: str | None = None
@@ -63,6 +69,10 @@ class FaultRule:
             self.seconds = min(self.seconds, MAX_HANG_SECONDS)
         if self.kind == "rate_limit" and (self.rate <= 0 or self.burst < 1):
             raise ValueError("a rate_limit rule needs rate > 0 (calls per second) and burst >= 1")
+        if self.per not in RATE_SCOPES:
+            raise ValueError(f"per must be one of {', '.join(RATE_SCOPES)}")
+        if self.kind == "concurrency" and self.limit < 1:
+            raise ValueError("a concurrency rule needs limit >= 1 (calls in flight at once)")
         if self.kind == "scp_deny" and self.service is None:
             raise ValueError("an scp_deny rule needs a service (and usually an account and region)")
         if not 100 <= self.status <= 599:
@@ -99,6 +109,7 @@ class Decision:
     status: int = 500
     code: str | None = None
     message: str | None = None
+    held: list[_RuleState] = field(default_factory=list)  # concurrency slots taken: Faults.release frees them
 
 
 class _RuleState:
@@ -107,6 +118,7 @@ class _RuleState:
         self.remaining = rule.count
         self.rng = random.Random(rule.seed)
         self.buckets: dict[tuple[str, str, str], tuple[float, float]] = {}  # key -> (tokens, last refill)
+        self.in_flight = 0
 
     def fires(self) -> bool:
         """Count/fraction gate; consumes one of `count` when it fires."""
@@ -167,6 +179,9 @@ class Faults:
     def rate_limit(self, rate: float, burst: int = 1, **scope: Any) -> str:
         return self.add(kind="rate_limit", rate=rate, burst=burst, **scope)
 
+    def concurrency(self, limit: int, **scope: Any) -> str:
+        return self.add(kind="concurrency", limit=limit, **scope)
+
     def remove(self, rule_id: str) -> bool:
         with self._lock:
             return self._rules.pop(rule_id, None) is not None
@@ -219,7 +234,16 @@ class Faults:
                 for state in matching:
                     if state.rule.kind != kind:
                         continue
-                    hit = state.over_rate((account, region, operation), now) if kind == "rate_limit" else state.fires()
+                    if kind == "rate_limit":
+                        per = operation if state.rule.per == "operation" else "*"
+                        hit = state.over_rate((account, region, per), now)
+                    elif kind == "concurrency":
+                        hit = state.in_flight >= state.rule.limit
+                        if not hit:
+                            state.in_flight += 1
+                            decision.held.append(state)
+                    else:
+                        hit = state.fires()
                     if hit:
                         decision.fault = kind
                         decision.status = state.rule.status
@@ -231,3 +255,11 @@ class Faults:
             if decision.fault is not None:
                 self._faulted[op_key] += 1
         return decision
+
+    def release(self, decision: Decision) -> None:
+        """The call `decision` was made for has been answered: free its concurrency slots."""
+        if decision.held:
+            with self._lock:
+                for state in decision.held:
+                    state.in_flight -= 1
+                decision.held.clear()

@@ -22,9 +22,10 @@ from moto.eks.models import Cluster, eks_backends
 from moto.iam.models import iam_backends
 from moto.moto_api._internal import mock_random
 from moto.organizations.models import organizations_backends
+from moto.ssoadmin.models import ssoadmin_backends
 from moto.utilities.utils import get_partition
 
-from connector.sandbox import eks_access
+from connector.sandbox import eks_access, sso_provisioning
 from connector.sandbox.databases import DatabaseInfo, SeedDatabase, endpoint_map, seed_databases
 from connector.sandbox.identity import PARTITION
 from connector.sandbox.seed_resources import seed_resources
@@ -73,6 +74,10 @@ class SeedSpec:
     queues_per_region: int = 0
     resource_explorer: bool = False
     resource_explorer_without_index: tuple[str, ...] = ()  # regions whose member accounts got no index
+    # Extra permission sets ("Team00"...), each provisioned to this share of the active member accounts (spread so
+    # every account gets about the same number) with one group assignment there: the bench's Identity Center.
+    extra_permission_sets: int = 0
+    permission_set_share: float = 0.1
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITION_REGIONS:
@@ -289,9 +294,9 @@ def seed_sandbox(spec: SeedSpec, client: ClientFactory) -> SeedInfo:
     with mock.patch.object(mock_random, "get_random_string", fast_random_string):
         clusters = _seed_clusters(spec, workloads)
     seed_resources(spec, workloads)
-    identity = _seed_identity_center(spec, client) if spec.identity_center else None
     active_workloads = [a.id for a in workloads if a.state == "ACTIVE" and a.id != without_role]
     databases = seed_databases(spec.databases, active_workloads, spec.connector_id, _in_account(client))
+    identity = _seed_identity_center(spec, client, accounts) if spec.identity_center else None
     return SeedInfo(
         organization_id=org["Id"],
         root_id=root_id,
@@ -384,7 +389,7 @@ def _seed_clusters(spec: SeedSpec, workload_accounts: list[AccountInfo]) -> list
     return clusters
 
 
-def _seed_identity_center(spec: SeedSpec, client: ClientFactory) -> IdentityCenterInfo:
+def _seed_identity_center(spec: SeedSpec, client: ClientFactory, accounts: list[AccountInfo]) -> IdentityCenterInfo:
     region = spec.identity_center_region
     sso = client("sso-admin", region)
     store = client("identitystore", region)
@@ -429,4 +434,28 @@ def _seed_identity_center(spec: SeedSpec, client: ClientFactory) -> IdentityCent
         InstanceArn=instance_arn, PermissionSetArn=eks_admin, InlinePolicy=json.dumps(inline)
     )
     permission_sets["EksClusterAdmin"] = eks_admin
+    if spec.extra_permission_sets:
+        members = [a.id for a in accounts[1:] if a.state == "ACTIVE"]
+        permission_sets |= _seed_provisioned_sets(spec, region, instance_arn, members, list(groups.values()))
     return IdentityCenterInfo(region, instance_arn, store_id, users, groups, permission_sets)
+
+
+def _seed_provisioned_sets(
+    spec: SeedSpec, region: str, instance_arn: str, members: list[str], groups: list[str]
+) -> dict[str, str]:
+    """Straight into moto's backend (thousands of assignments in well under a second), provisioned as AWS would."""
+    backend = ssoadmin_backends[MANAGEMENT_ACCOUNT_ID][region]
+    per_set = max(1, round(len(members) * spec.permission_set_share))
+    made: dict[str, str] = {}
+    for n in range(spec.extra_permission_sets):
+        name = f"Team{n:02d}"
+        ps_arn = backend.create_permission_set(name, f"team {n}", instance_arn, "PT1H", "", [])["PermissionSetArn"]
+        start = n * per_set
+        targets = [members[(start + i) % len(members)] for i in range(per_set)]
+        for account in targets:
+            backend.create_account_assignment(
+                instance_arn, account, "AWS_ACCOUNT", ps_arn, "GROUP", groups[n % len(groups)]
+            )
+        sso_provisioning.provision(MANAGEMENT_ACCOUNT_ID, region, instance_arn, ps_arn, targets)
+        made[name] = ps_arn
+    return made

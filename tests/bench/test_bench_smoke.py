@@ -38,6 +38,24 @@ def test_bench_all_smoke_writes_sane_results(tmp_path, capsys):
     )
     assert sync["sandbox_capacity"]["calls"] > 0
     assert sync["agent_peak_rss_mb"] >= sync["agent_idle_before_sync_mb"] > 0
+    # botocore's floor and the machine's bound, measured in the same run
+    assert (
+        sync["botocore_floor"]["calls"] > 0 and sync["botocore_floor"]["threads"] == sync["settings"]["max_parallelism"]
+    )
+    assert sync["agent_cpu_per_call_vs_floor"] == pytest.approx(
+        sync["agent_cpu_ms_per_call"] / sync["botocore_floor"]["cpu_ms_per_call"], rel=0.02
+    )
+    bounds = sync["bounds"]
+    assert bounds["cpu_seconds"] == pytest.approx(
+        (sync["cpu_seconds"]["agent"] + sync["cpu_seconds"]["sandbox"]) / bounds["cores"], abs=0.01
+    )
+    assert bounds["larger_seconds"] == max(bounds["limits_seconds"], bounds["cpu_seconds"])
+    # Identity Center: assignments listed only where a set is provisioned (2 sets x half the active accounts)
+    provisioned_pairs = 2 * round((org["active_accounts"] - 1) * 0.5)  # the management account has none
+    assert calls["sso-admin:ListAccountsForProvisionedPermissionSet"] == 4  # 2 seeded + 2 bench sets
+    assert calls["sso-admin:ListAccountAssignments"] == provisioned_pairs
+    assert sync["job_result"]["items"]["sso.assignment"] == provisioned_pairs
+    assert bounds["identity_center"]["calls"] == sum(n for op, n in calls.items() if op.startswith("sso-admin:"))
 
     dispatch = results["dispatch"]
     assert [run["offered_per_second"] for run in dispatch["loads"]][:1] == [10]
@@ -91,3 +109,15 @@ def test_bench_discovery_smoke_same_inventory_fewer_calls(tmp_path, capsys):
     assert run["resource_explorer_warm"]["aws_calls"] < run["service_apis"]["aws_calls"]
     assert "sns:ListTopics" not in run["resource_explorer_warm"]["calls_by_operation"]
     assert "load average" in capsys.readouterr().out
+
+
+def test_bench_sync_split_smoke_runs_one_then_two_replicas(tmp_path):
+    assert main(["bench", "sync_split", "--size", "smoke", "--out", str(tmp_path)]) == 0
+    split = json.loads((tmp_path / "sync_split.json").read_text())
+    one, two = split["runs"]
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    assert one["inventory_items"] == two["inventory_items"] > 0  # the same organisation, split the same way
+    for run in split["runs"]:
+        assert 0 < run["discovery_seconds"] < run["wall_seconds"]
+        assert run["children"] >= 1
+    assert split["two_replicas_vs_one"] == pytest.approx(two["wall_seconds"] / one["wall_seconds"], rel=0.02)

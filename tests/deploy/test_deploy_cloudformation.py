@@ -80,6 +80,7 @@ ALLOWED_ACTIONS = {
                 "TagResource",
                 "UntagResource",
                 "ListAccountAssignments",
+                "ListAccountsForProvisionedPermissionSet",
                 "CreateAccountAssignment",
                 "DeleteAccountAssignment",
                 "DescribeAccountAssignmentCreationStatus",

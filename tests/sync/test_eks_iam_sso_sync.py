@@ -76,8 +76,21 @@ def test_identity_center_assignments_discovered(sandbox):
     for assignment in assignments:
         sso.create_account_assignment(**assignment)
     try:
+        # cost follows what is provisioned: one listing of accounts per set, assignments only where provisioned
+        pairs = sum(
+            len(
+                sso.list_accounts_for_provisioned_permission_set(InstanceArn=ic.instance_arn, PermissionSetArn=arn)[
+                    "AccountIds"
+                ]
+            )
+            for arn in ic.permission_sets.values()
+        )
+        assert 1 <= pairs < len(info.accounts)
+        sandbox.faults.reset_counts()
         run = run_sync(sandbox, base_settings(sandbox), resource_types=("identity_center",))
         assert run.outcome.outcome == "succeeded", run.outcome.error
+        assert sandbox.faults.calls("sso-admin", "ListAccountsForProvisionedPermissionSet") == len(ic.permission_sets)
+        assert sandbox.faults.calls("sso-admin", "ListAccountAssignments") == pairs
         assert run.ids("sso.instance") == {ic.instance_arn}
         assert {i.name for i in run.of("sso.permission_set")} == set(ic.permission_sets)
         assert run.ids("sso.user") == set(ic.users.values())

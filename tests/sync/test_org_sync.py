@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from connector.errors import ErrorCode
 
 from .conftest import SPEC, base_settings, run_sync
@@ -124,3 +126,31 @@ def test_account_scoped_sync(sandbox):
     assert run.ids("aws.account") == set(wanted)
     assert {i.account_id for i in run.of("eks.cluster")} <= set(wanted)
     assert not run.of("aws.ou")  # the org tree belongs to the full sync
+
+
+def test_split_children_resolve_accounts_concurrently_in_the_order_asked(sandbox):
+    """OrgWalk.resolve (what an account-scoped child does instead of the walk): several accounts in flight at
+    once, the answers in the order asked, exclusions kept. At most one DescribeAccount in flight (the sandbox's
+    concurrency limit) with no retries: the concurrent resolve trips it, the serial one never does."""
+    from botocore.exceptions import ClientError
+
+    from connector.integrations.aws_organization.org_tree import OrgWalk
+    from tests.sandbox.sandbox_helpers import NO_RETRIES
+
+    info = sandbox.seed_info
+    org = sandbox.client("organizations", "us-east-1", config=NO_RETRIES)
+    wanted = [a.id for a in info.accounts[1:13]]
+    excluded = wanted[4]
+    walk = OrgWalk(org, excluded_accounts=frozenset({excluded}), resolve_workers=8)
+    assert [a.id for a in walk.resolve(wanted, None)] == [a for a in wanted if a != excluded]
+    assert walk.skipped == [(excluded, "excluded_account_ids")]
+
+    sandbox.faults.concurrency(1, service="organizations", operation="DescribeAccount")
+    sandbox.faults.latency(0.05, service="organizations", operation="DescribeAccount")
+    try:
+        with pytest.raises(ClientError) as err:
+            list(OrgWalk(org, resolve_workers=8).resolve(wanted, None))
+        assert err.value.response["Error"]["Code"] == "TooManyRequestsException"
+        assert len(list(OrgWalk(org, resolve_workers=1).resolve(wanted[:4], None))) == 4
+    finally:
+        sandbox.faults.clear()

@@ -8,10 +8,16 @@ Tags take one ListTagsForResource per account and OU: on a 1,000-account organis
 walk's ~1,070 calls. The pages must follow one another (NextToken), the tags need not: each page's tag calls
 run `tag_workers` at a time (4: Organizations throttles per account at a few calls per second, and botocore
 retries the odd TooManyRequestsException), in page order.
+
+An account-scoped (split) job resolves its named accounts instead of walking: DescribeAccount, ListParents up
+to the root, DescribeOrganizationalUnit per OU on the way (remembered), tags: ~5 chained calls per account, so
+`resolve_workers` (8) accounts are resolved at once, yielded in the order asked. Serially, a 500-account child
+spent ~100 s at 40 ms per call before its first scope; 8 at a time, ~13 s while its scopes already run.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -101,6 +107,7 @@ class OrgWalk:
     check: Callable[[], None] = lambda: None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
     tag_workers: int = 4
+    resolve_workers: int = 8
 
     def _tags(self, pool: ThreadPoolExecutor | None, ids: list[str]) -> list[dict[str, str]]:
         """Tags of `ids`, in order; concurrently when there is a pool and more than one id."""
@@ -111,6 +118,7 @@ class OrgWalk:
         return list(pool.map(lambda resource_id: tags_of(self.client, resource_id), ids))
 
     _ou_names: dict[str, str] = field(default_factory=dict)
+    _ou_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def roots(self) -> list[dict[str, Any]]:
         return [root for page in _pages(self.client, "list_roots") for root in page.get("Roots", [])]
@@ -169,41 +177,63 @@ class OrgWalk:
 
     def resolve(self, account_ids: list[str], scope_id: str | None) -> Iterator[Account]:
         """The named accounts without walking the tree: DescribeAccount, their ancestors (ListParents) for the
-        path and the exclusion / scope rules, and tags. What an account-scoped (split) sync job needs."""
-        for account_id in account_ids:
-            self.check()
-            if account_id in self.excluded_accounts:
-                self.skipped.append((account_id, "excluded_account_ids"))
-                continue
-            raw = self.client.describe_account(AccountId=account_id)["Account"]
-            ancestors = self._ancestors(account_id)
-            excluded = next((ou for ou in ancestors if ou in self.excluded_ous), None)
-            if excluded is not None:
-                self.skipped.append((account_id, "excluded_ou_ids"))
-                continue
-            if scope_id and not scope_id.startswith("r-") and scope_id not in ancestors:
-                self.skipped.append((account_id, "outside organizational_unit_id"))
-                continue
-            yield Account(
-                id=account_id,
-                name=raw.get("Name", ""),
-                email=raw.get("Email", ""),
-                state=account_state(raw),
-                parent_id=ancestors[0] if ancestors else "",
-                path=self._path(ancestors),
-                arn=raw.get("Arn", ""),
-                joined=str(raw.get("JoinedTimestamp", "")),
-                tags=tags_of(self.client, account_id) if self.with_tags else {},
-            )
+        path and the exclusion / scope rules, and tags. What an account-scoped (split) sync job needs:
+        `resolve_workers` accounts at a time, yielded in the order of `account_ids`."""
+        if self.resolve_workers < 2 or len(account_ids) < 2:
+            for account_id in account_ids:
+                found = self._resolve_one(account_id, scope_id)
+                if found is not None:
+                    yield found
+            return
+        with ThreadPoolExecutor(max_workers=self.resolve_workers, thread_name_prefix="org-resolve") as pool:
+            futures = [pool.submit(self._resolve_one, account_id, scope_id) for account_id in account_ids]
+            try:
+                for future in futures:
+                    found = future.result()
+                    if found is not None:
+                        yield found
+            finally:  # a failure or a consumer that stops: nothing more is asked
+                for future in futures:
+                    future.cancel()
+
+    def _resolve_one(self, account_id: str, scope_id: str | None) -> Account | None:
+        self.check()
+        if account_id in self.excluded_accounts:
+            self.skipped.append((account_id, "excluded_account_ids"))
+            return None
+        raw = self.client.describe_account(AccountId=account_id)["Account"]
+        ancestors = self._ancestors(account_id)
+        excluded = next((ou for ou in ancestors if ou in self.excluded_ous), None)
+        if excluded is not None:
+            self.skipped.append((account_id, "excluded_ou_ids"))
+            return None
+        if scope_id and not scope_id.startswith("r-") and scope_id not in ancestors:
+            self.skipped.append((account_id, "outside organizational_unit_id"))
+            return None
+        return Account(
+            id=account_id,
+            name=raw.get("Name", ""),
+            email=raw.get("Email", ""),
+            state=account_state(raw),
+            parent_id=ancestors[0] if ancestors else "",
+            path=self._path(ancestors),
+            arn=raw.get("Arn", ""),
+            joined=str(raw.get("JoinedTimestamp", "")),
+            tags=tags_of(self.client, account_id) if self.with_tags else {},
+        )
 
     def _ancestors(self, child_id: str) -> list[str]:
         return ancestors(self.client, child_id)
 
     def _ou_name(self, ou_id: str) -> str:
-        if ou_id not in self._ou_names:
-            ou = self.client.describe_organizational_unit(OrganizationalUnitId=ou_id)["OrganizationalUnit"]
-            self._ou_names[ou_id] = ou.get("Name", ou_id)
-        return self._ou_names[ou_id]
+        name = self._ou_names.get(ou_id)
+        if name is None:
+            with self._ou_lock:  # concurrent resolves: each OU described once (a handful of OUs, rarely contended)
+                name = self._ou_names.get(ou_id)
+                if name is None:
+                    ou = self.client.describe_organizational_unit(OrganizationalUnitId=ou_id)["OrganizationalUnit"]
+                    name = self._ou_names[ou_id] = ou.get("Name", ou_id)
+        return name
 
     def path_of(self, ou_id: str) -> str:
         """Root/.../Name path of an OU used as the scope (ListParents up to the root)."""

@@ -124,12 +124,21 @@ class OrgSync:
         storage = StorageDiscovery(self, types, mgmt, str(described.get("MasterAccountId", "")), described["Id"])
         if not request.discovery_only:
             storage.probe(ctx.check_cancelled)
-        assignments: Callable[[str], ScopeTask] | None = None
+        ic_runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-sso")
+        ic_started: Future[identity_center_inventory.AssignmentPrefetch | None] | None = None
         if "identity_center" in types:
             # The directory (instance, permission sets, users, groups) is organisation-wide: it belongs to a
-            # full or discovery sync, not to each account-scoped job of a split.
-            assignments = self._identity_center(
-                mgmt, emit, directory=not request.account_ids, per_account=not request.discovery_only
+            # full or discovery sync, not to each account-scoped job of a split. Read on its own thread at
+            # Identity Center's pace (~90 calls at 20/s) while the walk and the EKS scopes go on.
+            ic_started = ic_runner.submit(
+                contextvars.copy_context().run,  # the job id and its trace span follow into the thread
+                self._identity_center,
+                mgmt,
+                emit,
+                directory=not request.account_ids,
+                per_account=not request.discovery_only,
+                accounts=request.account_ids or None,
+                check=ctx.check_cancelled,
             )
 
         def scope_tasks() -> Iterator[list[ScopeTask]]:
@@ -157,8 +166,6 @@ class OrgSync:
                         batch += [ScopeTask(account.id, r, "ec2", self._ec2_task) for r in self._regions()]
                 if "drift" in types:  # opt-in: the kinds' records against what exists, changing nothing
                     batch.append(ScopeTask(account.id, "global", "drift", self._drift_task))
-                if assignments is not None:
-                    batch.append(assignments(account.id))
                 batch += [ScopeTask(*task) for task in storage.account_tasks(account.id)]
                 if batch:
                     yield batch
@@ -166,7 +173,18 @@ class OrgSync:
             for tasks in storage.after_walk(active_ids, emit, ctx.check_cancelled):
                 yield [ScopeTask(*task) for task in tasks]
 
-        errors, scopes = self._fan_out(scope_tasks(), ctx, emit)
+        try:
+            errors, scopes = self._fan_out(scope_tasks(), ctx, emit)
+            assignments = ic_started.result() if ic_started is not None else None
+            if assignments is not None:  # fetched meanwhile, at Identity Center's pace; kept for accounts walked
+                ic_errors, ic_scopes = self._emit_assignments(assignments, accounts, emit)
+                errors, scopes = errors + ic_errors, scopes + ic_scopes
+        finally:
+            ic_runner.shutdown(wait=True)
+            if ic_started is not None and ic_started.exception() is None:
+                prefetch = ic_started.result()
+                if prefetch is not None:
+                    prefetch.close()
         active = [a.id for a in accounts if a.active]
         result: dict[str, Any] = {
             "discovery_only": request.discovery_only,
@@ -349,12 +367,20 @@ class OrgSync:
         yield from role_items(self.aws.client(self.member(account_id), "iam"), account_id)
 
     def _identity_center(
-        self, mgmt: str, emit: Callable[[InventoryItem], None], *, directory: bool, per_account: bool
-    ) -> Callable[[str], ScopeTask] | None:
-        """Emits the directory (when asked) and returns the maker of an account's assignments task, or None
-        when there is no Identity Center instance, no per-account work, or it could not be read (recorded)."""
+        self,
+        mgmt: str,
+        emit: Callable[[InventoryItem], None],
+        *,
+        directory: bool,
+        per_account: bool,
+        accounts: Iterable[str] | None,
+        check: Callable[[], None],
+    ) -> identity_center_inventory.AssignmentPrefetch | None:
+        """Emits the directory (when asked) and starts fetching the assignments of the accounts (None: all) where a
+        permission set is provisioned; None when there is no Identity Center instance, no per-account work, or it
+        could not be read (recorded)."""
         region = self.config.sso_region or self.config.region
-        sso = self.aws.client(mgmt, "sso-admin", region)
+        sso = identity_center_inventory.paced(self.aws.client(mgmt, "sso-admin", region))
         try:
             ic = identity_center_inventory.discover(sso)
             if ic is None:
@@ -366,16 +392,36 @@ class OrgSync:
                     emit(item)
             elif per_account:
                 identity_center_inventory.load_permission_sets(sso, ic)
+            if per_account:
+                identity_center_inventory.load_provisioning(sso, ic)
         except (ClientError, BotoCoreError) as exc:
             self._record_error(emit, exc, "management", region, "identity_center")
             return None
         if not per_account:
             return None
 
-        def assignments(account_id: str, _: str) -> Iterator[InventoryItem]:
-            return identity_center_inventory.assignment_items(sso, ic, account_id)
+        return identity_center_inventory.AssignmentPrefetch(sso, ic, accounts, check, region)
 
-        return lambda account_id: ScopeTask(account_id, region, "identity_center", assignments)
+    def _emit_assignments(
+        self,
+        prefetch: identity_center_inventory.AssignmentPrefetch,
+        accounts: list[Account],
+        emit: Callable[[InventoryItem], None],
+    ) -> tuple[int, int]:
+        """The fetched assignments of the active accounts the walk kept (excluded ones are dropped unread):
+        (scope errors, scopes)."""
+        errors = scopes = 0
+        for account in accounts:
+            if not account.active or not prefetch.has(account.id):
+                continue
+            scopes += 1
+            try:
+                for item in prefetch.items(account.id):
+                    emit(item)
+            except (ClientError, BotoCoreError) as exc:
+                self._record_error(emit, exc, account.id, prefetch.region, "identity_center")
+                errors += 1
+        return errors, scopes
 
     def _fan_out(
         self, batches: Iterable[list[ScopeTask]], ctx: JobContext, emit: Callable[[InventoryItem], None]

@@ -22,8 +22,10 @@ UntagResource) are only listed in the result's `calls`.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -53,6 +55,27 @@ CONFLICT_ATTEMPTS = 8
 CONFLICT_WAIT_MAX = 8.0
 POLL_FIRST = 0.2
 POLL_MAX = 5.0
+# Identity Center accepts at most 15 outstanding CreateAccountAssignment calls (not raisable; "Quotas and limits
+# in IAM Identity Center"): a creation counts from the call until its status settles. This process keeps at most
+# that many in that window; more replicas share the quota, so a 16th outstanding one is ConflictException /
+# throttling, which with_conflict_retry and botocore's retries absorb.
+MAX_OUTSTANDING_CREATES = 15
+_outstanding_creates = threading.BoundedSemaphore(MAX_OUTSTANDING_CREATES)
+
+
+@contextmanager
+def outstanding_create(remaining: float | None) -> Iterator[None]:
+    """One of this process's MAX_OUTSTANDING_CREATES slots, waited for within the job's time budget."""
+    if not _outstanding_creates.acquire(timeout=_budget(remaining)):
+        raise ConnectorError(
+            ErrorCode.TIMEOUT,
+            f"{MAX_OUTSTANDING_CREATES} account assignments were still being created by this connector; the job "
+            "will be retried",
+        )
+    try:
+        yield
+    finally:
+        _outstanding_creates.release()
 
 
 class IdentityCenterTarget(BaseModel):
@@ -330,18 +353,19 @@ def grant(
             "PrincipalType": target.principal_type,
             "PrincipalId": principal,
         }
-        response = with_conflict_retry(lambda: calls("create_account_assignment", **params), remaining())
-        created = True
-        if not dry_run:
-            request_id = response["AccountAssignmentCreationStatus"]["RequestId"]
-            wait_for_status(
-                lambda: sso.describe_account_assignment_creation_status(
-                    InstanceArn=where.instance, AccountAssignmentCreationRequestId=request_id
-                )["AccountAssignmentCreationStatus"],
-                what=f"assign {where.ps_arn} to {target.principal_type} {principal} in {target.account_id}",
-                remaining=remaining(),
-                check=check,
-            )
+        with outstanding_create(remaining()):  # from the call until its status settles
+            response = with_conflict_retry(lambda: calls("create_account_assignment", **params), remaining())
+            created = True
+            if not dry_run:
+                request_id = response["AccountAssignmentCreationStatus"]["RequestId"]
+                wait_for_status(
+                    lambda: sso.describe_account_assignment_creation_status(
+                        InstanceArn=where.instance, AccountAssignmentCreationRequestId=request_id
+                    )["AccountAssignmentCreationStatus"],
+                    what=f"assign {where.ps_arn} to {target.principal_type} {principal} in {target.account_id}",
+                    remaining=remaining(),
+                    check=check,
+                )
     return {
         "account_id": target.account_id,
         "permission_set_arn": where.ps_arn,

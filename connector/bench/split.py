@@ -1,0 +1,127 @@
+"""Benchmark 1c: a split sync (`split_accounts_per_job`) of the sync benchmark's organisation, with one agent
+replica and then with two, against one sandbox and one control plane.
+
+A split sync is one discovery job (the organisation, its accounts, Identity Center's directory), then child
+jobs of `accounts_per_job` accounts each that any replica may lease. Reported per run: the discovery job's
+own wall (enqueue -> SUCCEEDED), the whole split's (enqueue -> last child SUCCEEDED), the children's, and
+every process's CPU seconds; then two replicas' wall / one replica's.
+
+The split size is chosen from the organisation: about four children per replica (so the last child does not
+leave a replica idle for long), and at least 10 accounts per child (each child pays a fixed cost: the
+management role, Identity Center's permission sets and their provisioning, ~22 calls at 20 calls/s).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from connector.bench.procs import AgentProcess, BenchError, ControlPlaneProcess, SandboxProcess, cpu_seconds
+from connector.bench.sync import SIZES, SyncSize
+from connector.v1 import admin_pb2
+
+CHILDREN_PER_REPLICA = 4
+MIN_ACCOUNTS_PER_CHILD = 10
+TERMINAL = (admin_pb2.JOB_STATE_SUCCEEDED, admin_pb2.JOB_STATE_FAILED, admin_pb2.JOB_STATE_CANCELLED)
+
+
+def accounts_per_job(active_accounts: int, replicas: int) -> int:
+    return max(MIN_ACCOUNTS_PER_CHILD, math.ceil(active_accounts / (CHILDREN_PER_REPLICA * replicas)))
+
+
+def run(size_name: str, workdir: Path) -> dict[str, Any]:
+    size = SIZES[size_name]
+    workdir.mkdir(parents=True, exist_ok=True)
+    sandbox = SandboxProcess.start(size.seed(), workdir / "sandbox.log")
+    cp: ControlPlaneProcess | None = None
+    try:
+        sandbox.add_fault(kind="latency", seconds=size.latency)
+        sandbox.add_fault(kind="rate_limit", service="eks", rate=size.rate, burst=size.burst)
+        sandbox.add_fault(
+            kind="rate_limit", service="sso-admin", rate=size.sso_rate, burst=int(size.sso_rate), per="service"
+        )
+        cp = ControlPlaneProcess.start(workdir / "cp")
+        per_job = accounts_per_job(int(sandbox.seed["active_accounts"]), 2)
+        runs = [_split_run(size, sandbox, cp, workdir, replicas, per_job) for replicas in (1, 2)]
+        one, two = runs
+        return {
+            "size": size_name,
+            "organisation": {
+                k: v for k, v in sandbox.seed.items() if k != "clusters_sample" and not k.endswith("_arn")
+            },
+            "accounts_per_job": per_job,
+            "runs": runs,
+            "two_replicas_vs_one": round(two["wall_seconds"] / one["wall_seconds"], 2),
+            "cores": os.cpu_count(),
+        }
+    finally:
+        if cp is not None:
+            cp.stop()
+        sandbox.stop()
+
+
+def _split_run(
+    size: SyncSize, sandbox: SandboxProcess, cp: ControlPlaneProcess, workdir: Path, replicas: int, per_job: int
+) -> dict[str, Any]:
+    seed = sandbox.seed
+    agents = [
+        AgentProcess.start(
+            cp, workdir / f"agent-{replicas}-{n}.log", concurrency=2, aws_env=dict(sandbox.env), sweeper=False
+        )
+        for n in range(replicas)
+    ]
+    try:
+        time.sleep(1.0)
+        pids = {f"agent{n}": a.proc.pid for n, a in enumerate(agents)} | {"sandbox": sandbox.proc.pid}
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        types = ["organization", "eks_cluster"] + (["identity_center"] if size.permission_sets else [])
+        settings = {
+            "management_account_role_arn": seed["management_role_arn"],
+            "member_role_name": seed["member_role_name"],
+            "external_id": seed["external_id"],
+            "regions": list(size.regions),
+            "max_parallelism": size.max_parallelism,
+            "sso_region": "us-east-1",
+        }
+        started = time.perf_counter()
+        record = cp.admin.enqueue_sync(
+            "bench-connector",
+            f"org-split-{replicas}",
+            "aws_organization",
+            settings,
+            resource_types=types,
+            timeout=3600,
+            split_accounts_per_job=per_job,
+        )
+        parent = cp.admin.wait(record.job.id, timeout=3600)
+        discovery = time.perf_counter() - started
+        if parent.state != admin_pb2.JOB_STATE_SUCCEEDED:
+            raise BenchError(f"the discovery job ended {admin_pb2.JobState.Name(parent.state)}: {parent.error}")
+        deadline = time.monotonic() + 30
+        while not parent.child_job_ids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            parent = cp.admin.get(record.job.id)
+        children = []
+        for child_id in parent.child_job_ids:
+            child = cp.admin.wait(child_id, timeout=3600)
+            if child.state not in TERMINAL or child.state != admin_pb2.JOB_STATE_SUCCEEDED:
+                raise BenchError(f"a child sync ended {admin_pb2.JobState.Name(child.state)}: {child.error}")
+            children.append(child)
+        wall = time.perf_counter() - started
+        cpu = {name: round(cpu_seconds(pid) - cpu0[name], 1) for name, pid in pids.items()}
+        return {
+            "replicas": replicas,
+            "children": len(children),
+            "discovery_seconds": round(discovery, 2),
+            "wall_seconds": round(wall, 2),
+            "children_seconds": round(wall - discovery, 2),
+            "inventory_items": int(parent.inventory_items) + sum(int(c.inventory_items) for c in children),
+            "cpu_seconds": cpu,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+    finally:
+        for agent in agents:
+            agent.stop()
