@@ -20,20 +20,13 @@ from botocore.exceptions import ClientError
 
 from connector.aws.calls import CallLog
 from connector.aws.errors import error_code
+from connector.aws.iam_roles import role_tags
 from connector.errors import ConnectorError, ErrorCode
 from connector.integrations import ledger
 from connector.integrations.ec2_ssm import policy as ssm_policy
 from connector.integrations.ec2_ssm.target import Ec2SsmTarget
 
 MAX_ROLE_TAGS = ledger.MAX_TAGS_PER_RESOURCE
-
-
-def role_tags(iam: Any, role: str) -> dict[str, str]:
-    return {
-        t["Key"]: t["Value"]
-        for page in iam.get_paginator("list_role_tags").paginate(RoleName=role)
-        for t in page.get("Tags", [])
-    }
 
 
 def _missing_role(exc: ClientError) -> bool:

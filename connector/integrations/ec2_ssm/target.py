@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connector.aws.partitions import PARTITION
+from connector.aws.iam_roles import ROLE_ARN, role_name_in
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations import validation
 
@@ -17,7 +17,6 @@ MAX_INSTANCES = 100  # the product's guardrail (seed 001): resources named one b
 INSTANCE_ID = re.compile(r"^i-([0-9a-f]{8}|[0-9a-f]{17})$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-ROLE_ARN = re.compile(rf"^arn:({PARTITION}):iam::(\d{{12}}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{{1,64}})$")
 Document = Literal["shell", "ssh", "port_forwarding"]
 
 
@@ -66,12 +65,7 @@ class Ec2SsmTarget(BaseModel):
 
     @property
     def role_name(self) -> str:
-        m = ROLE_ARN.match(self.role)
-        if m is None:
-            return self.role
-        if m.group(2) != self.account_id:
-            raise InvalidJob(f"target.role {self.role} is in account {m.group(2)}, not target.account_id")
-        return m.group(3)
+        return role_name_in(self.role, self.account_id)
 
 
 def parse_target(raw: Mapping[str, Any]) -> Ec2SsmTarget:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connector.aws.iam_roles import role_tags
 from connector.integrations import ledger
 from connector.integrations.base import InventoryItem
 from connector.integrations.capabilities import (
@@ -58,7 +59,7 @@ def foreign_statements(document: Mapping[str, Any]) -> list[str]:
 def drift_in(iam: Any, scope: DriftScope) -> Iterator[InventoryItem]:
     account = scope.account_id
     for role in roles.all_role_names(iam):
-        tags = roles.role_tags(iam, role)
+        tags = role_tags(iam, role)
         for key, value in sorted(tags.items()):
             if not key.startswith(ledger.GRANT_PREFIX):
                 continue

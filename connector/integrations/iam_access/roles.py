@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from connector.aws.calls import CallLog
 from connector.aws.errors import error_code
+from connector.aws.iam_roles import role_tags
 from connector.errors import ConnectorError, ErrorCode
 from connector.integrations import ledger
 from connector.integrations.iam_access.policy import (
@@ -42,12 +43,6 @@ MAX_ROLE_TAGS = ledger.MAX_TAGS_PER_RESOURCE
 
 
 # -- reads -------------------------------------------------------------------------------------------------
-def role_tags(iam: Any, role: str) -> dict[str, str]:
-    return {
-        t["Key"]: t["Value"]
-        for page in iam.get_paginator("list_role_tags").paginate(RoleName=role)
-        for t in page.get("Tags", [])
-    }
 
 
 def other_inline_chars(iam: Any, role: str, exclude: str) -> int:

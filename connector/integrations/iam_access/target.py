@@ -8,13 +8,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connector.aws.iam_roles import ROLE_ARN, role_name_in
 from connector.aws.partitions import PARTITION
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations import validation
 
 MAX_RESOURCES = 100  # the product's guardrail (seed 001): resources named one by one
 ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-ROLE_ARN = re.compile(rf"^arn:({PARTITION}):iam::(\d{{12}}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{{1,64}})$")
 ARN = re.compile(rf"^arn:({PARTITION}):([a-z0-9-]+):([a-z0-9-]*):(\d{{12}})?:(.+)$")
 SERVICES = ("s3", "sns", "sqs", "dynamodb", "rds-db")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -96,12 +96,7 @@ class IamTarget(BaseModel):
 
     @property
     def role_name(self) -> str:
-        m = ROLE_ARN.match(self.role)
-        if m is None:
-            return self.role
-        if m.group(2) != self.account_id:
-            raise InvalidJob(f"target.role {self.role} is in account {m.group(2)}, not target.account_id")
-        return m.group(3)
+        return role_name_in(self.role, self.account_id)
 
 
 def parse_target(raw: Mapping[str, Any]) -> IamTarget:
