@@ -37,6 +37,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,12 @@ BACKOFF_MAX = 3600.0
 DROP_AFTER = 8  # failed scans (about four hours of backoff) after which unproven settings are forgotten
 REVOKE_TIMEOUT = 300.0  # each revoke gets this long, like a job's deadline
 SCAN_TIMEOUT = 600.0  # one integration's scan
+# Integrations are swept side by side, so one whose scan is slow (an unreachable database host, a region that
+# does not answer and botocore's retries) never delays the revokes of the others. A sweep waits at most
+# SWEEP_WAIT for them; one still running goes on in the background, is not started again while it runs, and
+# its events are reported by a later sweep.
+SWEEP_WORKERS = 4
+SWEEP_WAIT = 20.0
 
 
 @dataclass(frozen=True)
@@ -132,8 +139,12 @@ class ExpirySweeper:
         backoff_first: float = BACKOFF_FIRST,
         clock: Callable[[], float] = time.monotonic,
         audit_trail: GrantAudit | None = None,
+        sweep_wait: float = SWEEP_WAIT,
     ) -> None:
         self.registry = registry
+        self.sweep_wait = sweep_wait
+        self._pool = ThreadPoolExecutor(max_workers=SWEEP_WORKERS, thread_name_prefix="expiry-sweep")
+        self._in_flight: dict[str, Future[list[ExpiryEvent]]] = {}
         self.services = services
         self.state_file = state_file
         self.full_scan_interval = full_scan_interval
@@ -281,11 +292,24 @@ class ExpirySweeper:
         """Find and revoke every expired grant; returns the events to report. Never raises."""
         now = now or datetime.now(UTC)
         with self._lock:
-            due = [(iid, t) for iid, t in sorted(self._tracked.items()) if self._clock() >= t.retry_at]
+            due = [
+                (iid, t)
+                for iid, t in sorted(self._tracked.items())
+                if self._clock() >= t.retry_at and iid not in self._in_flight
+            ]
+            for iid, tracked in due:
+                self._in_flight[iid] = self._pool.submit(self._sweep_one, iid, tracked, now)
+            running = dict(self._in_flight)
+        wait(running.values(), timeout=self.sweep_wait)
         events: list[ExpiryEvent] = []
-        for iid, tracked in due:
+        for iid, future in running.items():
+            if not future.done():
+                log.info("expiry_sweep_integration_still_running", integration_id=iid)
+                continue
+            with self._lock:
+                self._in_flight.pop(iid, None)
             try:
-                events += self._sweep_one(iid, tracked, now)
+                events += future.result()
             except Exception:  # a bug in one integration's sweep must not stop the others
                 log.exception("expiry_sweep_integration_crashed", integration_id=iid)
         try:

@@ -54,6 +54,10 @@ class ScriptedKind:
         return {"calls": [{"operation": "delete"}]}
 
     def expired(self, scan: ExpiryScan) -> Iterator[ExpiredGrant]:
+        if self.integration.role == "slow":  # a scan that hangs (an unreachable host, a region that never answers)
+            WORLD["slow_scans"] = WORLD.get("slow_scans", 0) + 1
+            WORLD["release"].wait(10)
+            return
         if self.integration.role != WORLD["good_role"]:
             raise ConnectorError(ErrorCode.ACCESS_DENIED, f"cannot assume {self.integration.role}", retryable=False)
         WORLD["scans"] = WORLD.get("scans", 0) + 1
@@ -110,6 +114,28 @@ def test_settings_from_a_bad_job_do_not_replace_the_working_ones():
     events = s.sweep(NOW)
     assert [(e.grant_id, e.outcome) for e in events] == [("g-1", "succeeded")]
     assert WORLD["revoked_with"] == ["good"]
+
+
+def test_a_hanging_integration_never_delays_the_revokes_of_the_others():
+    s = ExpirySweeper(registry(), Services(connector_id="c1"), clock=Clock(), sweep_wait=0.3)
+    WORLD["release"] = threading.Event()
+    slow = Scripted("int-slow", {"role": "slow"}, Services(connector_id="c1"))
+    s.offer(slow)
+    s.confirm(slow)
+    s.offer(integration("good"))
+    s.confirm(integration("good"))
+    WORLD["records"] = {"g-1": int(NOW.timestamp()) - 1}
+    try:
+        assert [(e.grant_id, e.outcome) for e in s.sweep(NOW)] == [("g-1", "succeeded")]  # while int-slow hangs
+        WORLD["records"] = {"g-2": int(NOW.timestamp()) - 1}
+        assert [e.grant_id for e in s.sweep(NOW)] == ["g-2"]
+        assert WORLD["slow_scans"] == 1  # not started again while it still runs
+    finally:
+        WORLD["release"].set()
+    s._in_flight["int-slow"].result(timeout=5)
+    s.sweep(NOW)  # collects it; the next one scans it again
+    s.sweep(NOW)
+    assert WORLD["slow_scans"] == 2 and not s._in_flight
 
 
 def test_newer_settings_take_over_once_they_work():
