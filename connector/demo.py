@@ -265,9 +265,11 @@ def _sync(demo: Demo, admin: AdminClient, runtime: AgentRuntime, info: Any, sett
     queued = admin.enqueue_sync(info.connector_id, INTEGRATION_ID, "aws_organization", settings)
     shown = (0, 0)
     while admin.wait(queued.job.id, timeout=0.3).state not in TERMINAL:  # progress, as the agent reports it
-        progress = max((r.progress for r in list(runtime.running.values())), default=(0, 0))
+        progress, scopes = max(
+            ((r.progress, r.scopes) for r in list(runtime.running.values())), default=((0, 0), (0, 0))
+        )
         if progress != shown and progress[1]:
-            demo.say(f"  ... accounts done {progress[0]}/{progress[1]}")
+            demo.say(f"  ... accounts done {progress[0]}/{progress[1]}, scopes done {scopes[0]}/{scopes[1]}")
             shown = progress
     record = demo.run_job(admin, "sync", queued, started=started)
     ok = record.state == admin_pb2.JOB_STATE_SUCCEEDED

@@ -14,7 +14,8 @@ Checks: configuration; control plane reachable, TLS valid, token accepted (Hello
 ExternalId); Organizations readable; member-account role assumable in a sample of accounts; each region
 reachable in those accounts or denied by a service control policy; EKS clusters' authentication modes (WARN
 for CONFIG_MAP: access entries unavailable); when the settings' resource_types name database types, each
-database tagged for this connector (tags, secret readable, endpoint reachable); the guardrail file.
+database tagged for this connector (tags, secret readable, endpoint reachable); with ec2_instance, the EC2
+and SSM reads and how many running instances Session Manager reaches; the guardrail file.
 
 Exit codes: 0 nothing failed (warnings allowed), 1 a check failed (something would stop a sync or a grant),
 2 bad arguments. `--json` prints {"ok", "summary", "checks": [{"id", "status", "message", "fix"}]}.
@@ -53,6 +54,7 @@ from connector.integrations.aws_organization import explorer
 from connector.integrations.aws_organization import scope as scope_rules
 from connector.integrations.aws_organization.database_discovery import DATABASE_RESOURCE_TYPES, DiscoveredDatabase
 from connector.integrations.aws_organization.database_scope import DatabaseScope, ReadyDatabase
+from connector.integrations.aws_organization.ec2_inventory import instance_items
 from connector.integrations.aws_organization.org_tree import Account
 from connector.integrations.aws_organization.settings import OrgSettings, parse_settings, partition_of_settings
 from connector.integrations.base import InventoryItem
@@ -557,6 +559,74 @@ def database_checks(ctx: AwsContext, sessions: Mapping[str, str], endpoints: End
     return checks
 
 
+# The member role's permission for each call the EC2 sync makes (all in cloudformation/member-account-role.yaml).
+EC2_SYNC_PERMISSIONS = {
+    "DescribeInstances": "ec2:DescribeInstances",
+    "DescribeInstanceInformation": "ssm:DescribeInstanceInformation",
+    "GetInstanceProfile": "iam:GetInstanceProfile",
+    "ListAttachedRolePolicies": "iam:ListAttachedRolePolicies",
+}
+TOP_REASONS = 3
+
+
+def ec2_ssm_checks(ctx: AwsContext, sessions: Mapping[str, str]) -> list[Check]:
+    """When resource_types include ec2_instance: in each sampled account and region (the sync's regions,
+    `enabled` resolved per account), the sync's own instance listing (DescribeInstances joined with SSM's
+    DescribeInstanceInformation, ec2_inventory.instance_items) answers, and how many running instances Session
+    Manager can reach, with the commonest reasons for the others."""
+    if "ec2_instance" not in ctx.settings.resource_types:
+        return []
+    checks: list[Check] = []
+    running = reachable = 0
+    reasons: dict[str, int] = {}
+    partition = partition_of_settings(ctx.settings)
+    for account, regions in account_regions(ctx, sessions).items():
+        key = sessions[account]
+        for region in regions:
+            ec2, ssm, iam = (
+                ctx.aws.client(key, "ec2", region),
+                ctx.aws.client(key, "ssm", region),
+                ctx.aws.client(key, "iam"),
+            )
+            try:
+                items = list(instance_items(ec2, ssm, iam, account, region, partition))
+            except (ClientError, BotoCoreError) as exc:
+                operation = str(getattr(exc, "operation_name", ""))
+                permission = EC2_SYNC_PERMISSIONS.get(operation, operation or "the EC2 sync's calls")
+                scp = " (a service control policy denies it)" if "service control policy" in str(exc) else ""
+                checks.append(
+                    _fail(
+                        f"ec2_ssm:{account}/{region}",
+                        f"{permission} failed{scp}: {_aws_error(exc)}",
+                        f"the member role needs {permission}: deploy the current cloudformation/member-account-role.yaml "
+                        "(update the stack set), or remove ec2_instance from resource_types",
+                    )
+                )
+                continue
+            for item in items:
+                if item.attributes["state"] != "running":
+                    continue  # a stopped instance is unreachable by choice, not a problem to fix
+                running += 1
+                if item.attributes["reachable"]:
+                    reachable += 1
+                else:  # grouped without the per-instance detail in parentheses (ping times)
+                    reason = str(item.attributes["unreachable_reason"]).split(" (", 1)[0]
+                    reasons[reason] = reasons.get(reason, 0) + 1
+    if not sessions or checks:
+        return checks
+    top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_REASONS]
+    message = (
+        f"{reachable} of {running} running instance(s) in the sampled accounts are reachable by Session Manager"
+        + ("; the others: " + "; ".join(f"{n} x {why}" for why, n in top) if top else "")
+    )
+    if top:
+        fix = "fix the instances (the reasons say how), or grant only reachable ones: the sync's ec2.instance items say why each is not"
+        checks.append(_warn("ec2_ssm", message, fix))
+    else:
+        checks.append(_ok("ec2_ssm", message))
+    return checks
+
+
 def endpoint_checks(ctx: AwsContext) -> list[Check]:
     """Which endpoint each service the connector calls resolves to, what decided it (AWS_ENDPOINT_URL_<SERVICE>,
     AWS_USE_FIPS_ENDPOINT, AWS_STS_REGIONAL_ENDPOINTS...) and the proxy it goes through. Resolving makes no call."""
@@ -572,6 +642,8 @@ def endpoint_checks(ctx: AwsContext) -> list[Check]:
         wanted += [("eks", r) for r in (scope_rules.regions(settings) or (settings.region,))]
     if "identity_center" in settings.resource_types:
         wanted.append(("sso-admin", settings.sso_region or settings.region))
+    if "ec2_instance" in settings.resource_types:
+        wanted += [(s, r) for r in (scope_rules.regions(settings) or (settings.region,)) for s in ("ec2", "ssm")]
     checks = []
     for service, region in wanted:
         endpoint = resolved(ctx.aws.client(ctx.aws.identity(), service, region))
@@ -609,6 +681,7 @@ def aws_checks(
     checks += member
     checks += region_and_eks_checks(ctx, sessions)
     checks += database_checks(ctx, sessions, endpoints or EndpointMap())
+    checks += ec2_ssm_checks(ctx, sessions)
     checks += resource_explorer_checks(ctx, management_id, sessions)
     return checks
 

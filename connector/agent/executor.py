@@ -37,7 +37,8 @@ class RunningJob:
     abandon: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: CancelReason = ""
     lost: bool = False
-    progress: tuple[int, int] = (0, 0)
+    progress: tuple[int, int] = (0, 0)  # a sync's accounts done / total (0: not known yet)
+    scopes: tuple[int, int] = (0, 0)  # and its scope tasks
 
     @property
     def key(self) -> tuple[str, int]:
@@ -79,8 +80,10 @@ class JobExecutor:
         connector_id: str,
         steering: Callable[[], Steering],
         on_progress: Callable[[RunningJob, int, int], None] | None = None,
+        on_scope_progress: Callable[[RunningJob], None] | None = None,
     ) -> None:
         self._on_progress = on_progress
+        self._on_scope_progress = on_scope_progress
         self._dispatcher = dispatcher
         self._pool = pool
         self._client = client
@@ -119,7 +122,13 @@ class JobExecutor:
             if self._on_progress is not None:
                 self._on_progress(running, done, total)
 
+        def scope_progress(done: int, total: int) -> None:  # the same, per scope task of a sync
+            running.scopes = (done, total)
+            if self._on_scope_progress is not None:
+                self._on_scope_progress(running)
+
         ctx.progress = progress
+        ctx.scope_progress = scope_progress
         uploader: InventoryUploader | None = None
         upload_task: asyncio.Task[Any] | None = None
         sink: InventorySink | None = None

@@ -162,7 +162,13 @@ class AgentRuntime:
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="connector-job")
         self._client = ControlPlaneClient(self.config, make_channel(self.config))
         self._executor = JobExecutor(
-            self.dispatcher, pool, self._client, self.config.id, lambda: self.steering, self._progress
+            self.dispatcher,
+            pool,
+            self._client,
+            self.config.id,
+            lambda: self.steering,
+            self._progress,
+            self._scope_progress,
         )
         health_server = HealthServer(self.config.health_addr, self.health, self.metrics.registry)
         health_server.start()
@@ -218,21 +224,33 @@ class AgentRuntime:
 
     def _progress(self, running: RunningJob, done: int, total: int) -> None:
         """Sync progress (accounts done / total) as metrics, and a log line per tenth of the way; on a terminal,
-        a line at most every second (JSON logs stay at the tenths)."""
+        a line at most every second (JSON logs stay at the tenths). The line carries the scopes too."""
         integration = running.job.integration.id
         self.metrics.sync_accounts_done.labels(integration).set(done)
         self.metrics.sync_accounts_total.labels(integration).set(total)
-        now = time.monotonic()
         tenth = bool(total) and (done == total or done * 10 // total != (done - 1) * 10 // total)
+        self._progress_line(running, (done, total), tenth)
+
+    def _scope_progress(self, running: RunningJob) -> None:
+        """A scope task finished: on a terminal a person sees scopes move between accounts (one account can be
+        many scopes: regions x services), at most every second; JSON logs get no line of their own."""
+        if console():
+            self._progress_line(running, running.progress, False)
+
+    def _progress_line(self, running: RunningJob, accounts: tuple[int, int], tenth: bool) -> None:
+        now = time.monotonic()
         watched = console() and now - self._progress_shown.get(running.key, 0.0) >= PROGRESS_EVERY
         if tenth or watched:
             self._progress_shown[running.key] = now
+            (done, total), (scopes_done, scopes_total) = accounts, running.scopes
             log.info(
                 "sync_progress",
                 job_id=running.job.id,
-                integration=integration,
+                integration=running.job.integration.id,
                 accounts_done=done,
                 accounts_total=total,
+                scopes_done=scopes_done,
+                scopes_total=scopes_total,
             )
 
     async def _tick(self) -> None:

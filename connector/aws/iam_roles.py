@@ -24,6 +24,12 @@ def role_name_in(role: str, account_id: str) -> str:
     return m.group(3)
 
 
+def assumed_role_prefix(partition: str, account_id: str, role_name: str) -> str:
+    """How STS names every session of the role (whatever its session name): the Owner of its SSM sessions, the
+    caller ARN in its logs. A role's path is not part of it."""
+    return f"arn:{partition}:sts::{account_id}:assumed-role/{role_name}/"
+
+
 def role_tags(iam: Any, role: str) -> dict[str, str]:
     """Every tag of the role (paginated)."""
     return {

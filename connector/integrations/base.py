@@ -74,7 +74,8 @@ class JobContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None  # time.monotonic() value
     emit: Callable[[InventoryItem], None] = _discard
-    progress: Callable[[int, int], None] = lambda done, total: None
+    progress: Callable[[int, int], None] = lambda done, total: None  # a sync's accounts (total 0: not known yet)
+    scope_progress: Callable[[int, int], None] = lambda done, total: None  # its scope tasks, the same way
 
     def check_cancelled(self) -> None:
         """Call between units of work: raises if cancelled or past the deadline."""

@@ -3,8 +3,9 @@ the grant was live, collected locally from the customer's own logs and reported 
 
 When a grant succeeds (not a dry run), a kind that is `Auditable` says whose activity to collect and where
 (`audit_subject`, from the Effect: the role and its services and regions for IAM, the cluster, principal and
-username for EKS; None when the integration's audit is off). The trail keeps that as the grant's *window*
-(started = the first successful delivery; a re-delivery keeps it). A revoke (job or expiry loop) closes the
+username for EKS, the role, region and instances for EC2 through SSM; None when the integration's audit is
+off). The trail keeps that as the grant's *window* (started = the first successful delivery; a re-delivery
+keeps it). A revoke (job or expiry loop) closes the
 window; one never closed here (another replica revoked it) closes at its expiry.
 
 When it runs, and why: once per grant, after the window has closed and SETTLE_SECONDS (15 minutes) have

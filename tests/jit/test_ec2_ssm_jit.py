@@ -74,11 +74,11 @@ def fleet(sandbox: Any) -> dict[str, str]:
     return ids
 
 
-def _requester(sb: Any, session_name: str = "alice") -> Any:
-    """An SSM client acting as the requester: the dev-ssm role, assumed from inside its account."""
+def _requester(sb: Any, session_name: str = "alice", role: str = "dev-ssm") -> Any:
+    """An SSM client acting as the requester: the role (dev-ssm), assumed from inside its account."""
     account = _account(sb)
     sts = sb.account_session(account).client("sts", endpoint_url=sb.endpoint)
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/dev-ssm", RoleSessionName=session_name)["Credentials"]
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}", RoleSessionName=session_name)["Credentials"]
     session = boto3.Session(
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
@@ -223,3 +223,56 @@ def test_port_forwarding_when_the_integration_allows_it(sandbox, fleet, monkeypa
     requester.start_session(Target=fleet["db"], DocumentName=doc, Parameters={"portNumber": ["5432"]})
     assert "not authorized" in _denied(lambda: requester.start_session(Target=fleet["db"]))  # no shell
     ok(run(d, job(sb, "revoke", "ssm-pf", "alice", _target(sb, []))))
+
+
+def test_audit_counts_the_roles_sessions_from_the_session_history(sandbox, fleet, tmp_path):
+    """enable_audit: grant -> sessions as the requester (one ended by them, one ended by the revoke) -> revoke
+    -> the sweep summarises the role's sessions from DescribeSessions (History and Active), nobody else's."""
+    from connector.jobs.expiry import ExpirySweeper
+    from connector.jobs.grant_audit import GrantAudit
+
+    sb, account = sandbox, _account(sandbox)
+    role = "dev-ssm-audited"  # its own role: the window's clock-skew margin would count the other tests' sessions
+    admin(sb, "iam", account).create_role(
+        RoleName=role,
+        AssumeRolePolicyDocument=_trust_account(account),
+        Tags=[{"Key": ssm_sessions.ENFORCE_TAG, "Value": "true"}],
+    )
+    d = dispatcher(sb)
+    trail = GrantAudit(tmp_path / "audit-windows.json", settle_seconds=0)
+    sweeper = ExpirySweeper(d.registry, d.services, audit_trail=trail)
+    d.listener = sweeper
+
+    def audited(j: Any) -> Any:
+        j.integration.settings.update({"enable_audit": True})
+        return j
+
+    target = _target(sb, [fleet["web"], fleet["db"]], role=role)
+    ok(run(d, audited(job(sb, "grant", "ssm-audit", "alice", target))))
+    (window,) = trail._windows.values()
+    assert window.subject.source == "ssm_sessions"
+    assert sorted(window.subject.resources) == sorted([fleet["web"], fleet["db"]])
+
+    requester = _requester(sb, "alice", role=role)
+    ended = requester.start_session(Target=fleet["web"])
+    requester.terminate_session(SessionId=ended["SessionId"])
+    requester.start_session(Target=fleet["web"])  # still open at the revoke, which ends it
+    requester.start_session(Target=fleet["db"])
+    admin(sb, "ssm", account, REGION).start_session(Target=fleet["web"])  # an administrator: not counted
+
+    revoked = ok(run(d, audited(job(sb, "revoke", "ssm-audit", "alice", _target(sb, [], role=role)))))
+    assert len(revoked["sessions_terminated"]) == 2
+    (event,) = [e for e in sweeper.sweep() if e.type == "grant.audit"]
+    details = event.details
+    assert event.outcome == "succeeded" and details["source"] == "ssm_sessions"
+    assert details["principal"] == f"arn:aws:iam::{account}:role/{role}"
+    assert details["by_action"] == {
+        f"SSM-SessionManagerRunShell {fleet['web']}": 2,
+        f"SSM-SessionManagerRunShell {fleet['db']}": 1,
+    }
+    assert details["events"] == 3 and details["errors"] == 0 and not details["truncated"]
+    assert sorted(details["resources"]) == sorted([fleet["web"], fleet["db"]])
+    assert details["first"] <= details["last"] and "session logging" in details["notes"][0]
+    assert ended["TokenValue"] not in json.dumps(details) and ended["SessionId"] not in json.dumps(details)
+    event.to_proto()  # fits ReportEvents
+    assert [e for e in sweeper.sweep() if e.type == "grant.audit"] == []  # once

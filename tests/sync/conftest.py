@@ -46,6 +46,7 @@ class SyncRun:
     outcome: JobOutcome
     items: list[InventoryItem] = field(default_factory=list)
     progress: list[tuple[int, int]] = field(default_factory=list)
+    scope_progress: list[tuple[int, int]] = field(default_factory=list)
 
     def of(self, type_: str) -> list[InventoryItem]:
         return [i for i in self.items if i.type == type_]
@@ -82,6 +83,7 @@ def run_sync(
         integration_id="org",
         emit=run.items.append,
         progress=lambda done, total: run.progress.append((done, total)),
+        scope_progress=lambda done, total: run.scope_progress.append((done, total)),
     )
     # A fresh dispatcher per run: no credentials or clients cached from an earlier test.
     run.outcome = Dispatcher(build_registry(["aws_organization"]), Services(connector_id=info.connector_id)).execute(

@@ -40,6 +40,11 @@ def test_regions_sync_in_parallel_with_progress(sandbox):
     assert done == sorted(done) and set(known) == {run.outcome.result["accounts_active"]}
     assert totals == sorted(totals) and all(d <= t for d, t in run.progress if t)
     assert done[-1] == totals[-1] == run.outcome.result["accounts_active"]
+    # Scope tasks the same way: one report per finished task (1, 2, ...), the total once the walk is done.
+    scopes = run.outcome.result["scopes"]
+    finished = [d for d, _ in run.scope_progress]
+    assert finished[0] == 1 and finished == sorted(finished) and finished[-1] == scopes
+    assert {t for _, t in run.scope_progress} - {0} == {scopes} and run.scope_progress[-1] == (scopes, scopes)
 
 
 def test_iam_roles_with_trust_summary(sandbox):

@@ -9,6 +9,10 @@
   `kube-apiserver-audit-*`, which the customer turns on with the cluster's `audit` log type): FilterLogEvents
   with the role's ARN as a quoted term, then each event checked for the access entry's username and the
   role as its canonical ARN.
+- Session Manager's session list (DescribeSessions, State=History and Active, a Target filter per granted
+  instance and InvokedAfter / InvokedBefore for the window), kept when the Owner is a session of the granted
+  role (`arn:<partition>:sts::<account>:assumed-role/<role>/...`). It names sessions, never what was typed in
+  them: that needs Session Manager's session logging (S3 / CloudWatch Logs), which the summary says.
 
 Bounded: at most MAX_PAGES pages per (region, source) and MAX_EVENTS events in all; past that `truncated`.
 The summary carries counts per action, refused calls, first and last time, and up to MAX_LISTED resources
@@ -35,6 +39,12 @@ NO_DATA_EVENTS = (
     "CloudTrail's event history has management events only: object, message and item calls (data events) "
     "are logged only by a trail configured for data events"
 )
+NO_SESSION_CONTENT = (
+    "Session Manager's session history names sessions (who, which instance and document, when), not the "
+    "commands run in them: turn on session logging to S3 or CloudWatch Logs in Session Manager's preferences "
+    "to record those"
+)
+SESSION_STATES = ("History", "Active")  # terminated (kept 30 days) and still open
 
 
 class _Tally:
@@ -167,3 +177,41 @@ def eks_audit_summary(
             )
         raise
     return tally.summary()
+
+
+def _ssm_time(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ssm_sessions_summary(
+    ssm: Any, owner: str, instances: Iterable[str], start: datetime, end: datetime
+) -> AuditSummary:
+    """The sessions on the granted instances that started inside the window and whose Owner starts with `owner`
+    (connector.aws.iam_roles.assumed_role_prefix: any session of the granted role), counted per document and
+    instance ("SSM-SessionManagerRunShell i-0abc..."); a session that failed counts as refused."""
+    tally = _Tally()
+    seen: set[str] = set()
+    window = [
+        {"key": "InvokedAfter", "value": _ssm_time(start)},
+        {"key": "InvokedBefore", "value": _ssm_time(end)},
+    ]
+    for instance in instances:
+        for state in SESSION_STATES:
+            pages = ssm.get_paginator("describe_sessions").paginate(
+                State=state,
+                Filters=[{"key": "Target", "value": instance}, *window],
+                PaginationConfig={"MaxItems": MAX_PAGES * 200, "PageSize": 200},
+            )
+            for page in pages:
+                for session in page.get("Sessions", []):
+                    session_id = str(session.get("SessionId", ""))
+                    if session_id in seen or not str(session.get("Owner", "")).startswith(owner):
+                        continue  # one that ended between the two reads is listed twice; another principal's
+                    seen.add(session_id)
+                    action = f"{session.get('DocumentName', '')} {session.get('Target', instance)}".strip()
+                    failed = session.get("Status") == "Failed"
+                    if not tally.add(action, _when(session.get("StartDate", 0)), failed, [instance]):
+                        return tally.summary((NO_SESSION_CONTENT,))
+            if pages.resume_token:
+                tally.truncated = True
+    return tally.summary((NO_SESSION_CONTENT,))

@@ -428,11 +428,12 @@ class OrgSync:
     ) -> tuple[int, int]:
         """Run every scope task with bounded parallelism, taking each account's batch of tasks as it comes (the
         org walk makes them); record failures per scope and keep going. Returns (scope errors, scopes).
-        Progress counts accounts; its total is 0 (not known yet) until the walk has found them all."""
+        Progress counts accounts (ctx.progress) and scope tasks (ctx.scope_progress); each total is 0 (not known
+        yet) until the walk has found them all."""
         lock = threading.Lock()
         remaining: dict[str, int] = {}  # account -> its tasks not yet finished
         counted: set[str] = set()  # accounts counted done (once, even if a follow-up batch comes later)
-        state = {"errors": 0, "accounts_done": 0, "scopes": 0, "walked": 0}
+        state = {"errors": 0, "accounts_done": 0, "scopes": 0, "scopes_done": 0, "walked": 0}
 
         def run(task: ScopeTask) -> None:
             scope = {"aws.account.id": task.account_id, "cloud.region": task.region, "sync.stage": task.stage}
@@ -455,6 +456,8 @@ class OrgSync:
                     state["errors"] += 1
             finally:
                 with lock:
+                    state["scopes_done"] += 1
+                    ctx.scope_progress(state["scopes_done"], state["scopes"] if state["walked"] else 0)
                     remaining[task.account_id] -= 1
                     if remaining[task.account_id] == 0 and task.account_id not in counted:
                         counted.add(task.account_id)
@@ -479,6 +482,7 @@ class OrgSync:
                 with lock:
                     state["walked"] = 1
                     if remaining:
+                        ctx.scope_progress(state["scopes_done"], state["scopes"])
                         ctx.progress(state["accounts_done"], len(remaining))
                 for f in pending:
                     f.result()

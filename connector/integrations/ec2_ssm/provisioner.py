@@ -1,4 +1,4 @@
-"""The EC2-through-SSM kind: Provisioner, ExpiryScanner and DriftReporter, under the aws_organization
+"""The EC2-through-SSM kind: Provisioner, ExpiryScanner, DriftReporter and Auditable, under the aws_organization
 integration.
 
 Effect: the role that receives the access (an ARN in the account's partition), the account and its OU path,
@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from connector.aws.errors import error_code
+from connector.aws.iam_roles import ROLE_ARN, assumed_role_prefix
 from connector.aws.partitions import iam_role_arn, partition_of
 from connector.errors import ConnectorError, ErrorCode, InvalidJob
 from connector.integrations import ledger
+from connector.integrations.aws_organization import audit_trail
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
 from connector.integrations.base import GrantRequest, InventoryItem, JobContext, RevokeRequest
 from connector.integrations.capabilities import (
@@ -25,6 +28,8 @@ from connector.integrations.capabilities import (
     EFFECT_WITHOUT_RECORD,
     FOREIGN_ACCESS,
     RECORD_WITHOUT_EFFECT,
+    AuditSubject,
+    AuditSummary,
     DriftScope,
     ExpiredGrant,
     ExpiryScan,
@@ -135,6 +140,33 @@ class Ec2SsmAccess:
             partition=self.integration.partition,
             dry_run=request.dry_run,
         )
+
+    # -- Auditable (enable_audit) ----------------------------------------------------------------------------
+    def audit_subject(self, request: GrantRequest, effect: Effect) -> AuditSubject | None:
+        """The granted role's Session Manager sessions on the granted instances, in the grant's region: all
+        taken from the Effect, so what was judged is what is audited."""
+        if not self.integration.config.enable_audit or request.dry_run:
+            return None
+        instances = tuple(arn.split(":instance/", 1)[1] for arn in effect.resources if ":instance/" in arn)
+        return AuditSubject(
+            source="ssm_sessions",
+            account_id=effect.account_id,
+            principal=effect.principal,
+            regions=(effect.region,),
+            resources=instances,
+        )
+
+    def audit(self, subject: AuditSubject, start: datetime, end: datetime) -> AuditSummary:
+        role = ROLE_ARN.match(subject.principal)
+        if role is None or role.group(2) != subject.account_id or len(subject.regions) != 1:
+            raise ConnectorError(
+                ErrorCode.INTERNAL,
+                f"audit subject of {subject.principal[:200]} is not one role in one region",
+                retryable=False,
+            )
+        ssm = self.integration.client(subject.account_id, "ssm", subject.regions[0])
+        owner = assumed_role_prefix(role.group(1), subject.account_id, role.group(3))
+        return audit_trail.ssm_sessions_summary(ssm, owner, subject.resources, start, end)
 
     # -- expiry ------------------------------------------------------------------------------------------
     def expired(self, scan: ExpiryScan) -> Iterator[ExpiredGrant]:

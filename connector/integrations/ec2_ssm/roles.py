@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from connector.aws.calls import CallLog
 from connector.aws.errors import error_code
-from connector.aws.iam_roles import role_tags
+from connector.aws.iam_roles import assumed_role_prefix, role_tags
 from connector.errors import ConnectorError, ErrorCode
 from connector.integrations import ledger
 from connector.integrations.ec2_ssm import policy as ssm_policy
@@ -108,7 +108,7 @@ def grant(
 def live_sessions(ssm: Any, partition: str, account: str, role: str, instances: Iterable[str]) -> list[str]:
     """Ids of the active sessions this role's sessions (any session name) hold on `instances`."""
     wanted = set(instances)
-    owner_prefix = f"arn:{partition}:sts::{account}:assumed-role/{role}/"
+    owner_prefix = assumed_role_prefix(partition, account, role)
     out = []
     for page in ssm.get_paginator("describe_sessions").paginate(State="Active"):
         for session in page.get("Sessions", []):
