@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,7 +23,7 @@ from connector.errors import ConnectorError, ErrorCode
 from connector.integrations.aws_organization.org_tree import PAGE, account_state, ancestors
 from connector.integrations.aws_organization.settings import OrgSettings, parse_settings, partition_of_settings
 from connector.integrations.base import Services
-from connector.integrations.capabilities import Integration
+from connector.integrations.capabilities import ExpiredGrant, ExpiryScan, Integration
 
 # A member role that failed to assume is not asked again for this long: one sync touches an account in
 # several regions and stages, and each would otherwise repeat the same failing AssumeRole.
@@ -149,3 +149,26 @@ class AwsOrganizationIntegration(Integration):
         with self._places_lock:
             noted = self.services.extra.get("jit_places", {}).get(self.integration_id, ())
             return {p[1:] for p in noted if p[0] == kind}
+
+    def expired_on_roles(
+        self,
+        scan: ExpiryScan,
+        kind: str,
+        in_account: Callable[[str, Iterable[str] | None, int], Iterator[ExpiredGrant]],
+    ) -> Iterator[ExpiredGrant]:
+        """The account loop of a kind whose records are tags on IAM roles (iam, ssm): `in_account(account, roles,
+        now)` for the roles this process granted on (its places of `kind`) on every sweep, and with roles None
+        (every role) for every active account on a full scan. A failing account is the scan's problem; the others
+        go on."""
+        known: dict[str, set[str]] = {}
+        for account, role in self.places(kind):
+            known.setdefault(account, set()).add(role)
+        accounts = self.active_accounts() if scan.full else []
+        for account in sorted(set(accounts) | set(known)):
+            scan.check()
+            try:
+                found = list(in_account(account, None if scan.full else known.get(account), scan.now))
+            except (ClientError, BotoCoreError, ConnectorError) as exc:
+                scan.problem(f"{kind} {account}", str(exc)[:300])
+                continue
+            yield from found

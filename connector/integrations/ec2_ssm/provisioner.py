@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from connector.aws.errors import error_code
 from connector.aws.iam_roles import ROLE_ARN, assumed_role_prefix
@@ -171,18 +171,7 @@ class Ec2SsmAccess:
     # -- expiry ------------------------------------------------------------------------------------------
     def expired(self, scan: ExpiryScan) -> Iterator[ExpiredGrant]:
         """The roles this process granted on, every sweep; on a full scan every role of every active account."""
-        known: dict[str, set[str]] = {}
-        for account, role in self.integration.places("ssm"):
-            known.setdefault(account, set()).add(role)
-        accounts = self.integration.active_accounts() if scan.full else []
-        for account in sorted(set(accounts) | set(known)):
-            scan.check()
-            try:
-                found = list(self._expired_in(account, None if scan.full else known.get(account), scan.now))
-            except (ClientError, BotoCoreError, ConnectorError) as exc:
-                scan.problem(f"ssm {account}", str(exc)[:300])
-                continue
-            yield from found
+        return self.integration.expired_on_roles(scan, "ssm", self._expired_in)
 
     def _region_of(self, record: ledger.Record) -> str:
         region = str(record.fields.get("region", ""))

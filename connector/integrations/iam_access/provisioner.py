@@ -11,10 +11,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from connector.aws.partitions import iam_role_arn
-from connector.errors import ConnectorError, InvalidJob
+from connector.errors import InvalidJob
 from connector.integrations import ledger
 from connector.integrations.aws_organization import audit_trail
 from connector.integrations.aws_organization.integration import AwsOrganizationIntegration
@@ -127,18 +125,7 @@ class IamAccess:
 
     def expired(self, scan: ExpiryScan) -> Iterator[ExpiredGrant]:
         """The roles this process granted on, every sweep; on a full scan every role of every active account."""
-        known: dict[str, set[str]] = {}
-        for account, role in self.integration.places("iam"):
-            known.setdefault(account, set()).add(role)
-        accounts = self.integration.active_accounts() if scan.full else []
-        for account in sorted(set(accounts) | set(known)):
-            scan.check()
-            try:
-                found = list(self._expired_in(account, None if scan.full else known.get(account), scan.now))
-            except (ClientError, BotoCoreError, ConnectorError) as exc:
-                scan.problem(f"iam {account}", str(exc)[:300])
-                continue
-            yield from found
+        return self.integration.expired_on_roles(scan, "iam", self._expired_in)
 
     def _expired_in(self, account: str, known: Iterable[str] | None, now: int) -> Iterator[ExpiredGrant]:
         iam = self.integration.client(account, "iam")
