@@ -52,7 +52,7 @@ from connector.controlplane.sealed import (
     read_private_key,
     write_keypair,
 )
-from connector.controlplane.server import ControlPlaneServer
+from connector.controlplane.server import ControlPlaneServer, settle_rpc_tasks
 from connector.controlplane.settings import ServerSettings, SettingsError
 from connector.controlplane.signing import create_key_file
 from connector.heap import freeze_startup_heap
@@ -173,6 +173,7 @@ async def _serve(settings: ServerSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop(grace=5.0)
+    await settle_rpc_tasks()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -175,6 +175,17 @@ class ControlPlaneServer:
             await self._server.wait_for_termination()
 
 
+async def settle_rpc_tasks(within: float = 5.0) -> None:
+    """Wait for the loop's other tasks (grpc aio's per-RPC tasks) after a server stopped, before the loop ends.
+
+    grpc's stop() can return while an RPC's task still awaits its last batch from core; a loop that closes then
+    cancels that task, and grpc logs the CancelledError as a traceback ("Exception not handled ... PollJobs").
+    Only for a loop the control plane owns: it waits for every task but the caller."""
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=within)
+
+
 class ControlPlaneThread:
     """A ControlPlaneServer on its own event loop in a daemon thread; `.admin` is a synchronous AdminClient."""
 
@@ -232,12 +243,17 @@ class ControlPlaneThread:
         if self._loop is None or self._server is None:
             return
         if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop).result(timeout=30)
+            asyncio.run_coroutine_threadsafe(self._stop_and_settle(), self._loop).result(timeout=30)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._loop.close()
         self._loop = None
+
+    async def _stop_and_settle(self) -> None:
+        assert self._server is not None
+        await self._server.stop()
+        await settle_rpc_tasks()
 
     def __enter__(self) -> ControlPlaneThread:
         return self.start()

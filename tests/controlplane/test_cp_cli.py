@@ -3,6 +3,7 @@ token create against it, with a connector (the generated stub) doing the work.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -19,7 +20,7 @@ import grpc
 import pytest
 
 from connector.controlplane.cli import main
-from connector.controlplane.server import ControlPlaneThread
+from connector.controlplane.server import ControlPlaneThread, settle_rpc_tasks
 from connector.logging import configure_logging
 from connector.v1 import connector_pb2
 from tests.controlplane.cp_helpers import ADMIN_TOKEN, CONNECTOR_ID, Connector, digest_of, fast_settings
@@ -290,3 +291,19 @@ def test_credentials_keygen_dispatch_and_open(served: Served, tmp_path: Path) ->
     subprocess.run([*CLI, "credentials", "keygen", "--out", str(other)], capture_output=True, timeout=60, check=True)
     wrong = served.run("credentials", "open", job_id, "--private-key", str(other))
     assert wrong.returncode == 2 and "different key" in wrong.stderr
+
+
+def test_serve_settles_grpc_rpc_tasks_before_its_loop_ends() -> None:
+    """grpc aio's stop() can return while an RPC's task still awaits core; asyncio.run would cancel it and grpc
+    logs that as a traceback. `_serve` waits for such tasks (bounded) first."""
+
+    async def scenario() -> tuple[bool, bool]:
+        lingering = asyncio.create_task(asyncio.sleep(0.2))
+        stuck = asyncio.create_task(asyncio.sleep(60))
+        await settle_rpc_tasks(within=1.0)
+        finished = lingering.done() and not lingering.cancelled()
+        bounded = not stuck.done()
+        stuck.cancel()
+        return finished, bounded
+
+    assert asyncio.run(scenario()) == (True, True)
