@@ -34,6 +34,7 @@ from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshabl
 
 from connector.aws.client_pool import BOUND_CREDENTIALS, SHARED_SERVICES, AccountClient, Binding, SharedClients
 from connector.aws.partitions import PARTITION, sts_region
+from connector.aws.timestamps import use_utc_timestamps
 
 # Role chaining (an assumed role assuming another) caps sessions at one hour; AWS refuses longer ones.
 ROLE_CHAINING_MAX_SECONDS = 3600
@@ -99,6 +100,8 @@ class AwsSessions:
         self._identity = boto3.Session(botocore_session=self._base)
         self._roles = botocore.session.Session()  # makes every role's clients (see the module docstring)
         _share_models(self._base, self._roles)
+        use_utc_timestamps(self._base)
+        use_utc_timestamps(self._roles)
         region = self._base.get_config_variable("region")
         if region:
             self._roles.set_config_variable("region", region)

@@ -47,3 +47,26 @@ def test_role_clients_sign_as_their_own_account_when_made_concurrently(sandbox):
     assert answers == [(account, account) for account, _ in jobs]
     assert len(aws._sts_clients) == 2  # the identity's (assumed the management role), the management role's (all 12)
     assert aws._roles._credentials is None  # the shared session keeps no role's credentials between creations
+
+
+def test_timestamps_parse_to_the_same_instants_in_utc(sandbox):
+    """Epoch numbers (EKS's createdAt) come back in the standard library's UTC, not a dateutil tzlocal per
+    value; ISO strings (STS's Expiration) still go through botocore's own parser. Same instants either way."""
+    import datetime
+
+    from botocore.utils import parse_timestamp
+
+    from connector.aws.timestamps import parse_aws_timestamp
+
+    info = sandbox.seed_info
+    aws = AwsSessions(info.connector_id)
+    mgmt = aws.assume(info.management_role_arn, external_id=info.external_id)
+    account, region, name = next(
+        (c.account, c.region, c.name) for c in info.clusters if c.account != info.management_account_id
+    )
+    member = aws.assume(info.member_role_arn(account), via=mgmt)
+    created = aws.client(member, "eks", region).describe_cluster(name=name)["cluster"]["createdAt"]
+    assert created.tzinfo is datetime.UTC
+    for value in (1.7e9, 1700000000, "2026-12-01T10:00:00Z", "2026-12-01T10:00:00.5+02:00"):
+        assert parse_aws_timestamp(value) == parse_timestamp(value)
+    assert parse_aws_timestamp(1.7e9).isoformat() == "2023-11-14T22:13:20+00:00"
