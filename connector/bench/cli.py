@@ -1,9 +1,9 @@
 """`connector bench [sync|dispatch|grant|memory|all|sync_sweep|sync_split|databases|discovery] [--size smoke|medium|full]
 [--out DIR]`.
 
-`all` runs the four benchmarks with targets; `sync_sweep` (run on its own) syncs a 100-account organisation at
-max_parallelism 8, 16, 32 and 64 to show where the sync stops following its bound; `sync_split` (on its own)
-runs the sync's organisation as a split sync with one agent replica, then two; `databases` (on its own, needs
+`all` runs the five benchmarks with targets (`sync_split`: the sync's organisation as a split sync with one agent
+replica, then two); `sync_sweep` (run on its own) syncs a 100-account organisation at max_parallelism 8, 16, 32
+and 64 to show where the sync stops following its bound; `databases` (on its own, needs
 PostgreSQL server binaries) times the discovery of a tagged RDS instance holding 1,000 tables; `discovery` (on
 its own) compares S3 / SNS / SQS discovery with and without Resource Explorer (full: 100 and 1,000 accounts).
 
@@ -24,9 +24,9 @@ from typing import Any
 from connector.bench import report
 from connector.bench.procs import BenchError, machine
 
-BENCHES = ("sync", "dispatch", "grant", "memory")
+BENCHES = ("sync", "sync_split", "dispatch", "grant", "memory")
 # Not part of `all` (databases needs PostgreSQL server binaries).
-EXTRAS = ("sync_sweep", "sync_split", "databases", "discovery")
+EXTRAS = ("sync_sweep", "databases", "discovery")
 
 
 def _runner(name: str) -> Callable[[str, Path], dict[str, Any]]:

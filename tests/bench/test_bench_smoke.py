@@ -75,10 +75,27 @@ def test_bench_all_smoke_writes_sane_results(tmp_path, capsys):
     assert memory["idle_rss_mb"] > 10
     assert memory["sync_peak_rss_mb"] == sync["agent_peak_rss_mb"]
 
+    split = results["sync_split"]
+    one, two = split["runs"]
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    assert one["inventory_items"] == two["inventory_items"] > 0  # the same organisation, split the same way
+    assert one["aws_calls"] == pytest.approx(two["aws_calls"], abs=2) and one["aws_calls"] > 0
+    for run in split["runs"]:
+        assert 0 < run["discovery_seconds"] < run["wall_seconds"]
+        assert run["children"] >= 1
+        assert run["free_core_estimate_seconds"] == pytest.approx(
+            run["discovery_seconds"] + max(run["agent_process_seconds"], run["latency_bound_seconds"]), abs=0.02
+        )
+    assert split["two_replicas_vs_one"] == pytest.approx(two["wall_seconds"] / one["wall_seconds"], rel=0.02)
+    assert split["two_replicas_vs_one_free_cores"] == pytest.approx(
+        two["free_core_estimate_seconds"] / one["free_core_estimate_seconds"], rel=0.02
+    )
+
     names = {t["name"] for t in results["targets"]}
     assert "agent idle RSS" in names and "sync ratio to lower bound" in names
+    assert any(name.startswith("split sync, two replicas") for name in names)
     assert "wall " in printed and "[" in printed
-    for name in ("sync", "dispatch", "grant", "memory"):
+    for name in ("sync", "sync_split", "dispatch", "grant", "memory"):
         assert json.loads((tmp_path / f"{name}.json").read_text())["size"] == "smoke"
 
 
@@ -109,15 +126,3 @@ def test_bench_discovery_smoke_same_inventory_fewer_calls(tmp_path, capsys):
     assert run["resource_explorer_warm"]["aws_calls"] < run["service_apis"]["aws_calls"]
     assert "sns:ListTopics" not in run["resource_explorer_warm"]["calls_by_operation"]
     assert "load average" in capsys.readouterr().out
-
-
-def test_bench_sync_split_smoke_runs_one_then_two_replicas(tmp_path):
-    assert main(["bench", "sync_split", "--size", "smoke", "--out", str(tmp_path)]) == 0
-    split = json.loads((tmp_path / "sync_split.json").read_text())
-    one, two = split["runs"]
-    assert (one["replicas"], two["replicas"]) == (1, 2)
-    assert one["inventory_items"] == two["inventory_items"] > 0  # the same organisation, split the same way
-    for run in split["runs"]:
-        assert 0 < run["discovery_seconds"] < run["wall_seconds"]
-        assert run["children"] >= 1
-    assert split["two_replicas_vs_one"] == pytest.approx(two["wall_seconds"] / one["wall_seconds"], rel=0.02)
