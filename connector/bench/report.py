@@ -198,7 +198,8 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def chart(results: dict[str, Any], path: Path) -> Path | None:
-    """Four panels: sync vs its bounds, dispatch latency vs load, grant time split, memory. None without matplotlib."""
+    """Five panels: sync vs its bounds, the split sync, dispatch latency vs load, grant time split, memory. None
+    without matplotlib."""
     try:
         import matplotlib
 
@@ -206,32 +207,45 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 8))
     ax = axes[0][0]
     sync = results.get("sync", {})
     if "bounds" in sync:
         b = sync["bounds"]
-        labels = [
-            "measured\nwall",
-            "bound:\nlimits",
-            "bound:\ndesign",
-            "sandbox\nCPU-s",
-            "agent\nCPU-s",
-        ]
+        labels = ["measured\nwall", "bound:\nlimits", "bound:\ndesign", "bound:\nCPU", "sandbox\nCPU-s", "agent\nCPU-s"]
         values = [
             sync["wall_seconds"],
             b["limits_seconds"],
             b["design_seconds"],
+            b.get("cpu_seconds", 0),
             sync["cpu_seconds"]["sandbox"],
             sync["cpu_seconds"]["agent"],
         ]
-        ax.bar(labels, values, color=["tab:blue", "tab:green", "tab:olive", "tab:gray", "tab:purple"])
+        colors = ["tab:blue", "tab:green", "tab:olive", "tab:cyan", "tab:gray", "tab:purple"]
+        ax.bar(labels, values, color=colors)
+        ax.axhline(1.25 * b.get("larger_seconds", b["limits_seconds"]), color="red", linewidth=0.8)
         ax.set_ylabel("seconds")
         ax.tick_params(axis="x", labelsize=8)
         org = sync["organisation"]
         ax.set_title(
             f"org sync: {org['accounts']} accounts, {org['clusters']} clusters, "
             f"{sync['settings']['latency_ms']:.0f} ms/call"
+        )
+    ax = axes[0][2]
+    split = results.get("sync_split", {})
+    if "runs" in split:
+        one, two = split["runs"]
+        labels = ["wall", "machine\nbound", "free-core\nestimate"]
+        keys = ("wall_seconds", "machine_cpu_bound_seconds", "free_core_estimate_seconds")
+        x = range(len(labels))
+        ax.bar([i - 0.2 for i in x], [one.get(k, 0) for k in keys], width=0.4, label="one replica")
+        ax.bar([i + 0.2 for i in x], [two.get(k, 0) for k in keys], width=0.4, label="two replicas")
+        ax.set_xticks(list(x), labels, fontsize=8)
+        ax.set_ylabel("seconds")
+        ax.legend(fontsize=7)
+        ax.set_title(
+            f"split sync: two / one {split['two_replicas_vs_one']} here, "
+            f"{split.get('two_replicas_vs_one_free_cores', '?')} with a core each"
         )
     ax = axes[0][1]
     dispatch = results.get("dispatch", {})
@@ -259,6 +273,7 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
         ax.axhline(10, color="red", linewidth=0.8)
         ax.set_ylabel("ms per grant (p50)")
         ax.set_title(f"EKS grant, zero latency ({grant['aws_calls_per_grant']} AWS calls)")
+    axes[1][2].axis("off")
     ax = axes[1][1]
     memory = results.get("memory", {})
     if "idle_rss_mb" in memory:
