@@ -7,6 +7,8 @@ message or an exception text is still removed.
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import re
 import sys
@@ -103,7 +105,13 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    _route_stdlib_logging(stream)
+    _route_stdlib_logging(stream, use_json)
+
+
+def _cause(ei: Any) -> str:
+    # One line, not the library's traceback: the cause, as its exception says it.
+    kind, value = ei[0], ei[1]
+    return f"{getattr(kind, '__name__', 'error')}: {str(value)[:300]}"
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -114,14 +122,32 @@ class _RedactingFormatter(logging.Formatter):
         return redact_text(super().format(record))
 
     def formatException(self, ei: Any) -> str:  # logging's own name
-        # One line, not the library's traceback: the cause, as its exception says it.
-        kind, value = ei[0], ei[1]
-        return f"  caused by {getattr(kind, '__name__', 'error')}: {str(value)[:300]}"
+        return "  caused by " + _cause(ei)
 
 
-def _route_stdlib_logging(stream: Any) -> None:
+class _RedactingJsonFormatter(logging.Formatter):
+    """The same library lines as one JSON object each, in the shape of the connector's own (event, level,
+    timestamp): with --log-format json every line of the log parses, whoever wrote it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "event": redact_text(record.getMessage()),
+            "logger": record.name,
+            "level": record.levelname.lower(),
+            "timestamp": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat()
+            .replace("+00:00", "Z"),
+        }
+        if record.exc_info:
+            line["error"] = redact_text(_cause(record.exc_info))
+        return json.dumps(line)
+
+
+def _route_stdlib_logging(stream: Any, use_json: bool) -> None:
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        _RedactingJsonFormatter() if use_json else _RedactingFormatter("%(levelname)s %(name)s: %(message)s")
+    )
     handler.set_name("connector-redacting")
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if h.get_name() != "connector-redacting"] + [handler]

@@ -60,3 +60,32 @@ def test_library_warnings_through_the_standard_logging_module_are_redacted_too()
     )
     text = stream.getvalue()
     assert "refresh failed" in text and "IQoJb3JpZ2lu" not in text and "abc.def.ghi" not in text
+
+
+def test_library_lines_are_json_objects_when_the_log_is_json_and_text_at_a_console():
+    """A log shipper parses every line of a JSON log: botocore's warnings (with their cause, one line, redacted)
+    come out as JSON objects like the connector's own; a console gets the readable text form."""
+    import io
+    import json
+    import logging
+
+    from connector.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    try:
+        raise RuntimeError("AssumeRole denied; Authorization: Bearer abc.def.ghi")
+    except RuntimeError:
+        logging.getLogger("botocore.credentials").warning("Refreshing temporary credentials failed", exc_info=True)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    line = json.loads(lines[0])
+    assert line["event"] == "Refreshing temporary credentials failed" and line["level"] == "warning"
+    assert line["logger"] == "botocore.credentials" and line["timestamp"].endswith("Z")
+    assert line["error"].startswith("RuntimeError: AssumeRole denied") and "abc.def.ghi" not in line["error"]
+
+    console = io.StringIO()
+    configure_logging("info", "console", stream=console)
+    logging.getLogger("botocore.credentials").warning("Refreshing temporary credentials failed")
+    assert console.getvalue().startswith("WARNING botocore.credentials: Refreshing")
+    configure_logging("info", "json")
