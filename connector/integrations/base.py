@@ -9,9 +9,11 @@ are in connector.integrations.capabilities.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -100,3 +102,11 @@ class Services:
     # Where database endpoints AWS reports are really reached (CONNECTOR_DATABASE_ENDPOINTS); empty: as reported.
     database_endpoints: EndpointMap = field(default_factory=EndpointMap)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ContextThreadPool(ThreadPoolExecutor):
+    """A thread pool whose tasks run in a copy of the submitting thread's context: the job's log fields
+    (job_id, attempt) and its trace span reach every line and span a pool thread makes (`map` submits too)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)

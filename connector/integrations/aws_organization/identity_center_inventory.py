@@ -17,14 +17,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from connector.aws.errors import error_code
-from connector.integrations.base import InventoryItem
+from connector.integrations.base import ContextThreadPool, InventoryItem
 
 
 @dataclass
@@ -93,7 +93,7 @@ def directory_items(sso: Any, store: Any, ic: IdentityCenter) -> Iterator[Invent
         attributes={"identity_store_id": ic.identity_store_id},
     )
     load_permission_sets(sso, ic)
-    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="sso-sets") as pool:  # paced all the same
+    with ContextThreadPool(max_workers=WORKERS, thread_name_prefix="sso-sets") as pool:  # paced all the same
         yield from pool.map(lambda ps_arn: _permission_set(sso, ic.instance_arn, ps_arn), ic.permission_sets)
     for page in store.get_paginator("list_users").paginate(IdentityStoreId=ic.identity_store_id):
         for user in page.get("Users", []):
@@ -160,7 +160,7 @@ def load_provisioning(sso: Any, ic: IdentityCenter) -> None:
         )
         return [account_id for page in pages for account_id in page.get("AccountIds", [])]
 
-    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="sso-provisioned") as pool:
+    with ContextThreadPool(max_workers=WORKERS, thread_name_prefix="sso-provisioned") as pool:
         for ps_arn, accounts in zip(ic.permission_sets, pool.map(accounts_of, ic.permission_sets), strict=True):
             for account_id in accounts:
                 ic.provisioned.setdefault(account_id, []).append(ps_arn)
@@ -202,7 +202,7 @@ class AssignmentPrefetch:
     ) -> None:
         self.region = region
         wanted = sorted(ic.provisioned) if accounts is None else sorted(set(accounts) & set(ic.provisioned))
-        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="sso-assignments")
+        self._pool = ContextThreadPool(max_workers=WORKERS, thread_name_prefix="sso-assignments")
 
         def fetch(account_id: str) -> list[InventoryItem]:
             check()

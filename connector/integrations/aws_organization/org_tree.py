@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import PaginationError
 
 from connector.errors import ConnectorError, ErrorCode
+from connector.integrations.base import ContextThreadPool
 
 PAGE = {"PageSize": 20}
 
@@ -109,7 +109,7 @@ class OrgWalk:
     tag_workers: int = 4
     resolve_workers: int = 8
 
-    def _tags(self, pool: ThreadPoolExecutor | None, ids: list[str]) -> list[dict[str, str]]:
+    def _tags(self, pool: ContextThreadPool | None, ids: list[str]) -> list[dict[str, str]]:
         """Tags of `ids`, in order; concurrently when there is a pool and more than one id."""
         if not self.with_tags:
             return [{} for _ in ids]
@@ -125,12 +125,12 @@ class OrgWalk:
 
     def walk(self, start_id: str, start_path: str) -> Iterator[OrgUnit | Account]:
         if self.with_tags and self.tag_workers > 1:
-            with ThreadPoolExecutor(max_workers=self.tag_workers, thread_name_prefix="org-tags") as pool:
+            with ContextThreadPool(max_workers=self.tag_workers, thread_name_prefix="org-tags") as pool:
                 yield from self._walk(start_id, start_path, pool)
         else:
             yield from self._walk(start_id, start_path, None)
 
-    def _walk(self, start_id: str, start_path: str, pool: ThreadPoolExecutor | None) -> Iterator[OrgUnit | Account]:
+    def _walk(self, start_id: str, start_path: str, pool: ContextThreadPool | None) -> Iterator[OrgUnit | Account]:
         stack = [(start_id, start_path)]
         while stack:
             self.check()
@@ -185,7 +185,7 @@ class OrgWalk:
                 if found is not None:
                     yield found
             return
-        with ThreadPoolExecutor(max_workers=self.resolve_workers, thread_name_prefix="org-resolve") as pool:
+        with ContextThreadPool(max_workers=self.resolve_workers, thread_name_prefix="org-resolve") as pool:
             futures = [pool.submit(self._resolve_one, account_id, scope_id) for account_id in account_ids]
             try:
                 for future in futures:

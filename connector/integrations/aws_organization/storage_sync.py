@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from connector.integrations.aws_organization import explorer, storage_inventory
-from connector.integrations.base import InventoryItem
+from connector.integrations.base import ContextThreadPool, InventoryItem
 from connector.logging import get_logger, redact_text
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class StorageDiscovery:
         self._known: dict[str, set[str]] | None = None  # the cached coverage, when fresh
         self._fed: list[str] = []
         self._coverage_parts: list[tuple[list[str], Future[dict[str, set[str]]] | None]] = []
-        self._coverage_pool: ThreadPoolExecutor | None = None
+        self._coverage_pool: ContextThreadPool | None = None
 
     # -- Resource Explorer ---------------------------------------------------------------------------------
     def probe(self, check: Callable[[], None] = _noop) -> None:
@@ -244,7 +244,7 @@ class StorageDiscovery:
             self._coverage_parts.append((batch, None))
             return
         if self._coverage_pool is None:
-            self._coverage_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="re-coverage")
+            self._coverage_pool = ContextThreadPool(max_workers=1, thread_name_prefix="re-coverage")
         client = self.sync.aws.client(self._session, "resource-explorer-2", self.setup.region)
         self._coverage_parts.append(
             (batch, self._coverage_pool.submit(explorer.indexed_regions, client, batch, self._check))
