@@ -7,11 +7,10 @@ a failure of the management role fails the job.
 
 from __future__ import annotations
 
-import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from connector.integrations.aws_organization.integration import AwsOrganizationI
 from connector.integrations.aws_organization.org_tree import Account, OrgUnit
 from connector.integrations.aws_organization.settings import RESOURCE_TYPES
 from connector.integrations.aws_organization.storage_sync import StorageDiscovery
-from connector.integrations.base import InventoryItem, JobContext, SyncRequest
+from connector.integrations.base import ContextThreadPool, InventoryItem, JobContext, SyncRequest
 from connector.integrations.capabilities import DriftReporter, DriftScope
 from connector.logging import get_logger
 
@@ -124,14 +123,13 @@ class OrgSync:
         storage = StorageDiscovery(self, types, mgmt, str(described.get("MasterAccountId", "")), described["Id"])
         if not request.discovery_only:
             storage.probe(ctx.check_cancelled)
-        ic_runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-sso")
+        ic_runner = ContextThreadPool(max_workers=1, thread_name_prefix="sync-sso")  # the job id and span follow
         ic_started: Future[identity_center_inventory.AssignmentPrefetch | None] | None = None
         if "identity_center" in types:
             # The directory (instance, permission sets, users, groups) is organisation-wide: it belongs to a
             # full or discovery sync, not to each account-scoped job of a split. Read on its own thread at
             # Identity Center's pace (~90 calls at 20/s) while the walk and the EKS scopes go on.
             ic_started = ic_runner.submit(
-                contextvars.copy_context().run,  # the job id and its trace span follow into the thread
                 self._identity_center,
                 mgmt,
                 emit,
@@ -479,7 +477,8 @@ class OrgSync:
                     failed.append(future)
             slots.release()
 
-        with ThreadPoolExecutor(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool:
+        # Each task runs in a copy of the job's context: its log fields (job_id) and its span reach the scope.
+        with ContextThreadPool(max_workers=self.config.max_parallelism, thread_name_prefix="sync") as pool:
             try:
                 for batch in batches:
                     with lock:  # counted before any of them runs: the account is done when all of them are
@@ -490,8 +489,7 @@ class OrgSync:
                         slots.acquire()
                         if failed:
                             failed[0].result()
-                        # A copy of the job's context: its log fields (job_id) and its span reach the scope.
-                        future = pool.submit(contextvars.copy_context().run, run, task)
+                        future = pool.submit(run, task)
                         with lock:
                             pending.add(future)
                         future.add_done_callback(finished)
@@ -500,14 +498,10 @@ class OrgSync:
                     if remaining:
                         ctx.scope_progress(state["scopes_done"], state["scopes"])
                         ctx.progress(state["accounts_done"], len(remaining))
-                while True:
-                    with lock:
-                        left = next(iter(pending), None) if not failed else failed[0]
-                    if left is None:
-                        break
-                    left.result()
-                    with lock:
-                        pending.discard(left)
+                with lock:  # every task is submitted: what failed first, then what still runs
+                    rest = [*failed, *pending]
+                for f in rest:
+                    f.result()
             except BaseException:
                 with lock:
                     cancel = list(pending)
