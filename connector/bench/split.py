@@ -85,13 +85,19 @@ def run(size_name: str, workdir: Path) -> dict[str, Any]:
         sandbox.stop()
 
 
-def _normalised(one: dict[str, Any], two: dict[str, Any]) -> float:
-    def agents(run: dict[str, Any]) -> float:
-        return float(sum(v for name, v in run["cpu_seconds"].items() if name.startswith("agent")))
+def _free_core_estimate(discovery: float, one_process: float, latency_bound: float) -> float:
+    """A run with a core per replica and no sandbox on them: the discovery job, then the slower of the busiest
+    agent's own CPU (one process, one core) and the latency bound."""
+    return discovery + max(one_process, latency_bound)
 
-    scale = agents(one) / max(agents(two), 1e-9)
-    busiest = two["agent_process_seconds"] * scale
-    return float(two["discovery_seconds"] + max(busiest, two["latency_bound_seconds"]))
+
+def _agents_cpu(run: dict[str, Any]) -> float:
+    return float(sum(v for name, v in run["cpu_seconds"].items() if name.startswith("agent")))
+
+
+def _normalised(one: dict[str, Any], two: dict[str, Any]) -> float:
+    busiest = two["agent_process_seconds"] * _agents_cpu(one) / max(_agents_cpu(two), 1e-9)
+    return _free_core_estimate(two["discovery_seconds"], busiest, two["latency_bound_seconds"])
 
 
 def _split_run(
@@ -168,7 +174,7 @@ def _split_run(
             "machine_cpu_bound_seconds": round(discovery + (sum(cpu.values()) / cores), 2),
             "latency_bound_seconds": round(latency_bound, 2),
             "agent_process_seconds": one_process,
-            "free_core_estimate_seconds": round(discovery + max(one_process, latency_bound), 2),
+            "free_core_estimate_seconds": round(_free_core_estimate(discovery, one_process, latency_bound), 2),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     finally:
