@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 
 YOUNG_THRESHOLD = 10_000
+# glibc's malloc gives threads that allocate at the same time arenas of their own, up to 8 per core, and keeps
+# what each arena frees for its thread's reuse. A sync's 64 worker threads then hold tens of MB that no thread
+# needs any more. Two arenas (one more than the GIL lets run Python at a time) keep that down.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's <malloc.h>
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for the threads this process starts from now on. False where there is no
+    glibc mallopt (musl, macOS): nothing changes there."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def freeze_startup_heap() -> None:

@@ -21,7 +21,7 @@ from connector import telemetry
 from connector.agent.events import Sweeper
 from connector.agent.runtime import EXIT_FATAL_AUTH, AgentRuntime
 from connector.config import AgentConfig, ConfigError, env_help, load_config
-from connector.heap import freeze_startup_heap
+from connector.heap import freeze_startup_heap, limit_malloc_arenas
 from connector.jobs.dispatcher import Dispatcher
 from connector.jobs.runtime import build_dispatcher
 from connector.logging import configure_logging, get_logger, register_secret
@@ -115,6 +115,7 @@ def main(argv: Sequence[str] = ()) -> int:
         print(f"connector: CONNECTOR_STATE_DIR: cannot use the expiry sweeper's state: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     runtime = AgentRuntime(config, dispatcher, sweeper=sweeper, sweep_interval=config.expiry_sweep_seconds)
+    limit_malloc_arenas()  # before the job and sync threads start
     freeze_startup_heap()
     try:
         code = asyncio.run(_serve(runtime))
